@@ -1,0 +1,88 @@
+"""Inference backends: onnxruntime and LiteRT behind one small protocol.
+
+A backend turns a bundle's model file into a :class:`Session` whose ``run`` takes and
+returns float32 arrays keyed by the manifest's tensor names, whatever the file's
+precision (INT8 TFLite inputs are quantised and outputs dequantised inside).
+
+To add a backend: one new module with a class implementing :class:`Backend`, plus one
+line in :data:`BACKENDS`.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from edgemer.bundle import Bundle, TensorSpec
+from edgemer.errors import BackendUnavailableError, InputShapeError
+
+
+class Session(Protocol):
+    """A loaded model ready to run."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    description: str
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one inference; ``feeds`` maps input name -> float32 array of the manifest shape."""
+        ...
+
+
+class Backend(Protocol):
+    name: str
+    file_format: str
+
+    def open(self, bundle: Bundle, precision: str, threads: int, providers: Sequence[str] | None = None) -> Session:
+        ...
+
+
+def _onnxruntime():
+    from edgemer.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend()
+
+
+def _litert():
+    from edgemer.backends.litert_backend import LiteRTBackend
+
+    return LiteRTBackend()
+
+
+BACKENDS = {"onnxruntime": _onnxruntime, "litert": _litert}
+"""Backend name -> factory. Factories import their runtime lazily."""
+
+
+def get_backend(name: str) -> Backend:
+    try:
+        factory = BACKENDS[name]
+    except KeyError:
+        raise BackendUnavailableError(f"Unknown backend '{name}'; choose one of {sorted(BACKENDS)}") from None
+    return factory()
+
+
+def open_session(bundle: Bundle, backend: str = "onnxruntime", precision: str = "int8", threads: int = 1,
+                 providers: Sequence[str] | None = None) -> Session:
+    """Open the bundle's model for ``backend`` at ``precision`` (``int8`` or ``fp32``) with ``threads`` threads."""
+    if threads < 1:
+        raise BackendUnavailableError(f"threads must be >= 1, got {threads}")
+    return get_backend(backend).open(bundle, precision, threads, providers)
+
+
+def check_feeds(feeds: Mapping[str, np.ndarray], specs: Sequence[TensorSpec], model: str) -> dict[str, np.ndarray]:
+    """Validate feeds against the manifest's input specs; return them as contiguous float32."""
+    out = {}
+    for spec in specs:
+        if spec.name not in feeds:
+            raise InputShapeError(f"{model}: missing input '{spec.name}' (expects {[s.name for s in specs]})")
+        arr = np.asarray(feeds[spec.name])
+        if arr.shape != spec.shape:
+            raise InputShapeError(f"{model}: input '{spec.name}' has shape {arr.shape}, the model expects "
+                                  f"{spec.shape}; check the window length and sample rates against the manifest")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise InputShapeError(f"{model}: input '{spec.name}' has dtype {arr.dtype}, expected float32")
+        if not np.all(np.isfinite(arr)):
+            raise InputShapeError(f"{model}: input '{spec.name}' holds NaN or infinite values; "
+                                  f"the front-end must fill or reject gaps before inference")
+        out[spec.name] = np.ascontiguousarray(arr, dtype=np.float32)
+    return out

@@ -1,0 +1,82 @@
+"""One exception hierarchy for edgemer.
+
+Every message says what was wrong, where (file, stream, port) and what to do.
+Catch :class:`EdgemerError` to handle anything edgemer raises on purpose.
+"""
+from __future__ import annotations
+
+
+class EdgemerError(Exception):
+    """Base class of every error edgemer raises on purpose."""
+
+
+class MissingExtraError(EdgemerError, ImportError):
+    """An optional dependency is not installed; the message names the extra."""
+
+    def __init__(self, extra: str, module: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the Python module '{module}', which is not installed. "
+            f"Install it with: pip install 'edgemer[{extra}]'"
+        )
+        self.extra = extra
+        self.module = module
+
+
+class BundleError(EdgemerError):
+    """A bundle folder cannot be used (missing, corrupt, wrong schema)."""
+
+
+class BundleNotFoundError(BundleError, FileNotFoundError):
+    """No bundle at the given path and no shipped bundle of that name."""
+
+
+class ManifestError(BundleError):
+    """manifest.json is missing, unreadable or lacks a required field."""
+
+
+class SchemaVersionError(ManifestError):
+    """The manifest was written for another bundle schema version."""
+
+
+class IntegrityError(BundleError):
+    """A bundle file is missing, truncated or its sha256 does not match the manifest."""
+
+
+class ModelLoadError(BundleError):
+    """The inference runtime refused to load a model file."""
+
+
+class BackendUnavailableError(EdgemerError):
+    """The requested backend (or execution provider / precision) cannot run here."""
+
+
+class InputError(EdgemerError, ValueError):
+    """Data handed to a model or front-end does not match what the manifest says."""
+
+
+class InputShapeError(InputError):
+    """An input array has the wrong shape or dtype for the model."""
+
+
+class SampleRateError(InputError):
+    """A stream's sample rate differs from the rate the bundle was trained on."""
+
+
+class SourceError(EdgemerError):
+    """A sensor source failed to open or stopped delivering data."""
+
+
+class DatasetError(EdgemerError):
+    """A data set folder or file is missing, unreadable or malformed."""
+
+
+class UnsafePickleError(DatasetError):
+    """A pickle asked for a global outside the allow-list; nothing in it was executed."""
+
+
+class ExportError(EdgemerError):
+    """Training, conversion, quantisation or verification of a bundle failed."""
+
+
+class ConfigError(EdgemerError, ValueError):
+    """A configuration value is out of range; the message names the field."""

@@ -1,0 +1,51 @@
+"""Front-ends turn a :class:`~edgemer.types.Window` of raw streams into model inputs,
+and model outputs into a :class:`~edgemer.types.ModalityEstimate`.
+
+Every parameter comes from the bundle manifest's ``front_end`` section; the runtime
+never guesses one. A new modality is one new module implementing :class:`FrontEnd`
+plus one line in :data:`FRONT_ENDS`.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+from edgemer.bundle import Manifest
+from edgemer.errors import ManifestError
+from edgemer.types import ModalityEstimate, StreamSpec, Window
+
+
+class FrontEnd(Protocol):
+    modality: str
+    streams: tuple[StreamSpec, ...]
+    window_s: float
+    hop_s: float
+    min_coverage: float
+
+    def prepare(self, window: Window) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Model feeds (input name -> float32 array) and an info dict of what was done."""
+        ...
+
+    def interpret(self, outputs: Mapping[str, np.ndarray], t_end: float, inference_s: float,
+                  bundle: str) -> ModalityEstimate:
+        """Turn raw model outputs into probabilities and physical quantities."""
+        ...
+
+
+def _wrist(manifest: Manifest) -> FrontEnd:
+    from edgemer.frontends.physio import WristFrontEnd
+
+    return WristFrontEnd.from_manifest(manifest)
+
+
+FRONT_ENDS = {"wrist_physio": _wrist}
+"""manifest ``front_end.type`` -> factory."""
+
+
+def create_front_end(manifest: Manifest) -> FrontEnd:
+    kind = manifest.front_end.get("type")
+    if kind not in FRONT_ENDS:
+        raise ManifestError(f"bundle '{manifest.name}': unknown front_end.type {kind!r} "
+                            f"(this edgemer knows {sorted(FRONT_ENDS)}); upgrade edgemer or re-export the bundle")
+    return FRONT_ENDS[kind](manifest)
