@@ -125,6 +125,7 @@ class ModalityEstimate:
     valence: float | None = None
     confidence: float = 1.0
     inference_s: float = 0.0
+    frontend_s: float = 0.0
     extras: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -135,6 +136,7 @@ class Estimate:
     Attributes
     ----------
     t: pipeline-clock time the estimate describes (end of the window), seconds.
+    elapsed_s: stream seconds from the pipeline's start to ``t``.
     stress_probability: fused probability of stress, 0..1, or None if no modality was available.
     arousal, valence: fused dimensional estimates in [-1, 1] where a bundle provides them.
     probabilities: fused class label -> probability.
@@ -143,11 +145,15 @@ class Estimate:
     available: modality -> whether it contributed to this estimate.
     contributions: modality -> fusion weight (sums to 1 over available modalities).
     latency_s: wall seconds from the arrival of the newest sample in the window to this estimate.
-    processing_s: wall seconds spent cutting windows, front-ends, inference and fusion.
+    processing_s: wall seconds spent cutting windows, front-ends, inference, fusion and sinks.
     inference_s: wall seconds spent inside the inference backends.
+    frontend_s: wall seconds spent in front-ends (feature extraction).
+    reference: ground-truth condition from a simulated or replayed source's ``condition``
+        stream (most frequent in the window), None for live data.
     """
 
     t: float
+    elapsed_s: float
     stress_probability: float | None
     arousal: float | None
     valence: float | None
@@ -159,6 +165,8 @@ class Estimate:
     latency_s: float
     processing_s: float
     inference_s: float
+    frontend_s: float = 0.0
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (numpy values become lists and floats)."""

@@ -27,8 +27,7 @@ class FrontEnd(Protocol):
         """Model feeds (input name -> float32 array) and an info dict of what was done."""
         ...
 
-    def interpret(self, outputs: Mapping[str, np.ndarray], t_end: float, inference_s: float,
-                  bundle: str) -> ModalityEstimate:
+    def interpret(self, outputs: Mapping[str, np.ndarray], t_end: float, bundle: str) -> ModalityEstimate:
         """Turn raw model outputs into probabilities and physical quantities."""
         ...
 

@@ -232,8 +232,7 @@ class WristFrontEnd:
         feats, info = wrist_features(window.streams, self.config.window_s)
         return {self.input_name: self.normalise(feats)[None]}, info
 
-    def interpret(self, outputs: Mapping[str, np.ndarray], t_end: float, inference_s: float,
-                  bundle: str) -> ModalityEstimate:
+    def interpret(self, outputs: Mapping[str, np.ndarray], t_end: float, bundle: str) -> ModalityEstimate:
         probs = softmax(np.asarray(outputs["class_logits"], np.float64).reshape(-1))
         probabilities = {lab: float(p) for lab, p in zip(self.labels, probs)}
         stress = probabilities.get("stress", 0.0)
@@ -250,4 +249,4 @@ class WristFrontEnd:
         confidence = float(probs.max())
         return ModalityEstimate(modality=self.modality, bundle=bundle, t_end=t_end, probabilities=probabilities,
                                 stress_probability=stress, arousal=float(arousal), valence=float(valence),
-                                confidence=confidence, inference_s=inference_s, extras=extras)
+                                confidence=confidence, extras=extras)

@@ -1,0 +1,127 @@
+"""Sensor sources: each runs its own reader thread and emits Chunks.
+
+A source declares its streams (:class:`~edgemer.types.StreamSpec`), whether it is
+``live`` (bound to real time) and the ``speed`` at which it plays, and is a context
+manager. The pipeline starts it with the shared clock and a non-blocking ``emit``.
+
+Shipped sources: :class:`SimulatedWearable` (``simulated``) and :class:`WesadReplay`
+(``replay:DIR``). To add one: a new module with a :class:`ThreadedSource` subclass
+and one branch in :func:`source_from_spec`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Protocol
+
+from edgemer.clock import PipelineClock
+from edgemer.errors import ConfigError, SourceError
+from edgemer.types import Chunk, StreamSpec
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Chunk], None]
+
+
+class Source(Protocol):
+    name: str
+    streams: tuple[StreamSpec, ...]
+    live: bool
+    speed: float
+
+    def start(self, clock: PipelineClock, emit: Emit) -> None: ...
+
+    def stop(self) -> None: ...
+
+    @property
+    def finished(self) -> bool:
+        """True once a finite source has emitted everything (or failed)."""
+        ...
+
+    @property
+    def error(self) -> BaseException | None: ...
+
+
+class ThreadedSource:
+    """Base class: runs :meth:`_run` in a daemon thread between ``start`` and ``stop``.
+
+    Subclasses implement ``_run(clock, emit, stop_event)``, which returns when the data
+    ends or ``stop_event`` is set. An exception in the thread is kept in ``error``
+    (and logged) instead of being lost; the pipeline re-raises it.
+    """
+
+    name = "source"
+    streams: tuple[StreamSpec, ...] = ()
+    live = False
+
+    def __init__(self, speed: float = 1.0) -> None:
+        if not speed > 0:
+            raise ConfigError(f"{type(self).__name__}.speed must be > 0, got {speed!r}")
+        self.speed = float(speed)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self.error: BaseException | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set()
+
+    def start(self, clock: PipelineClock, emit: Emit) -> None:
+        if self._thread is not None:
+            raise SourceError(f"source '{self.name}' was already started; create a new one")
+
+        def body() -> None:
+            try:
+                self._run(clock, emit, self._stop)
+            except BaseException as exc:  # kept and re-raised by the pipeline
+                self.error = exc
+                log.error("source '%s' stopped: %s", self.name, exc)
+            finally:
+                self._done.set()
+
+        self._thread = threading.Thread(target=body, name=f"edgemer-source-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = None, seed: int = 0) -> Source:
+    """Build a source from a command-line spec: ``simulated`` or ``replay:PATH[:SUBJECT]``.
+
+    ``replay:`` takes a WESAD-layout folder (first subject, or the one named, e.g.
+    ``replay:data/WESAD:S5``) or one subject pickle.
+    """
+    if spec == "simulated":
+        from edgemer.sources.simulated import SimulatedWearable
+
+        return SimulatedWearable(speed=speed, duration_s=duration_s, seed=seed)
+    if spec.startswith("replay:"):
+        from edgemer.sources.wesad_replay import WesadReplay
+
+        target = spec[len("replay:"):]
+        subject = None
+        head, sep, tail = target.rpartition(":")
+        if sep and tail.startswith("S") and tail[1:].isdigit():
+            target, subject = head, tail
+        return WesadReplay(target, subject=subject, speed=speed, duration_s=duration_s)
+    raise ConfigError(f"unknown source '{spec}'; use 'simulated' or 'replay:PATH' (a WESAD-layout folder "
+                      f"or subject .pkl)")
+
+
+from edgemer.sources.simulated import SimulatedWearable  # noqa: E402
+from edgemer.sources.wesad_replay import WesadReplay  # noqa: E402
+
+__all__ = ["Emit", "SimulatedWearable", "Source", "ThreadedSource", "WesadReplay", "source_from_spec"]

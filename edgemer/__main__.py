@@ -1,0 +1,5 @@
+import sys
+
+from edgemer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,239 @@
+"""The ``edgemer`` command line.
+
+Runtime commands (``demo``, ``run``, ``info``, ``bench``) need only the core install;
+host commands (``data``, ``export``) import the ``[export]`` extra when they run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import statistics
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from edgemer.errors import EdgemerError
+
+REAL_DATA_HINT = "edgemer export physio --wesad /path/to/WESAD --out my-physio-bundle"
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="stream seconds per wall second for simulated/replayed sources (default 1 = real time)")
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                   help="stream seconds to run (default: until Ctrl-C, or the end of a replay)")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE.jsonl",
+                   help="also write every estimate as one JSON object per line")
+    p.add_argument("--backend", choices=("onnxruntime", "litert"), default="onnxruntime",
+                   help="inference runtime (litert needs: pip install 'edgemer[tflite]')")
+    p.add_argument("--precision", choices=("int8", "fp32"), default="int8", help="model precision (default int8)")
+    p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
+    p.add_argument("--providers", default=None,
+                   help="onnxruntime execution providers, comma-separated: cpu, cuda, tensorrt (default cpu)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated wearable (default 0)")
+    p.add_argument("--quiet", action="store_true", help="print no per-estimate lines (summary only)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgemer import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="edgemer",
+        description="On-device multimodal emotion and stress recognition for wearables and edge boards.",
+        epilog="Run 'edgemer COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"edgemer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="simulated wrist wearable -> shipped physiology bundle, live in the terminal",
+                          description="Stream a simulated wrist wearable (EDA 4 Hz, BVP 64 Hz, TEMP 4 Hz, ACC 32 Hz) "
+                                      "through the runtime and the shipped physio-demo bundle (INT8). "
+                                      "No hardware, no downloads.")
+    _add_run_options(demo)
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run a bundle on a source",
+                         description="Run a bundle on a sensor source and print estimates.")
+    run.add_argument("--bundle", required=True, help="bundle folder or shipped bundle name (see 'edgemer info')")
+    run.add_argument("--source", default="simulated",
+                     help="'simulated' or 'replay:PATH[:SUBJECT]' (WESAD-layout folder or subject .pkl)")
+    _add_run_options(run)
+    run.set_defaults(func=cmd_run)
+
+    info = sub.add_parser("info", help="verify and describe a bundle, or list shipped bundles",
+                          description="With a bundle: verify its files (sha256, sizes, schema) and describe it. "
+                                      "Without: list the bundles shipped in the package.")
+    info.add_argument("bundle", nargs="?", help="bundle folder or shipped bundle name")
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    info.set_defaults(func=cmd_info)
+
+    from edgemer.benchmarks.commands import configure_bench, run_bench
+
+    bench = sub.add_parser("bench", help="latency, memory and INT8-vs-FP32 benchmarks",
+                           description="Benchmark a bundle's model files per backend, precision and thread count "
+                                       "(each cell in a fresh process), or the whole pipeline with --pipeline.")
+    configure_bench(bench)
+    bench.set_defaults(func=run_bench)
+
+    from edgemer.export.commands import (configure_export_physio, configure_synth_wesad, run_export_physio,
+                                         run_synth_wesad)
+
+    data = sub.add_parser("data", help="make data sets (host side)")
+    data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    synth = data_sub.add_parser("synth-wesad", help="write a synthetic data set in the WESAD layout",
+                                description="Write synthetic subjects in the WESAD layout (DIR/S2/S2.pkl ...) from "
+                                            "the EDA dynamics ODE with known parameters (DIR/truth.json).")
+    configure_synth_wesad(synth)
+    synth.set_defaults(func=run_synth_wesad)
+
+    export = sub.add_parser("export", help="train/convert models into INT8 bundles (host side, needs [export])")
+    export_sub = export.add_subparsers(dest="export_command", metavar="EXPORT_COMMAND", required=True)
+    physio = export_sub.add_parser("physio", help="train the multi-task PINN on a WESAD folder and write a bundle",
+                                   description="Train the physiology multi-task PINN on a WESAD-layout folder and "
+                                               "write a bundle: FP32 ONNX, INT8 ONNX, INT8 TFLite, manifest, "
+                                               "verification report.")
+    configure_export_physio(physio)
+    physio.set_defaults(func=run_export_physio)
+    return parser
+
+
+def _source_and_config(args: argparse.Namespace, source_spec: str):
+    from edgemer.pipeline import PipelineConfig
+    from edgemer.sources import source_from_spec
+
+    providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
+    config = PipelineConfig(backend=args.backend, precision=args.precision, threads=args.threads, providers=providers)
+    source = source_from_spec(source_spec, speed=args.speed, duration_s=args.duration, seed=args.seed)
+    return source, config
+
+
+def _run_pipeline(bundle_ref: str, source_spec: str, args: argparse.Namespace) -> int:
+    from edgemer.bundle import load_bundle
+    from edgemer.pipeline import Pipeline
+    from edgemer.sinks import JsonlSink, TerminalSink
+
+    bundle = load_bundle(bundle_ref)
+    source, config = _source_and_config(args, source_spec)
+    fe_window = float(bundle.manifest.front_end.get("window_s", 0))
+    print(f"edgemer: {source.name} -> {bundle.name} [{config.backend} {config.precision}, "
+          f"{config.threads} thread(s)], speed x{args.speed:g}")
+    if bundle.manifest.trained_on_synthetic_data:
+        print(f"NOTE: bundle '{bundle.name}' was trained on SYNTHETIC data; its estimates show the pipeline working, "
+              f"not validated stress detection. Train on real WESAD with: {REAL_DATA_HINT}")
+    print(f"First estimate after {fe_window:g} s of stream time ({fe_window / args.speed:.1f} s wall), then one "
+          f"every {bundle.manifest.front_end.get('hop_s')} s. Ctrl-C stops.", flush=True)
+    sinks = [] if args.quiet else [TerminalSink()]
+    if args.out is not None:
+        sinks.append(JsonlSink(args.out))
+    latencies = []
+    interrupted = False
+    pipe = Pipeline([source], [bundle], config=config, sinks=sinks)
+    try:
+        with pipe:
+            for est in pipe:
+                latencies.append(est.latency_s)
+    except KeyboardInterrupt:
+        interrupted = True
+    stats = pipe.stats()
+    dropped = sum(s["dropped_samples"] for s in stats["streams"].values())
+    nans = sum(s["nan_samples"] for s in stats["streams"].values())
+    skipped = sum(b["skipped_windows"] for b in stats["bundles"].values())
+    median_ms = statistics.median(latencies) * 1000 if latencies else float("nan")
+    print(f"{'stopped' if interrupted else 'done'}: {stats['estimates']} estimates, median latency {median_ms:.1f} ms, "
+          f"{skipped} windows skipped, {nans} NaN samples, {dropped} samples dropped"
+          + (f"; estimates written to {args.out}" if args.out else ""))
+    return 130 if interrupted else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _run_pipeline("physio-demo", "simulated", args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_pipeline(args.bundle, args.source, args)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from edgemer.bundle import list_shipped_bundles, load_bundle
+
+    if args.bundle is None:
+        names = list_shipped_bundles()
+        if not names:
+            print("no bundles ship in this installation")
+            return 0
+        print("Shipped bundles (use the name wherever a --bundle is asked for):")
+        for name in names:
+            m = load_bundle(name, verify=False).manifest
+            tag = "trained on SYNTHETIC data" if m.trained_on_synthetic_data else "trained on real data"
+            print(f"  {name:16s} {m.modality:8s} {m.task:16s} {', '.join(m.labels)}  ({tag})")
+        return 0
+    bundle = load_bundle(args.bundle)
+    m = bundle.manifest
+    if args.json:
+        print(json.dumps(m.raw, indent=2))
+        return 0
+    print(f"bundle      {m.name}  ({bundle.path})")
+    print(f"verified    {len(m.files)} files, sha256 and sizes match the manifest (schema {m.raw['schema_version']})")
+    print(f"modality    {m.modality}, task {m.task}, labels {', '.join(m.labels)}")
+    for mf in m.models.values():
+        size = m.files[mf.file].get("bytes", 0)
+        print(f"model       {mf.file:22s} {mf.format:6s} {mf.precision:4s} {size / 1024:8.1f} KiB")
+    for t in m.inputs:
+        print(f"input       {t.name} {list(t.shape)} {t.dtype}")
+    for t in m.outputs:
+        print(f"output      {t.name} {list(t.shape)} {t.dtype}")
+    fe = m.front_end
+    streams = ", ".join(f"{k} {v['rate_hz']:g} Hz" for k, v in fe.get("streams", {}).items())
+    print(f"front-end   {fe.get('type')}: window {fe.get('window_s')} s, hop {fe.get('hop_s')} s; streams {streams}")
+    physics = m.raw.get("physics")
+    if physics:
+        print(f"physics     {physics.get('ode')}")
+        learned = ", ".join(f"{k}={physics[k]:.4g}" for k in ("alpha_0", "beta", "gamma") if k in physics)
+        print(f"            learned {learned}")
+        truth = physics.get("truth")
+        if truth:
+            print(f"            truth   " + ", ".join(f"{k}={truth[k]:.4g}" for k in ("alpha_0", "beta", "gamma")
+                                                     if k in truth))
+    ver = bundle.verification()
+    for key, row in (ver.get("comparisons") or {}).items():
+        if isinstance(row, dict) and "argmax_agreement" in row:
+            print(f"parity      {key}: argmax agreement {row['argmax_agreement'] * 100:.1f} %, "
+                  f"macro-F1 drop {row.get('macro_f1_drop_points', float('nan')):.2f} pt")
+    prov = m.provenance
+    if m.trained_on_synthetic_data:
+        print("provenance  trained on SYNTHETIC data (edgemer data synth-wesad); not a validated stress detector.")
+        print(f"            train on real WESAD: {prov.get('train_on_real_data', REAL_DATA_HINT)}")
+    else:
+        print(f"provenance  dataset {prov.get('dataset')}")
+    if prov.get("created_utc"):
+        print(f"            created {prov['created_utc']}")
+    return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="edgemer %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    # SIGTERM stops cleanly through the same path as Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return int(args.func(args) or 0)
+    except EdgemerError as exc:
+        print(f"edgemer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
