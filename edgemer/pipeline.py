@@ -329,7 +329,8 @@ class Pipeline:
             modalities={m: e for m, e in latest.items() if e is not None and fused.available.get(m)},
             available=fused.available, contributions=fused.contributions,
             latency_s=max(0.0, now - last_arrival) if last_arrival else 0.0,
-            processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, reference=self._reference(t))
+            processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, reference=self._reference(t),
+            sources={src.name: h for src in self.sources if (h := src.health())})
         for sink in self.sinks:
             sink.write(estimate)
         estimate = dataclasses.replace(estimate, processing_s=time.perf_counter() - started)

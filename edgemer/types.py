@@ -150,6 +150,8 @@ class Estimate:
     frontend_s: wall seconds spent in front-ends (feature extraction).
     reference: ground-truth condition from a simulated or replayed source's ``condition``
         stream (most frequent in the window), None for live data.
+    sources: source name -> health counters of sources that report them (e.g. a serial
+        link's CRC failures, gaps, drift), as of this estimate.
     """
 
     t: float
@@ -167,6 +169,7 @@ class Estimate:
     inference_s: float
     frontend_s: float = 0.0
     reference: str | None = None
+    sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (numpy values become lists and floats)."""

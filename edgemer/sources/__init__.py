@@ -41,6 +41,10 @@ class Source(Protocol):
     @property
     def error(self) -> BaseException | None: ...
 
+    def health(self) -> dict:
+        """Counters describing the link (empty when the source has none to report)."""
+        ...
+
 
 class ThreadedSource:
     """Base class: runs :meth:`_run` in a daemon thread between ``start`` and ``stop``.
@@ -66,6 +70,10 @@ class ThreadedSource:
     @property
     def finished(self) -> bool:
         return self._done.is_set()
+
+    def health(self) -> dict:
+        """Link counters; sources with a physical link override this."""
+        return {}
 
     def start(self, clock: PipelineClock, emit: Emit) -> None:
         if self._thread is not None:
