@@ -6,7 +6,7 @@ Feature channels (rows of the ``[4, window_s * 4]`` matrix, before normalisation
 channel     unit   how
 ==========  =====  ====================================================================
 eda         µS     the 4 Hz EDA stream
-hr          bpm    BVP band-passed 0.7-3.5 Hz, systolic peaks, beat-to-beat rate
+hr          bpm    BVP band-passed 0.7-3.0 Hz, systolic peaks, beat-to-beat rate
                    interpolated onto the 4 Hz grid
 temp        °C     the 4 Hz skin-temperature stream
 motion      g      per 0.25 s block, standard deviation of each ACC axis, averaged
@@ -19,6 +19,7 @@ standardised units; :meth:`WristFrontEnd.interpret` turns them back into µS.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
@@ -123,9 +124,19 @@ def fill_gaps(x: np.ndarray) -> tuple[np.ndarray, int]:
     return out, n_bad
 
 
+@lru_cache(maxsize=8)
+def _pulse_band_filter(rate_hz: float) -> np.ndarray:
+    """Second-order Butterworth band-pass (as second-order sections), 0.7-3.0 Hz (42-180 bpm)."""
+    return signal.butter(2, [0.7, 3.0], btype="bandpass", fs=rate_hz, output="sos")
+
+
 def heart_rate_from_bvp(bvp: np.ndarray, rate_hz: float, n_out: int, out_rate_hz: float = FEATURE_RATE_HZ
                         ) -> tuple[np.ndarray, int]:
     """Heart rate in bpm on a ``out_rate_hz`` grid of ``n_out`` samples from a BVP segment.
+
+    The band-pass is causal (one pass, started in steady state on the first sample): it
+    delays every beat alike, so beat-to-beat intervals are unchanged, at a fifth of the
+    cost of a zero-phase filter.
 
     Parameters
     ----------
@@ -133,12 +144,13 @@ def heart_rate_from_bvp(bvp: np.ndarray, rate_hz: float, n_out: int, out_rate_hz
 
     Returns ``(hr_bpm [n_out], n_beats)``; all-NaN when fewer than two beats are found.
     """
-    sos = signal.butter(2, [0.7, 3.5], btype="bandpass", fs=rate_hz, output="sos")
-    filtered = signal.sosfiltfilt(sos, bvp)
+    sos = _pulse_band_filter(float(rate_hz))
+    zi = signal.sosfilt_zi(sos) * bvp[0]
+    filtered, _ = signal.sosfilt(sos, bvp, zi=zi)
     spread = float(np.std(filtered))
     if spread == 0.0:
         return np.full(n_out, np.nan), 0
-    peaks, _ = signal.find_peaks(filtered, distance=max(1, int(0.3 * rate_hz)), prominence=0.3 * spread)
+    peaks, _ = signal.find_peaks(filtered, distance=max(1, int(0.3 * rate_hz)), prominence=spread)
     if peaks.size < 2:
         return np.full(n_out, np.nan), int(peaks.size)
     beat_t = peaks / rate_hz
