@@ -3,8 +3,10 @@
 Each available modality contributes with weight ``modality_weight * confidence``; a
 modality that is missing, or whose latest estimate is older than ``stale_s``, counts
 as unavailable, lowers the fused confidence and is named in the estimate, but never
-stops output. The fused stress probability can be smoothed with an exponential moving
-average (``smoothing="ema"``).
+stops output. The fused stress probability can be smoothed over time with an
+exponential moving average (``smoothing="ema"``) or a two-state hidden Markov model
+(``smoothing="hmm"``: calm/stress, forward filtering, each hop's fused probability
+taken as the evidence).
 """
 from __future__ import annotations
 
@@ -18,19 +20,24 @@ from edgemer.types import ModalityEstimate
 @dataclass(frozen=True)
 class FusionConfig:
     """weights: modality -> prior weight (default 1 each). stale_s: age in stream seconds
-    after which a modality's last estimate counts as missing. smoothing: ``"none"`` or
-    ``"ema"``; ema_alpha: weight of the newest value, 0 < alpha <= 1."""
+    after which a modality's last estimate counts as missing. smoothing: ``"none"``,
+    ``"ema"`` or ``"hmm"``; ema_alpha: weight of the newest value, 0 < alpha <= 1;
+    hmm_stay: probability that the state (calm / stress) stays the same from one hop to
+    the next, 0.5 <= hmm_stay < 1 (higher = smoother, slower to switch)."""
 
     weights: Mapping[str, float] = field(default_factory=dict)
     stale_s: float = 30.0
     smoothing: str = "ema"
     ema_alpha: float = 0.5
+    hmm_stay: float = 0.9
 
     def __post_init__(self) -> None:
         if self.stale_s <= 0:
             raise ConfigError(f"FusionConfig.stale_s must be > 0 s, got {self.stale_s}")
-        if self.smoothing not in ("none", "ema"):
-            raise ConfigError(f"FusionConfig.smoothing must be 'none' or 'ema', got {self.smoothing!r}")
+        if self.smoothing not in ("none", "ema", "hmm"):
+            raise ConfigError(f"FusionConfig.smoothing must be 'none', 'ema' or 'hmm', got {self.smoothing!r}")
+        if not 0.5 <= self.hmm_stay < 1:
+            raise ConfigError(f"FusionConfig.hmm_stay must be in [0.5, 1), got {self.hmm_stay}")
         if not 0 < self.ema_alpha <= 1:
             raise ConfigError(f"FusionConfig.ema_alpha must be in (0, 1], got {self.ema_alpha}")
         for k, w in self.weights.items():
@@ -49,6 +56,19 @@ class FusedState:
     contributions: dict[str, float]
 
 
+def hmm_step(prior_stress: float, evidence: float, stay: float) -> float:
+    """One forward step of a two-state (calm, stress) HMM.
+
+    ``prior_stress`` is P(stress) after the previous hop, ``evidence`` this hop's fused
+    stress probability (used as the likelihood ratio stress : calm), ``stay`` the
+    probability of keeping the state between hops. Returns the posterior P(stress).
+    """
+    predicted = prior_stress * stay + (1 - prior_stress) * (1 - stay)
+    e = min(max(evidence, 1e-6), 1 - 1e-6)
+    num = predicted * e
+    return num / (num + (1 - predicted) * (1 - e))
+
+
 class LateFusion:
     """Fuses the latest estimate of each expected modality at time ``t``."""
 
@@ -56,6 +76,18 @@ class LateFusion:
         self.modalities = modalities
         self.config = config
         self._smoothed: float | None = None
+
+    def _smooth(self, stress: float) -> float:
+        mode = self.config.smoothing
+        if mode == "ema":
+            a = self.config.ema_alpha
+            self._smoothed = stress if self._smoothed is None else a * stress + (1 - a) * self._smoothed
+        elif mode == "hmm":
+            prior = 0.5 if self._smoothed is None else self._smoothed
+            self._smoothed = hmm_step(prior, stress, self.config.hmm_stay)
+        else:
+            return stress
+        return self._smoothed
 
     def _weight(self, modality: str) -> float:
         return float(self.config.weights.get(modality, 1.0))
@@ -86,10 +118,7 @@ class LateFusion:
             wsum = sum(w for w, _ in pairs)
             return sum(w * v for w, v in pairs) / wsum if wsum > 0 else None
 
-        if self.config.smoothing == "ema":
-            a = self.config.ema_alpha
-            self._smoothed = stress if self._smoothed is None else a * stress + (1 - a) * self._smoothed
-            stress = self._smoothed
+        stress = self._smooth(stress)
         coverage = sum(self._weight(m) for m in raw_w) / total_prior
         mean_conf = sum(contributions[e.modality] * e.confidence for e in used)
         return FusedState(float(stress), dimension("arousal"), dimension("valence"), probabilities,
