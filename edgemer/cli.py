@@ -33,6 +33,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--providers", default=None,
                    help="onnxruntime execution providers, comma-separated: cpu, cuda, tensorrt (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated wearable (default 0)")
+    p.add_argument("--record", type=Path, default=None, metavar="FOLDER",
+                   help="record the raw sensor chunks (never audio/video) to FOLDER; replay with "
+                        "--source replay:FOLDER")
     p.add_argument("--quiet", action="store_true", help="print no per-estimate lines (summary only)")
 
 
@@ -129,7 +132,7 @@ def _run_pipeline(bundle_ref: str, source_spec: str, args: argparse.Namespace) -
         sinks.append(JsonlSink(args.out))
     latencies = []
     interrupted = False
-    pipe = Pipeline([source], [bundle], config=config, sinks=sinks)
+    pipe = Pipeline([source], [bundle], config=config, sinks=sinks, record=args.record)
     try:
         with pipe:
             for est in pipe:
@@ -143,7 +146,8 @@ def _run_pipeline(bundle_ref: str, source_spec: str, args: argparse.Namespace) -
     median_ms = statistics.median(latencies) * 1000 if latencies else float("nan")
     print(f"{'stopped' if interrupted else 'done'}: {stats['estimates']} estimates, median latency {median_ms:.1f} ms, "
           f"{skipped} windows skipped, {nans} NaN samples, {dropped} samples dropped"
-          + (f"; estimates written to {args.out}" if args.out else ""))
+          + (f"; estimates written to {args.out}" if args.out else "")
+          + (f"; raw chunks recorded in {args.record}" if args.record else ""))
     return 130 if interrupted else 0
 
 

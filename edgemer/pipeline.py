@@ -111,6 +111,9 @@ class Pipeline:
     config: backend, precision, threads, fusion.
     sinks: objects with ``write(estimate)`` / ``close()``; closed when the pipeline stops.
     callback: shorthand for a :class:`~edgemer.sinks.CallbackSink`.
+    record: folder to record every raw chunk into (see :mod:`edgemer.recorder`);
+        replay it with ``RecordingReplay`` or ``--source replay:FOLDER``.
+    record_media: media streams (raw audio/video) to record too; none by default.
 
     Use as a context manager; iterate to receive estimates, or rely on sinks and call
     :meth:`wait`. Iteration ends when every source has finished.
@@ -118,7 +121,8 @@ class Pipeline:
 
     def __init__(self, sources: Sequence[Source], bundles: Sequence[str | Path | Bundle],
                  config: PipelineConfig = PipelineConfig(), sinks: Sequence[Sink] = (),
-                 callback: Callable[[Estimate], None] | None = None) -> None:
+                 callback: Callable[[Estimate], None] | None = None, record: str | Path | None = None,
+                 record_media: Sequence[str] = ()) -> None:
         if not sources:
             raise ConfigError("Pipeline needs at least one source")
         if not bundles:
@@ -135,6 +139,11 @@ class Pipeline:
         loaded = [b if isinstance(b, Bundle) else load_bundle(b) for b in bundles]
         self.runners = [ModelRunner(b, config) for b in loaded]
         self.buffers = self._make_buffers()
+        self.recorder = None
+        if record is not None:
+            from edgemer.recorder import Recorder
+
+            self.recorder = Recorder(record, [spec for src in self.sources for spec in src.streams], record_media)
         self.hop_s = min(r.front_end.hop_s for r in self.runners)
         self.longest_window_s = max(r.front_end.window_s for r in self.runners)
         self.fusion = LateFusion(tuple(dict.fromkeys(r.modality for r in self.runners)), config.fusion)
@@ -182,6 +191,8 @@ class Pipeline:
         if self._worker is not None:
             raise ConfigError("this Pipeline was already started; create a new one")
         self.clock = PipelineClock(self.speed)
+        if self.recorder is not None:
+            self.recorder.start(self.clock)
         self._worker = threading.Thread(target=self._work, name="edgemer-pipeline", daemon=True)
         try:
             for src in self.sources:
@@ -200,6 +211,8 @@ class Pipeline:
             self._data.notify_all()
         if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout_s)
+        if self.recorder is not None:
+            self.recorder.close()
         for sink in self.sinks:
             try:
                 sink.close()
@@ -245,6 +258,8 @@ class Pipeline:
         buf = self.buffers.get(chunk.stream)
         if buf is None:
             return
+        if self.recorder is not None:
+            self.recorder.write(chunk)
         buf.push(chunk)
         with self._data:
             self._data.notify_all()

@@ -33,12 +33,15 @@ class StreamSpec:
     rate_hz: nominal sample rate in Hz.
     channels: number of channels (columns of ``Chunk.samples``).
     unit: physical unit of the samples, e.g. ``"uS"``, ``"degC"``, ``"g/64"``.
+    media: True for raw audio or video, which privacy rules keep out of recordings and
+        sinks unless the user asks explicitly.
     """
 
     name: str
     rate_hz: float
     channels: int = 1
     unit: str = ""
+    media: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:

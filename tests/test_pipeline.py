@@ -10,6 +10,7 @@ from edgemer.errors import ConfigError, SampleRateError
 from edgemer.fusion import FusionConfig
 from edgemer.simulate import WRIST_STREAMS
 from edgemer.sinks import JsonlSink
+from edgemer.recorder import RecordingReplay
 from edgemer.sources import SimulatedWearable, ThreadedSource, WesadReplay
 from edgemer.types import Chunk, StreamSpec
 
@@ -119,3 +120,29 @@ def test_wesad_replay_runs_through_the_same_pipeline(small_wesad):
     pipe, est = _run(WesadReplay(small_wesad, subject="S3", speed=1000))
     assert len(est) == 37  # 240 s recording: windows ending at 60, 65, ..., 240 s
     assert {e.reference for e in est} <= {"baseline", "stress", "amusement", "meditation", "transient"}
+
+
+def test_recording_replays_bit_exact(tmp_path):
+    rec = tmp_path / "rec"
+    seen_live, seen_replay = [], []
+
+    class Tap(SimulatedWearable):
+        def _run(self, clock, emit, stop):
+            super()._run(clock, lambda c: (seen_live.append(c), emit(c)), stop)
+
+    with Pipeline([Tap(speed=400, duration_s=70)], ["physio-demo"], record=rec) as pipe:
+        live = list(pipe)
+    replay = RecordingReplay(rec, speed=400)
+    orig_emit = replay._run
+
+    def tapped(clock, emit, stop):
+        orig_emit(clock, lambda c: (seen_replay.append(c), emit(c)), stop)
+
+    replay._run = tapped
+    with Pipeline([replay], ["physio-demo"]) as pipe:
+        again = list(pipe)
+    assert len(seen_live) == len(seen_replay) == 70 * 5
+    for a, b in zip(seen_live, seen_replay):
+        assert a.stream == b.stream and a.seq == b.seq and a.samples.tobytes() == b.samples.tobytes()
+        assert abs((a.t0 - seen_live[0].t0) - (b.t0 - seen_replay[0].t0)) < 1e-9
+    assert [e.probabilities for e in live] == [e.probabilities for e in again]

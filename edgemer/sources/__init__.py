@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 from typing import Callable, Protocol
 
 from edgemer.clock import PipelineClock
@@ -109,8 +110,9 @@ class ThreadedSource:
 def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = None, seed: int = 0) -> Source:
     """Build a source from a command-line spec: ``simulated`` or ``replay:PATH[:SUBJECT]``.
 
-    ``replay:`` takes a WESAD-layout folder (first subject, or the one named, e.g.
-    ``replay:data/WESAD:S5``) or one subject pickle.
+    ``replay:`` takes an edgemer recording folder (written with ``--record``), a
+    WESAD-layout folder (first subject, or the one named, e.g. ``replay:data/WESAD:S5``)
+    or one subject pickle.
     """
     if spec == "simulated":
         from edgemer.sources.simulated import SimulatedWearable
@@ -120,6 +122,10 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
         from edgemer.sources.wesad_replay import WesadReplay
 
         target = spec[len("replay:"):]
+        if (Path(target) / "meta.json").is_file():
+            from edgemer.recorder import RecordingReplay
+
+            return RecordingReplay(target, speed=speed)
         subject = None
         head, sep, tail = target.rpartition(":")
         if sep and tail.startswith("S") and tail[1:].isdigit():

@@ -1,0 +1,137 @@
+"""Record raw chunks to a folder and replay them bit-exact through the same pipeline.
+
+Layout of a recording folder::
+
+    REC/
+      meta.json        format version, stream specs, start time, edgemer version
+      chunks.jsonl     one line per chunk: stream, t0_s (relative to the start), n, seq,
+                       flags, arrival_s (relative), offset (sample index into the stream file)
+      <stream>.f32     the stream's samples, little-endian float32, [n_total, channels]
+
+Raw audio and video (``StreamSpec.media``) are never recorded unless named in
+``include_media``. Samples are stored as float32 exactly as the sources emitted them,
+so :class:`RecordingReplay` hands the pipeline bit-identical chunks.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from edgemer.clock import PipelineClock
+from edgemer.errors import ConfigError, DatasetError
+from edgemer.sources import Emit, ThreadedSource
+from edgemer.types import Chunk, StreamSpec
+
+FORMAT = "edgemer.recording/1"
+
+
+class Recorder:
+    """Writes chunks of the given streams into a recording folder (see module docstring).
+
+    Parameters
+    ----------
+    path: folder to create (must not exist, or be empty).
+    streams: every stream the sources provide; media streams are skipped unless named in
+        ``include_media``.
+    """
+
+    def __init__(self, path: str | Path, streams: Sequence[StreamSpec], include_media: Iterable[str] = ()) -> None:
+        self.path = Path(path)
+        if self.path.exists() and any(self.path.iterdir()):
+            raise ConfigError(f"recording folder '{self.path}' exists and is not empty; choose a new folder")
+        include = set(include_media)
+        self.specs = {s.name: s for s in streams if not s.media or s.name in include}
+        self.skipped_media = sorted(s.name for s in streams if s.media and s.name not in include)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._files = {name: open(self.path / f"{name}.f32", "wb") for name in self.specs}
+        self._offsets = {name: 0 for name in self.specs}
+        self._index = open(self.path / "chunks.jsonl", "w", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._t_start: float | None = None
+        self.chunks = 0
+
+    def start(self, clock: PipelineClock) -> None:
+        """Fix the recording's time origin (the pipeline clock's start) and write meta.json."""
+        from edgemer import __version__
+
+        self._t_start = clock.start
+        self._wall_start = clock.wall_start
+        meta = {"format": FORMAT, "edgemer": __version__, "speed": clock.speed,
+                "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "streams": [{"name": s.name, "rate_hz": s.rate_hz, "channels": s.channels, "unit": s.unit,
+                             "media": s.media} for s in self.specs.values()],
+                "skipped_media_streams": self.skipped_media}
+        (self.path / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    def write(self, chunk: Chunk) -> None:
+        """Append one chunk (called from source threads; thread-safe)."""
+        if chunk.stream not in self.specs or self._t_start is None:
+            return
+        data = np.ascontiguousarray(chunk.samples, dtype="<f4")
+        with self._lock:
+            offset = self._offsets[chunk.stream]
+            self._files[chunk.stream].write(data.tobytes())
+            self._offsets[chunk.stream] = offset + chunk.n
+            self._index.write(json.dumps({"stream": chunk.stream, "t0_s": chunk.t0 - self._t_start, "n": chunk.n,
+                                          "seq": chunk.seq, "flags": chunk.flags,
+                                          "arrival_s": chunk.arrival - self._wall_start, "offset": offset}) + "\n")
+            self.chunks += 1
+
+    def close(self) -> None:
+        with self._lock:
+            for f in self._files.values():
+                f.close()
+            self._index.close()
+
+
+class RecordingReplay(ThreadedSource):
+    """Replays a recording folder written by :class:`Recorder`, chunk for chunk.
+
+    Parameters
+    ----------
+    path: the recording folder. speed: stream seconds per wall second.
+    """
+
+    live = False
+
+    def __init__(self, path: str | Path, speed: float = 1.0) -> None:
+        super().__init__(speed)
+        self.path = Path(path)
+        try:
+            meta = json.loads((self.path / "meta.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"{self.path}: not an edgemer recording (meta.json unreadable: {exc})") from exc
+        if meta.get("format") != FORMAT:
+            raise DatasetError(f"{self.path}: recording format {meta.get('format')!r}, this edgemer reads {FORMAT}")
+        self.name = f"recording:{self.path.name}"
+        self.streams = tuple(StreamSpec(s["name"], s["rate_hz"], s["channels"], s.get("unit", ""),
+                                        s.get("media", False)) for s in meta["streams"])
+        self._data = {}
+        for spec in self.streams:
+            raw = np.fromfile(self.path / f"{spec.name}.f32", dtype="<f4")
+            if raw.size % spec.channels:
+                raise DatasetError(f"{self.path / (spec.name + '.f32')}: size is not a whole number of "
+                                   f"{spec.channels}-channel samples; the recording is truncated")
+            self._data[spec.name] = raw.reshape(-1, spec.channels)
+        with open(self.path / "chunks.jsonl", encoding="utf-8") as f:
+            self._index = [json.loads(line) for line in f if line.strip()]
+        for row in self._index:
+            if row["offset"] + row["n"] > self._data[row["stream"]].shape[0]:
+                raise DatasetError(f"{self.path}: chunk index points past the end of {row['stream']}.f32; "
+                                   f"the recording is truncated")
+
+    def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:
+        rates = {s.name: s.rate_hz for s in self.streams}
+        for row in self._index:
+            rate = rates[row["stream"]]
+            t0 = clock.start + row["t0_s"]
+            if not clock.sleep_until(t0 + row["n"] / rate, stop):
+                return
+            samples = self._data[row["stream"]][row["offset"]:row["offset"] + row["n"]]
+            emit(Chunk(row["stream"], rate, t0, samples, seq=row["seq"], flags=row["flags"],
+                       arrival=time.monotonic()))
