@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from edgemer.errors import EdgemerError
+from edgemer.errors import ConfigError, EdgemerError
 
 REAL_DATA_HINT = "edgemer export physio --wesad /path/to/WESAD --out my-physio-bundle"
 
@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a bundle on a source",
                          description="Run a bundle on a sensor source and print estimates.")
-    run.add_argument("--bundle", required=True, help="bundle folder or shipped bundle name (see 'edgemer info')")
+    run.add_argument("--bundle", help="bundle folder or shipped bundle name (see 'edgemer info')")
+    run.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
+                     help="describe sources, bundles, fusion and sinks in a TOML file (see examples/); "
+                          "then --bundle/--source/--speed/--duration/--backend come from the file")
     run.add_argument("--source", default="simulated",
                      help="'simulated' or 'replay:PATH[:SUBJECT]' (WESAD-layout folder or subject .pkl)")
     _add_run_options(run)
@@ -102,37 +105,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _source_and_config(args: argparse.Namespace, source_spec: str):
-    from edgemer.pipeline import PipelineConfig
+def _pipeline_from_args(bundle_ref: str, source_spec: str, args: argparse.Namespace):
+    from edgemer.pipeline import Pipeline, PipelineConfig
     from edgemer.sources import source_from_spec
 
     providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
     config = PipelineConfig(backend=args.backend, precision=args.precision, threads=args.threads, providers=providers)
     source = source_from_spec(source_spec, speed=args.speed, duration_s=args.duration, seed=args.seed)
-    return source, config
+    return Pipeline([source], [bundle_ref], config=config, record=args.record)
 
 
-def _run_pipeline(bundle_ref: str, source_spec: str, args: argparse.Namespace) -> int:
-    from edgemer.bundle import load_bundle
-    from edgemer.pipeline import Pipeline
+def _run_pipeline(pipe, args: argparse.Namespace) -> int:
+    """Print what runs, stream estimates to the terminal (and --out), then a summary."""
     from edgemer.sinks import JsonlSink, TerminalSink
 
-    bundle = load_bundle(bundle_ref)
-    source, config = _source_and_config(args, source_spec)
-    fe_window = float(bundle.manifest.front_end.get("window_s", 0))
-    print(f"edgemer: {source.name} -> {bundle.name} [{config.backend} {config.precision}, "
-          f"{config.threads} thread(s)], speed x{args.speed:g}")
-    if bundle.manifest.trained_on_synthetic_data:
-        print(f"NOTE: bundle '{bundle.name}' was trained on SYNTHETIC data; its estimates show the pipeline working, "
-              f"not validated stress detection. Train on real WESAD with: {REAL_DATA_HINT}")
-    print(f"First estimate after {fe_window:g} s of stream time ({fe_window / args.speed:.1f} s wall), then one "
-          f"every {bundle.manifest.front_end.get('hop_s')} s. Ctrl-C stops.", flush=True)
-    sinks = [] if args.quiet else [TerminalSink()]
+    names = ", ".join(r.bundle.name for r in pipe.runners)
+    sessions = "; ".join(r.session.description for r in pipe.runners)
+    print(f"edgemer: {', '.join(s.name for s in pipe.sources)} -> {names} [{sessions}], speed x{pipe.speed:g}")
+    for r in pipe.runners:
+        if r.bundle.manifest.trained_on_synthetic_data:
+            hint = r.bundle.manifest.provenance.get("train_on_real_data", REAL_DATA_HINT)
+            print(f"NOTE: bundle '{r.bundle.name}' was trained on SYNTHETIC data; its estimates show the pipeline "
+                  f"working, not validated emotion recognition. Train on real data with: {hint}")
+    window = max(r.front_end.window_s for r in pipe.runners)
+    print(f"First estimate after {window:g} s of stream time ({window / pipe.speed:.1f} s wall), then one "
+          f"every {pipe.hop_s:g} s. Ctrl-C stops.", flush=True)
+    if not args.quiet:
+        pipe.sinks.append(TerminalSink())
     if args.out is not None:
-        sinks.append(JsonlSink(args.out))
+        pipe.sinks.append(JsonlSink(args.out))
     latencies = []
     interrupted = False
-    pipe = Pipeline([source], [bundle], config=config, sinks=sinks, record=args.record)
     try:
         with pipe:
             for est in pipe:
@@ -147,16 +150,22 @@ def _run_pipeline(bundle_ref: str, source_spec: str, args: argparse.Namespace) -
     print(f"{'stopped' if interrupted else 'done'}: {stats['estimates']} estimates, median latency {median_ms:.1f} ms, "
           f"{skipped} windows skipped, {nans} NaN samples, {dropped} samples dropped"
           + (f"; estimates written to {args.out}" if args.out else "")
-          + (f"; raw chunks recorded in {args.record}" if args.record else ""))
+          + (f"; raw chunks recorded in {pipe.recorder.path}" if pipe.recorder else ""))
     return 130 if interrupted else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    return _run_pipeline("physio-demo", "simulated", args)
+    return _run_pipeline(_pipeline_from_args("physio-demo", "simulated", args), args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run_pipeline(args.bundle, args.source, args)
+    if args.config is not None:
+        from edgemer.config import load_pipeline_file
+
+        return _run_pipeline(load_pipeline_file(args.config).build(), args)
+    if args.bundle is None:
+        raise ConfigError("edgemer run needs --bundle (or --config FILE.toml)")
+    return _run_pipeline(_pipeline_from_args(args.bundle, args.source, args), args)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from edgemer.backends import Session, open_session
 from edgemer.buffers import StreamBuffer
 from edgemer.bundle import Bundle, load_bundle
 from edgemer.clock import PipelineClock
-from edgemer.errors import ConfigError, EdgemerError, InputError, SampleRateError
+from edgemer.errors import ConfigError, InputError, SampleRateError
 from edgemer.frontends import FrontEnd, create_front_end
 from edgemer.fusion import FusionConfig, LateFusion
 from edgemer.simulate import WESAD_CONDITIONS
@@ -74,14 +74,40 @@ class PipelineConfig:
             raise ConfigError("PipelineConfig.max_wait_s and buffer_s must be >= 0 and queue_size >= 1")
 
 
+@dataclass(frozen=True)
+class BundleSpec:
+    """A bundle and how to run it; None fields fall back to the :class:`PipelineConfig`.
+
+    bundle: folder, shipped name or loaded :class:`Bundle`. backend: ``onnxruntime`` or
+    ``litert``. precision: ``int8`` or ``fp32``. threads: inference threads.
+    providers: onnxruntime execution providers.
+    """
+
+    bundle: str | Path | Bundle
+    backend: str | None = None
+    precision: str | None = None
+    threads: int | None = None
+    providers: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend is not None and self.backend not in ("onnxruntime", "litert"):
+            raise ConfigError(f"BundleSpec.backend must be 'onnxruntime' or 'litert', got {self.backend!r}")
+        if self.precision is not None and self.precision not in ("int8", "fp32"):
+            raise ConfigError(f"BundleSpec.precision must be 'int8' or 'fp32', got {self.precision!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"BundleSpec.threads must be >= 1, got {self.threads}")
+
+
 class ModelRunner:
     """One bundle with its front-end and backend session."""
 
-    def __init__(self, bundle: Bundle, config: PipelineConfig) -> None:
+    def __init__(self, spec: BundleSpec, config: PipelineConfig) -> None:
+        bundle = spec.bundle if isinstance(spec.bundle, Bundle) else load_bundle(spec.bundle)
         self.bundle = bundle
         self.front_end: FrontEnd = create_front_end(bundle.manifest)
-        self.session: Session = open_session(bundle, config.backend, config.precision, config.threads,
-                                             config.providers)
+        self.session: Session = open_session(
+            bundle, spec.backend or config.backend, spec.precision or config.precision,
+            spec.threads or config.threads, spec.providers if spec.providers is not None else config.providers)
         self.skipped_windows = 0
         self.windows = 0
 
@@ -107,7 +133,8 @@ class Pipeline:
     Parameters
     ----------
     sources: started and stopped by the pipeline. Non-live sources must share one speed.
-    bundles: bundle folders, shipped bundle names (``"physio-demo"``) or loaded :class:`Bundle` objects.
+    bundles: bundle folders, shipped bundle names (``"physio-demo"``), loaded :class:`Bundle`
+        objects, or :class:`BundleSpec` objects to run one bundle with its own backend/threads.
     config: backend, precision, threads, fusion.
     sinks: objects with ``write(estimate)`` / ``close()``; closed when the pipeline stops.
     callback: shorthand for a :class:`~edgemer.sinks.CallbackSink`.
@@ -119,7 +146,7 @@ class Pipeline:
     :meth:`wait`. Iteration ends when every source has finished.
     """
 
-    def __init__(self, sources: Sequence[Source], bundles: Sequence[str | Path | Bundle],
+    def __init__(self, sources: Sequence[Source], bundles: Sequence[str | Path | Bundle | BundleSpec],
                  config: PipelineConfig = PipelineConfig(), sinks: Sequence[Sink] = (),
                  callback: Callable[[Estimate], None] | None = None, record: str | Path | None = None,
                  record_media: Sequence[str] = ()) -> None:
@@ -136,8 +163,8 @@ class Pipeline:
         self.speed = speeds.pop()
         if self.speed != 1.0 and any(s.live for s in self.sources):
             raise ConfigError("a live source cannot run faster than real time; use speed 1")
-        loaded = [b if isinstance(b, Bundle) else load_bundle(b) for b in bundles]
-        self.runners = [ModelRunner(b, config) for b in loaded]
+        specs = [b if isinstance(b, BundleSpec) else BundleSpec(b) for b in bundles]
+        self.runners = [ModelRunner(spec, config) for spec in specs]
         self.buffers = self._make_buffers()
         self.recorder = None
         if record is not None:
@@ -376,4 +403,4 @@ def _on_hop(offset_s: float, hop_s: float) -> bool:
     return abs(k - round(k)) < 1e-6
 
 
-__all__ = ["EdgemerError", "ModelRunner", "Pipeline", "PipelineConfig"]
+__all__ = ["BundleSpec", "ModelRunner", "Pipeline", "PipelineConfig"]
