@@ -36,6 +36,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", type=Path, default=None, metavar="FOLDER",
                    help="record the raw sensor chunks (never audio/video) to FOLDER; replay with "
                         "--source replay:FOLDER")
+    p.add_argument("--calibrate", type=float, default=None, metavar="SECONDS",
+                   help="start with a resting phase of SECONDS that records the wearer's baseline (e.g. 120)")
+    p.add_argument("--baseline", type=Path, default=None, metavar="FILE.json",
+                   help="with --calibrate: save the baseline there; alone: load a saved baseline (no phase)")
+    p.add_argument("--user", default="default", help="whose baseline this is (default 'default')")
     p.add_argument("--quiet", action="store_true", help="print no per-estimate lines (summary only)")
 
 
@@ -112,7 +117,17 @@ def _pipeline_from_args(bundle_ref: str, source_spec: str, args: argparse.Namesp
     providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
     config = PipelineConfig(backend=args.backend, precision=args.precision, threads=args.threads, providers=providers)
     source = source_from_spec(source_spec, speed=args.speed, duration_s=args.duration, seed=args.seed)
-    return Pipeline([source], [bundle_ref], config=config, record=args.record)
+    return Pipeline([source], [bundle_ref], config=config, record=args.record, calibration=_calibration(args))
+
+
+def _calibration(args: argparse.Namespace):
+    from edgemer.calibration import CalibrationConfig
+
+    if args.calibrate is not None:
+        return CalibrationConfig(duration_s=args.calibrate, user=args.user, save_to=args.baseline)
+    if args.baseline is not None:
+        return CalibrationConfig(user=args.user, load_from=args.baseline)
+    return None
 
 
 def _run_pipeline(pipe, args: argparse.Namespace) -> int:

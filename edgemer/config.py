@@ -16,6 +16,11 @@ Example (``examples/physio.toml``)::
     smoothing = "hmm"       # none | ema | hmm
     stale_s = 30.0
 
+    # [calibration]         # resting phase at the start -> the wearer's baseline
+    # duration_s = 120
+    # user = "alice"
+    # save_to = "alice-baseline.json"   # or load_from = ... to skip the phase
+
     [[source]]
     spec = "simulated"      # simulated | replay:PATH | any spec `edgemer run --source` takes
 
@@ -39,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from edgemer.calibration import CalibrationConfig
 from edgemer.errors import ConfigError
 from edgemer.fusion import FusionConfig
 from edgemer.pipeline import BundleSpec, Pipeline, PipelineConfig
@@ -54,6 +60,7 @@ _SECTIONS = {
     "run": {"speed": (int, float), "duration_s": (int, float), "record": str, "seed": int},
     "runtime": {"backend": str, "precision": str, "threads": int, "providers": list, "max_wait_s": (int, float),
                 "buffer_s": (int, float), "queue_size": int},
+    "calibration": {"duration_s": (int, float), "user": str, "save_to": str, "load_from": str},
     "fusion": {"smoothing": str, "stale_s": (int, float), "ema_alpha": (int, float), "hmm_stay": (int, float),
                "weights": dict},
 }
@@ -75,9 +82,11 @@ class PipelineFile:
     sink_tables: list[dict[str, Any]]
     duration_s: float | None
     record: Path | None
+    calibration: CalibrationConfig | None = None
 
     def build(self, extra_sinks: list[Sink] | None = None) -> Pipeline:
-        pipe = Pipeline(self.sources, self.bundles, config=self.config, record=self.record)
+        pipe = Pipeline(self.sources, self.bundles, config=self.config, record=self.record,
+                        calibration=self.calibration)
         labels = tuple(dict.fromkeys(lab for r in pipe.runners for lab in r.bundle.manifest.labels))
         sinks: list[Sink] = [self._make_sink(t, labels) for t in self.sink_tables] + list(extra_sinks or [])
         pipe.sinks.extend(sinks)
@@ -177,5 +186,13 @@ def load_pipeline_file(path: str | Path) -> PipelineFile:
                                   threads=t.get("threads"),
                                   providers=tuple(t["providers"]) if "providers" in t else None))
     record = base / run["record"] if "record" in run else None
+    calibration = None
+    if "calibration" in data:
+        c = dict(data["calibration"])
+        for key in ("save_to", "load_from"):
+            if key in c:
+                c[key] = base / c[key]
+        calibration = CalibrationConfig(**c)
     return PipelineFile(path=path, sources=sources, bundles=bundles, config=config,
-                        sink_tables=list(data.get("sink", [])), duration_s=duration, record=record)
+                        sink_tables=list(data.get("sink", [])), duration_s=duration, record=record,
+                        calibration=calibration)

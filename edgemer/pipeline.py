@@ -28,6 +28,7 @@ import numpy as np
 from edgemer.backends import Session, open_session
 from edgemer.buffers import StreamBuffer
 from edgemer.bundle import Bundle, load_bundle
+from edgemer.calibration import Baseline, CalibrationConfig
 from edgemer.clock import PipelineClock
 from edgemer.errors import ConfigError, InputError, SampleRateError
 from edgemer.frontends import FrontEnd, create_front_end
@@ -110,6 +111,7 @@ class ModelRunner:
             spec.threads or config.threads, spec.providers if spec.providers is not None else config.providers)
         self.skipped_windows = 0
         self.windows = 0
+        self.last_levels: dict[str, float] | None = None
 
     @property
     def modality(self) -> str:
@@ -118,7 +120,8 @@ class ModelRunner:
     def run(self, window: Window) -> ModalityEstimate:
         """Front-end, inference and interpretation of one window, timed separately."""
         t0 = time.perf_counter()
-        feeds, _info = self.front_end.prepare(window)
+        feeds, info = self.front_end.prepare(window)
+        self.last_levels = info.get("levels")
         t1 = time.perf_counter()
         outputs = self.session.run(feeds)
         t2 = time.perf_counter()
@@ -141,6 +144,8 @@ class Pipeline:
     record: folder to record every raw chunk into (see :mod:`edgemer.recorder`);
         replay it with ``RecordingReplay`` or ``--source replay:FOLDER``.
     record_media: media streams (raw audio/video) to record too; none by default.
+    calibration: a resting phase at the start that records the wearer's baseline, or a
+        saved baseline to load (see :mod:`edgemer.calibration`); None: no personalisation.
 
     Use as a context manager; iterate to receive estimates, or rely on sinks and call
     :meth:`wait`. Iteration ends when every source has finished.
@@ -149,7 +154,7 @@ class Pipeline:
     def __init__(self, sources: Sequence[Source], bundles: Sequence[str | Path | Bundle | BundleSpec],
                  config: PipelineConfig = PipelineConfig(), sinks: Sequence[Sink] = (),
                  callback: Callable[[Estimate], None] | None = None, record: str | Path | None = None,
-                 record_media: Sequence[str] = ()) -> None:
+                 record_media: Sequence[str] = (), calibration: CalibrationConfig | None = None) -> None:
         if not sources:
             raise ConfigError("Pipeline needs at least one source")
         if not bundles:
@@ -174,6 +179,13 @@ class Pipeline:
         self.hop_s = min(r.front_end.hop_s for r in self.runners)
         self.longest_window_s = max(r.front_end.window_s for r in self.runners)
         self.fusion = LateFusion(tuple(dict.fromkeys(r.modality for r in self.runners)), config.fusion)
+        self.calibration = calibration
+        self.baseline: Baseline | None = None
+        self._calibration_rows: dict[str, list] | None = None
+        if calibration is not None and calibration.load_from is not None:
+            self._use_baseline(Baseline.load(calibration.load_from))
+        elif calibration is not None:
+            self._calibration_rows = {r.modality: [] for r in self.runners}
         self.clock: PipelineClock | None = None
         self.dropped_estimates = 0
         self.estimates = 0
@@ -203,6 +215,31 @@ class Pipeline:
                         f"bundle '{r.bundle.name}' was trained on {need.channels} at {need.rate_hz} Hz; "
                         f"resample the source or export a bundle for this rate")
         return {name: StreamBuffer(spec, longest + self.config.buffer_s) for name, spec in provided.items()}
+
+    def _use_baseline(self, baseline: Baseline) -> None:
+        self.baseline = baseline
+        for r in self.runners:
+            apply = getattr(r.front_end, "apply_baseline", None)
+            if apply is not None and r.modality in baseline.levels:
+                apply(baseline.levels[r.modality])
+
+    def _calibrate(self, t: float, runs: list[ModelRunner]) -> bool:
+        """Collect resting levels while the calibration phase lasts; True while it does."""
+        if self._calibration_rows is None:
+            return False
+        assert self.calibration is not None and self.clock is not None
+        for r in runs:
+            if r.last_levels is not None:
+                self._calibration_rows[r.modality].append(r.last_levels)
+        if t - self.clock.start < max(self.calibration.duration_s, self.longest_window_s) - 1e-9:
+            return True
+        baseline = Baseline.from_windows(self.calibration.user, self._calibration_rows, self.calibration.duration_s)
+        self._calibration_rows = None
+        self._use_baseline(baseline)
+        if self.calibration.save_to is not None:
+            baseline.save(self.calibration.save_to)
+        log.info("calibration done for '%s' from %d windows: %s", baseline.user, baseline.windows, baseline.levels)
+        return True
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def __enter__(self) -> "Pipeline":
@@ -338,6 +375,7 @@ class Pipeline:
         started = time.perf_counter()
         inference_s = frontend_s = 0.0
         last_arrival = 0.0
+        ran: list[ModelRunner] = []
         for r in self.runners:
             fe = r.front_end
             if (t - self.clock.start) < fe.window_s - 1e-9 or not _on_hop(t - self.clock.start - fe.window_s, fe.hop_s):
@@ -362,7 +400,9 @@ class Pipeline:
                 continue
             inference_s += est.inference_s
             frontend_s += est.frontend_s
+            ran.append(r)
             latest[r.modality] = est
+        calibrating = self._calibrate(t, ran)
         fused = self.fusion.fuse(t, latest)
         now = time.monotonic()
         estimate = Estimate(
@@ -371,7 +411,7 @@ class Pipeline:
             modalities={m: e for m, e in latest.items() if e is not None and fused.available.get(m)},
             available=fused.available, contributions=fused.contributions,
             latency_s=max(0.0, now - last_arrival) if last_arrival else 0.0,
-            processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, reference=self._reference(t),
+            processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, reference=self._reference(t), calibrating=calibrating,
             sources={src.name: h for src in self.sources if (h := src.health())})
         for sink in self.sinks:
             sink.write(estimate)

@@ -155,6 +155,8 @@ class Estimate:
         stream (most frequent in the window), None for live data.
     sources: source name -> health counters of sources that report them (e.g. a serial
         link's CRC failures, gaps, drift), as of this estimate.
+    calibrating: True while the pipeline's calibration phase records the wearer's baseline
+        (the estimate is not yet personalised).
     """
 
     t: float
@@ -173,6 +175,7 @@ class Estimate:
     frontend_s: float = 0.0
     reference: str | None = None
     sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    calibrating: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (numpy values become lists and floats)."""

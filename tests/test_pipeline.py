@@ -146,3 +146,27 @@ def test_recording_replays_bit_exact(tmp_path):
         assert a.stream == b.stream and a.seq == b.seq and a.samples.tobytes() == b.samples.tobytes()
         assert abs((a.t0 - seen_live[0].t0) - (b.t0 - seen_replay[0].t0)) < 1e-9
     assert [e.probabilities for e in live] == [e.probabilities for e in again]
+
+
+def test_calibration_records_the_wearers_baseline_and_reloads(tmp_path):
+    from edgemer.calibration import Baseline, CalibrationConfig
+    from edgemer.simulate import SubjectTraits
+
+    wearer = SubjectTraits(tonic_uS=8.0, rest_hr_bpm=88.0, skin_temp_c=34.2)
+    saved = tmp_path / "alice.json"
+    cal = CalibrationConfig(duration_s=120, user="alice", save_to=saved)
+    src = SimulatedWearable(speed=500, duration_s=300, traits=wearer, scenario=[(1, 150.0), (2, 150.0)])
+    with Pipeline([src], ["physio-demo"], calibration=cal) as pipe:
+        est = list(pipe)
+    assert [e.calibrating for e in est[:14]] == [True] * 13 + [False]
+    baseline = Baseline.load(saved)
+    assert baseline.user == "alice" and baseline.windows == 13
+    assert abs(baseline.levels["physio"]["eda"] - 8.0) < 0.5
+    assert abs(baseline.levels["physio"]["hr"] - 88.0) < 6.0
+    # Reloading applies the baseline at once: no calibration phase.
+    src = SimulatedWearable(speed=500, duration_s=70, traits=wearer)
+    with Pipeline([src], ["physio-demo"], calibration=CalibrationConfig(load_from=saved)) as pipe:
+        again = list(pipe)
+        shift = pipe.runners[0].front_end._baseline_shift[:, 0]
+    assert not any(e.calibrating for e in again)
+    assert shift[0] == pytest.approx(8.0 - pipe.runners[0].front_end.config.mean[0], abs=0.5)

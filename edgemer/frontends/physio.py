@@ -30,6 +30,8 @@ from edgemer.errors import ConfigError, InputError, ManifestError, SampleRateErr
 from edgemer.types import ModalityEstimate, StreamSpec, Window
 
 CHANNELS = ("eda", "hr", "temp", "motion")
+BASELINE_CHANNELS = ("eda", "hr", "temp")
+"""Channels a personal baseline (:mod:`edgemer.calibration`) re-centres."""
 FEATURE_RATE_HZ = 4.0
 STREAM_RATES_HZ = {"eda": 4.0, "bvp": 64.0, "temp": 4.0, "acc": 32.0}
 STREAM_CHANNELS = {"eda": 1, "bvp": 1, "temp": 1, "acc": 3}
@@ -229,6 +231,7 @@ class WristFrontEnd:
         self.streams = tuple(StreamSpec(n, r, STREAM_CHANNELS[n]) for n, r in config.stream_rates_hz.items())
         self._mean = np.asarray(config.mean, np.float32)[:, None]
         self._std = np.asarray(config.std, np.float32)[:, None]
+        self._baseline_shift = np.zeros((len(CHANNELS), 1), np.float32)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> "WristFrontEnd":
@@ -241,8 +244,20 @@ class WristFrontEnd:
         return np.nan_to_num(z, nan=0.0).astype(np.float32)
 
     def prepare(self, window: Window) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Model feeds for one window; ``info["levels"]`` holds its median EDA, HR and TEMP."""
         feats, info = wrist_features(window.streams, self.config.window_s)
+        info["levels"] = {name: float(np.nanmedian(feats[CHANNELS.index(name)])) for name in BASELINE_CHANNELS}
+        feats = feats - self._baseline_shift
         return {self.input_name: self.normalise(feats)[None]}, info
+
+    def apply_baseline(self, levels: Mapping[str, float]) -> None:
+        """Shift later windows so the wearer's resting ``levels`` map onto the training mean."""
+        shift = np.zeros((len(CHANNELS), 1), np.float32)
+        for name in BASELINE_CHANNELS:
+            if name in levels and np.isfinite(levels[name]):
+                i = CHANNELS.index(name)
+                shift[i, 0] = float(levels[name]) - float(self._mean[i, 0])
+        self._baseline_shift = shift
 
     def interpret(self, outputs: Mapping[str, np.ndarray], t_end: float, bundle: str) -> ModalityEstimate:
         probs = softmax(np.asarray(outputs["class_logits"], np.float64).reshape(-1))
