@@ -1,0 +1,82 @@
+"""Writing a bundle folder: model file names, IO specs, samples.npz and manifest.json.
+
+The manifest is the contract with the runtime (:mod:`edgemer.bundle`): this module
+builds it, lists every other file of the folder under ``files`` with its sha256 and
+size, and checks that :meth:`edgemer.bundle.Manifest.from_dict` accepts it before
+writing.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from edgemer.bundle import MANIFEST_NAME, SCHEMA_VERSION, Manifest, TensorSpec, file_entry
+from edgemer.errors import ExportError, ManifestError
+
+MODEL_FILES: dict[str, tuple[str, str, str]] = {
+    "fp32-onnx": ("model_fp32.onnx", "onnx", "fp32"),
+    "int8-onnx": ("model_int8.onnx", "onnx", "int8"),
+    "fp32-tflite": ("model_fp32.tflite", "tflite", "fp32"),
+    "int8-tflite": ("model_int8.tflite", "tflite", "int8"),
+}
+"""Manifest model key -> (file name, format, precision)."""
+
+SAMPLES_NAME = "samples.npz"
+MAX_SAMPLES = 64
+
+
+def models_section(keys: list[str]) -> dict[str, dict[str, str]]:
+    """The manifest ``models`` entries for the given model keys (see :data:`MODEL_FILES`)."""
+    return {k: {"file": MODEL_FILES[k][0], "format": MODEL_FILES[k][1], "precision": MODEL_FILES[k][2]} for k in keys}
+
+
+def physio_io(n_samples: int, n_forecast: int, n_channels: int = 4, n_classes: int = 3
+              ) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output specs of the physiology model (batch of 1), in the forward's order."""
+    n_out = n_samples + n_forecast
+    inputs = [TensorSpec("signals", (1, n_channels, n_samples))]
+    outputs = [TensorSpec("class_logits", (1, n_classes)), TensorSpec("eda", (1, n_out)),
+               TensorSpec("drive", (1, n_out)), TensorSpec("eda_tonic", (1, 1))]
+    return inputs, outputs
+
+
+def write_samples(path: Path, signals: np.ndarray, labels: np.ndarray, max_samples: int = MAX_SAMPLES) -> Path:
+    """Save up to ``max_samples`` windows, evenly spread over the given ones, without pickles.
+
+    signals: [n, 4, N] float32 standardised windows -> ``signals``; labels: [n] -> ``labels`` int64.
+    """
+    n = len(labels)
+    idx = np.unique(np.linspace(0, n - 1, num=min(n, max_samples)).round().astype(np.int64)) if n else np.zeros(0, int)
+    np.savez(path, signals=np.asarray(signals[idx], np.float32), labels=np.asarray(labels[idx], np.int64))
+    return Path(path)
+
+
+def file_entries(bundle_dir: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file in ``bundle_dir`` except manifest.json (sorted by name)."""
+    entries = {}
+    for f in sorted(Path(bundle_dir).iterdir()):
+        if f.name == MANIFEST_NAME:
+            continue
+        if not f.is_file():
+            raise ExportError(f"{f}: a bundle holds plain files only; remove this entry")
+        entries[f.name] = file_entry(f)
+    return entries
+
+
+def write_manifest(bundle_dir: Path, manifest: Mapping[str, Any]) -> Manifest:
+    """Add ``files`` (every file now in the folder) and ``schema_version``, validate, write manifest.json.
+
+    Raises :class:`ExportError` when the result would not load (a bug in the exporter).
+    """
+    data = {"schema_version": SCHEMA_VERSION, **manifest, "files": file_entries(bundle_dir)}
+    path = Path(bundle_dir) / MANIFEST_NAME
+    try:
+        parsed = Manifest.from_dict(data, source=str(path))
+    except ManifestError as exc:
+        raise ExportError(f"the manifest edgemer built does not validate ({exc}); "
+                          f"this is a bug, please report it") from exc
+    path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return parsed
