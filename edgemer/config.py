@@ -59,7 +59,7 @@ else:  # Python 3.10 (JetPack 6): the tomli backport, installed by setup.cfg
 _SECTIONS = {
     "run": {"speed": (int, float), "duration_s": (int, float), "record": str, "seed": int},
     "runtime": {"backend": str, "precision": str, "threads": int, "providers": list, "max_wait_s": (int, float),
-                "buffer_s": (int, float), "queue_size": int},
+                "min_wait_wall_s": (int, float), "buffer_s": (int, float), "queue_size": int},
     "calibration": {"duration_s": (int, float), "user": str, "save_to": str, "load_from": str},
     "fusion": {"smoothing": str, "stale_s": (int, float), "ema_alpha": (int, float), "hmm_stay": (int, float),
                "weights": dict},

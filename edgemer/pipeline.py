@@ -26,11 +26,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from edgemer.backends import Session, open_session
-from edgemer.buffers import StreamBuffer
+from edgemer.buffers import FrameBuffer, StreamBuffer
 from edgemer.bundle import Bundle, load_bundle
 from edgemer.calibration import Baseline, CalibrationConfig
 from edgemer.clock import PipelineClock
-from edgemer.errors import ConfigError, InputError, SampleRateError
+from edgemer.errors import ConfigError, InputError, NothingDetectedError, SampleRateError
 from edgemer.frontends import FrontEnd, create_front_end
 from edgemer.fusion import FusionConfig, LateFusion
 from edgemer.simulate import WESAD_CONDITIONS
@@ -50,7 +50,9 @@ class PipelineConfig:
     backend: ``onnxruntime`` or ``litert``. precision: ``int8`` or ``fp32``.
     threads: inference threads per model. providers: onnxruntime execution providers
     (``cpu``, ``cuda``, ``tensorrt``); None = CPU. max_wait_s: stream seconds a window
-    waits for late samples before it is cut with what arrived. buffer_s: extra seconds
+    waits for late samples before it is cut with what arrived; at least
+    ``min_wait_wall_s`` wall seconds, so that faster-than-real-time runs are not cut
+    short by thread scheduling jitter. buffer_s: extra seconds
     each ring buffer holds beyond the longest window. queue_size: estimates kept for a
     slow iterator before the oldest is dropped (and counted).
     """
@@ -61,6 +63,7 @@ class PipelineConfig:
     providers: tuple[str, ...] | None = None
     fusion: FusionConfig = field(default_factory=FusionConfig)
     max_wait_s: float = 2.0
+    min_wait_wall_s: float = 0.25
     buffer_s: float = 30.0
     queue_size: int = 1000
 
@@ -71,8 +74,9 @@ class PipelineConfig:
             raise ConfigError(f"PipelineConfig.precision must be 'int8' or 'fp32', got {self.precision!r}")
         if self.threads < 1:
             raise ConfigError(f"PipelineConfig.threads must be >= 1, got {self.threads}")
-        if self.max_wait_s < 0 or self.buffer_s < 0 or self.queue_size < 1:
-            raise ConfigError("PipelineConfig.max_wait_s and buffer_s must be >= 0 and queue_size >= 1")
+        if self.max_wait_s < 0 or self.min_wait_wall_s < 0 or self.buffer_s < 0 or self.queue_size < 1:
+            raise ConfigError("PipelineConfig.max_wait_s, min_wait_wall_s and buffer_s must be >= 0 "
+                              "and queue_size >= 1")
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ class ModelRunner:
             bundle, spec.backend or config.backend, spec.precision or config.precision,
             spec.threads or config.threads, spec.providers if spec.providers is not None else config.providers)
         self.skipped_windows = 0
+        self.empty_windows = 0
         self.windows = 0
         self.last_levels: dict[str, float] | None = None
 
@@ -195,7 +200,7 @@ class Pipeline:
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def _make_buffers(self) -> dict[str, StreamBuffer]:
+    def _make_buffers(self) -> dict[str, StreamBuffer | FrameBuffer]:
         provided = {}
         for src in self.sources:
             for spec in src.streams:
@@ -209,12 +214,27 @@ class Pipeline:
                 if have is None:
                     raise ConfigError(f"bundle '{r.bundle.name}' needs stream '{need.name}' ({need.rate_hz} Hz), "
                                       f"which no source provides (sources give: {sorted(provided)})")
-                if have.rate_hz != need.rate_hz or have.channels != need.channels:
+                if have.frames != need.frames:
+                    raise ConfigError(f"stream '{need.name}': bundle '{r.bundle.name}' needs "
+                                      f"{'video frames' if need.frames else 'samples'}, the source gives "
+                                      f"{'video frames' if have.frames else 'samples'}")
+                if have.frames:  # frames are sampled by time: any camera rate serves any analysis rate
+                    if have.channels != need.channels:
+                        raise ConfigError(f"stream '{need.name}': the source gives {have.channels}-channel frames, "
+                                          f"bundle '{r.bundle.name}' needs {need.channels} (3 = BGR colour, 1 = grey)")
+                elif have.rate_hz != need.rate_hz or have.channels != need.channels:
                     raise SampleRateError(
                         f"stream '{need.name}': the source gives {have.channels} channel(s) at {have.rate_hz} Hz, "
                         f"bundle '{r.bundle.name}' was trained on {need.channels} at {need.rate_hz} Hz; "
                         f"resample the source or export a bundle for this rate")
-        return {name: StreamBuffer(spec, longest + self.config.buffer_s) for name, spec in provided.items()}
+        buffers: dict[str, StreamBuffer | FrameBuffer] = {}
+        for name, spec in provided.items():
+            if spec.frames:
+                readers = [r.front_end.window_s for r in self.runners if any(s.name == name for s in r.front_end.streams)]
+                buffers[name] = FrameBuffer(spec, max(readers, default=1.0 / spec.rate_hz))
+            else:
+                buffers[name] = StreamBuffer(spec, longest + self.config.buffer_s)
+        return buffers
 
     def _use_baseline(self, baseline: Baseline) -> None:
         self.baseline = baseline
@@ -311,7 +331,8 @@ class Pipeline:
         """Counters: per stream (chunks, samples, dropped, NaN, rejected), per bundle, estimates."""
         return {
             "streams": {n: vars(b.stats).copy() for n, b in self.buffers.items()},
-            "bundles": {r.bundle.name: {"windows": r.windows, "skipped_windows": r.skipped_windows}
+            "bundles": {r.bundle.name: {"windows": r.windows, "skipped_windows": r.skipped_windows,
+                                        "empty_windows": r.empty_windows}
                         for r in self.runners},
             "estimates": self.estimates,
             "dropped_estimates": self.dropped_estimates,
@@ -345,6 +366,7 @@ class Pipeline:
         assert self.clock is not None
         t_next = self.clock.start + min(r.front_end.window_s for r in self.runners)
         latest: dict[str, ModalityEstimate | None] = {}
+        max_wait = max(self.config.max_wait_s, self.config.min_wait_wall_s * self.clock.speed)
         try:
             while not self._stop.is_set():
                 err = self._source_error()
@@ -356,12 +378,12 @@ class Pipeline:
                     t_next += self.hop_s
                 elif done:
                     break
-                elif self.clock.now() >= t_next + self.config.max_wait_s:
+                elif self.clock.now() >= t_next + max_wait:
                     self._tick(t_next, latest)  # late or missing data: cut with what arrived
                     t_next += self.hop_s
                 else:
                     with self._data:
-                        self._data.wait(timeout=min(0.05, self.clock.wall_seconds(self.config.max_wait_s)))
+                        self._data.wait(timeout=min(0.05, self.clock.wall_seconds(max_wait)))
         except BaseException as exc:
             self._error = exc
             log.error("pipeline stopped: %s", exc)
@@ -376,6 +398,7 @@ class Pipeline:
         inference_s = frontend_s = 0.0
         last_arrival = 0.0
         ran: list[ModelRunner] = []
+        absent: dict[str, str] = {}
         for r in self.runners:
             fe = r.front_end
             if (t - self.clock.start) < fe.window_s - 1e-9 or not _on_hop(t - self.clock.start - fe.window_s, fe.hop_s):
@@ -394,6 +417,12 @@ class Pipeline:
                 continue
             try:
                 est = r.run(window)
+            except NothingDetectedError as exc:  # e.g. no face: expected, the modality is absent now
+                r.empty_windows += 1
+                latest[r.modality] = None
+                absent[r.modality] = exc.reason
+                log.debug("bundle '%s': window at t=%.1f s: %s", r.bundle.name, t - self.clock.start, exc)
+                continue
             except InputError as exc:
                 r.skipped_windows += 1
                 log.warning("bundle '%s': window at t=%.1f s skipped: %s", r.bundle.name, t - self.clock.start, exc)
@@ -412,6 +441,7 @@ class Pipeline:
             available=fused.available, contributions=fused.contributions,
             latency_s=max(0.0, now - last_arrival) if last_arrival else 0.0,
             processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, reference=self._reference(t), calibrating=calibrating,
+            absent=absent,
             sources={src.name: h for src in self.sources if (h := src.health())})
         for sink in self.sinks:
             sink.write(estimate)
