@@ -62,6 +62,25 @@ class SampleRateError(InputError):
     """A stream's sample rate differs from the rate the bundle was trained on."""
 
 
+class NothingDetectedError(InputError):
+    """The front-end found nothing to analyse in this window (no face in the frame).
+
+    Expected, not a fault: the pipeline counts the window as empty, reports the
+    modality as absent with :attr:`reason` in that estimate, and logs at debug level.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class NoFaceError(NothingDetectedError):
+    """The face detector found no face in the frame; ``reason`` is ``"no face"``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "no face")
+
+
 class SourceError(EdgemerError):
     """A sensor source failed to open or stopped delivering data."""
 

@@ -45,6 +45,10 @@ class Recorder:
         if self.path.exists() and any(self.path.iterdir()):
             raise ConfigError(f"recording folder '{self.path}' exists and is not empty; choose a new folder")
         include = set(include_media)
+        frames = sorted(s.name for s in streams if s.frames and s.name in include)
+        if frames:
+            raise ConfigError(f"cannot record the video stream(s) {frames}: this recorder stores sample streams "
+                              f"as float32 and does not record camera frames; leave them out of record_media")
         self.specs = {s.name: s for s in streams if not s.media or s.name in include}
         self.skipped_media = sorted(s.name for s in streams if s.media and s.name not in include)
         self.path.mkdir(parents=True, exist_ok=True)

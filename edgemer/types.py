@@ -35,6 +35,10 @@ class StreamSpec:
     unit: physical unit of the samples, e.g. ``"uS"``, ``"degC"``, ``"g/64"``.
     media: True for raw audio or video, which privacy rules keep out of recordings and
         sinks unless the user asks explicitly.
+    frames: True for a video stream: each sample is one image, ``Chunk.samples`` is
+        ``[n_frames, height, width, channels]`` uint8 (``channels`` 3 = BGR, 1 = grey),
+        frames are timestamped, not on a sample grid, and a window holds the newest
+        frame (see :class:`edgemer.buffers.FrameBuffer`). Implies ``media``.
     """
 
     name: str
@@ -42,8 +46,11 @@ class StreamSpec:
     channels: int = 1
     unit: str = ""
     media: bool = False
+    frames: bool = False
 
     def __post_init__(self) -> None:
+        if self.frames and not self.media:
+            raise ConfigError(f"StreamSpec.media must be True for the video stream '{self.name}' (frames=True)")
         if not self.name:
             raise ConfigError("StreamSpec.name must not be empty")
         if not (self.rate_hz > 0 and math.isfinite(self.rate_hz)):
@@ -94,8 +101,10 @@ class Window:
     t_end: end of the window on the pipeline clock, seconds (exclusive).
     length_s: window length, seconds.
     streams: stream name -> ``float32`` array ``[round(length_s * rate_hz), channels]``;
-        NaN where no sample arrived.
-    coverage: stream name -> fraction of samples present, 0..1.
+        NaN where no sample arrived. A video stream (``StreamSpec.frames``) gives the
+        newest frame in the window as uint8 ``[1, height, width, channels]`` instead
+        (``[0, 0, 0, channels]`` when none arrived).
+    coverage: stream name -> fraction of samples present, 0..1 (video: of frame slots).
     last_arrival: wall time when the newest sample in the window reached the host.
     """
 
@@ -157,6 +166,8 @@ class Estimate:
         link's CRC failures, gaps, drift), as of this estimate.
     calibrating: True while the pipeline's calibration phase records the wearer's baseline
         (the estimate is not yet personalised).
+    absent: modality -> why it is missing from this estimate when its front-end found
+        nothing to analyse in the window, e.g. ``{"face": "no face"}``.
     """
 
     t: float
@@ -176,6 +187,7 @@ class Estimate:
     reference: str | None = None
     sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     calibrating: bool = False
+    absent: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (numpy values become lists and floats)."""
