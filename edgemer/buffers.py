@@ -65,6 +65,15 @@ class StreamBuffer:
     def _slots(self, i0: int, i1: int) -> np.ndarray:
         return np.arange(i0, i1) % self.capacity
 
+    def _spans(self, i0: int, i1: int) -> list[tuple[int, int, int]]:
+        """Ring slices covering grid indices [i0, i1): (ring start, ring stop, offset from i0)."""
+        a = i0 % self.capacity
+        n = i1 - i0
+        if a + n <= self.capacity:
+            return [(a, a + n, 0)]
+        first = self.capacity - a
+        return [(a, self.capacity, 0), (0, n - first, first)]
+
     def push(self, chunk: Chunk) -> bool:
         """Add a chunk; returns False (and counts it) if its rate or channel count is wrong."""
         samples = chunk.samples
@@ -143,10 +152,10 @@ class StreamBuffer:
             j0 = int(np.floor((t_end - length_s - self._origin) * rate + 0.5))
             lo, hi = max(j0, self._head - self.capacity), min(j0 + n, self._head)
             last_arrival = 0.0
-            if lo < hi:
-                slots = self._slots(lo, hi)
-                out[lo - j0:hi - j0] = self._data[slots]
-                last_arrival = float(self._arrival[slots].max())
+            for a, b, off in (self._spans(lo, hi) if lo < hi else ()):
+                start = lo - j0 + off
+                out[start:start + b - a] = self._data[a:b]
+                last_arrival = max(last_arrival, float(self._arrival[a:b].max()))
         coverage = float(np.isfinite(out).all(axis=1).mean())
         return out, coverage, last_arrival
 

@@ -127,9 +127,11 @@ def fill_gaps(x: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 @lru_cache(maxsize=8)
-def _pulse_band_filter(rate_hz: float) -> np.ndarray:
-    """Second-order Butterworth band-pass (as second-order sections), 0.7-3.0 Hz (42-180 bpm)."""
-    return signal.butter(2, [0.7, 3.0], btype="bandpass", fs=rate_hz, output="sos")
+def _pulse_band_filter(rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Second-order Butterworth band-pass (as second-order sections), 0.7-3.0 Hz (42-180 bpm),
+    and its steady-state initial conditions for a unit input."""
+    sos = signal.butter(2, [0.7, 3.0], btype="bandpass", fs=rate_hz, output="sos")
+    return sos, signal.sosfilt_zi(sos)
 
 
 def heart_rate_from_bvp(bvp: np.ndarray, rate_hz: float, n_out: int, out_rate_hz: float = FEATURE_RATE_HZ
@@ -146,9 +148,8 @@ def heart_rate_from_bvp(bvp: np.ndarray, rate_hz: float, n_out: int, out_rate_hz
 
     Returns ``(hr_bpm [n_out], n_beats)``; all-NaN when fewer than two beats are found.
     """
-    sos = _pulse_band_filter(float(rate_hz))
-    zi = signal.sosfilt_zi(sos) * bvp[0]
-    filtered, _ = signal.sosfilt(sos, bvp, zi=zi)
+    sos, zi_unit = _pulse_band_filter(float(rate_hz))
+    filtered, _ = signal.sosfilt(sos, bvp, zi=zi_unit * bvp[0])
     spread = float(np.std(filtered))
     if spread == 0.0:
         return np.full(n_out, np.nan), 0
