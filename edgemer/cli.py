@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="describe sources, bundles, fusion and sinks in a TOML file (see examples/); "
                           "then --bundle/--source/--speed/--duration/--backend come from the file")
     run.add_argument("--source", default="simulated",
-                     help="'simulated' or 'replay:PATH[:SUBJECT]' (WESAD-layout folder or subject .pkl)")
+                     help="'simulated', 'replay:PATH[:SUBJECT]' (WESAD-layout folder or subject .pkl) or "
+                          "'serial:PORT[@BAUD]' (a wearable or 'edgemer emulate' on a serial port)")
     _add_run_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -84,9 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="latency, memory and INT8-vs-FP32 benchmarks",
                            description="Benchmark a bundle's model files per backend, precision and thread count "
-                                       "(each cell in a fresh process), or the whole pipeline with --pipeline.")
+                                       "(each cell in a fresh process); --pipeline adds the end-to-end pipeline on the "
+                                       "simulated wearable.")
     configure_bench(bench)
     bench.set_defaults(func=run_bench)
+
+    from edgemer.firmware_bridge.commands import (configure_bridge_bench, configure_emulate, run_bridge_bench,
+                                                  run_emulate)
+
+    emulate = sub.add_parser("emulate", help="an emulated wrist wearable on a pseudo-terminal (serial link tests)",
+                             description="Open a pseudo-terminal that behaves like a wrist wearable speaking the "
+                                         "edgemer wire protocol: it announces its streams, sends simulated signals "
+                                         "(the simulator of 'edgemer demo'), answers commands and injects faults "
+                                         "on request. Prints the port; run 'edgemer run --source serial:PORT'.")
+    configure_emulate(emulate)
+    emulate.set_defaults(func=run_emulate)
+    bridge_bench = sub.add_parser("bridge-bench", help="serial link benchmark: decoder throughput, clock sync, "
+                                                       "recovery, latency",
+                                  description="Measure the firmware bridge against its targets: decoder throughput "
+                                              "vs a saturated 1 Mbaud link, drift and timestamp error at 100 ppm, "
+                                              "recovery after a 3 s unplug, last-byte-to-Chunk latency.")
+    configure_bridge_bench(bridge_bench)
+    bridge_bench.set_defaults(func=run_bridge_bench)
 
     from edgemer.export.commands import (configure_export_physio, configure_synth_wesad, run_export_physio,
                                          run_synth_wesad)
@@ -166,6 +186,10 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
           f"{skipped} windows skipped, {nans} NaN samples, {dropped} samples dropped"
           + (f"; estimates written to {args.out}" if args.out else "")
           + (f"; raw chunks recorded in {pipe.recorder.path}" if pipe.recorder else ""))
+    for src in pipe.sources:  # link health of sources that report it (e.g. a serial wearable)
+        health = src.health()
+        if health:
+            print(f"source {src.name}: " + ", ".join(f"{k} {v}" for k, v in health.items() if k != "port"))
     return 130 if interrupted else 0
 
 
