@@ -4,8 +4,9 @@ A source declares its streams (:class:`~edgemer.types.StreamSpec`), whether it i
 ``live`` (bound to real time) and the ``speed`` at which it plays, and is a context
 manager. The pipeline starts it with the shared clock and a non-blocking ``emit``.
 
-Shipped sources: :class:`SimulatedWearable` (``simulated``) and :class:`WesadReplay`
-(``replay:DIR``). To add one: a new module with a :class:`ThreadedSource` subclass
+Shipped sources: :class:`SimulatedWearable` (``simulated``), :class:`WesadReplay`
+(``replay:DIR``) and :class:`~edgemer.sources.serial_wearable.SerialWearable`
+(``serial:PORT``, imported on use). To add one: a new module with a :class:`ThreadedSource` subclass
 and one branch in :func:`source_from_spec`.
 """
 from __future__ import annotations
@@ -108,11 +109,18 @@ class ThreadedSource:
 
 
 def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = None, seed: int = 0) -> Source:
-    """Build a source from a command-line spec: ``simulated`` or ``replay:PATH[:SUBJECT]``.
+    """Build a source from a command-line spec: ``simulated``, ``replay:PATH[:SUBJECT]`` or
+    ``serial:PORT[@BAUD]``.
 
     ``replay:`` takes an edgemer recording folder (written with ``--record``), a
     WESAD-layout folder (first subject, or the one named, e.g. ``replay:data/WESAD:S5``)
-    or one subject pickle.
+    or one subject pickle. ``serial:`` takes a device path or pyserial URL and an optional
+    baud rate (default 1 Mbaud), e.g. ``serial:/dev/ttyACM0`` or ``serial:/dev/ttyUSB0@115200``
+    (needs the ``[serial]`` extra).
+
+    Video (needs the ``[camera]`` extra): ``replay:`` also takes a video file, an image or a
+    folder of images, optionally ``@FPS`` (``replay:clips/face.mp4@10``); ``camera[:INDEX
+    [:WIDTHxHEIGHT[@FPS]]]`` opens a camera, e.g. ``camera:0:1280x720@30``.
     """
     if spec == "simulated":
         from edgemer.sources.simulated import SimulatedWearable
@@ -126,13 +134,35 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
             from edgemer.recorder import RecordingReplay
 
             return RecordingReplay(target, speed=speed)
+        from edgemer.sources.video_replay import VideoReplay, is_video_or_images
+
+        path, sep, fps = target.rpartition("@")
+        if sep and fps.replace(".", "", 1).isdigit() and is_video_or_images(path):
+            return VideoReplay(path, speed=speed, fps=float(fps), duration_s=duration_s)
+        if is_video_or_images(target):
+            return VideoReplay(target, speed=speed, duration_s=duration_s)
         subject = None
         head, sep, tail = target.rpartition(":")
         if sep and tail.startswith("S") and tail[1:].isdigit():
             target, subject = head, tail
         return WesadReplay(target, subject=subject, speed=speed, duration_s=duration_s)
-    raise ConfigError(f"unknown source '{spec}'; use 'simulated' or 'replay:PATH' (a WESAD-layout folder "
-                      f"or subject .pkl)")
+    if spec == "camera" or spec.startswith("camera:"):
+        from edgemer.sources.camera import CameraOptions, CameraSource
+
+        return CameraSource(CameraOptions.from_spec(spec[len("camera"):]), duration_s=duration_s)
+    if spec.startswith("serial:"):
+        from edgemer.sources.serial_wearable import SerialWearable
+
+        port, baud = spec[len("serial:"):], None
+        head, sep, tail = port.rpartition("@")
+        if sep and tail.isdigit():
+            port, baud = head, int(tail)
+        if not port:
+            raise ConfigError("source 'serial:' needs a port, e.g. serial:/dev/ttyACM0 or serial:/dev/pts/5@115200")
+        return SerialWearable(port, baud=baud, speed=speed, duration_s=duration_s)
+    raise ConfigError(f"unknown source '{spec}'; use 'simulated', 'replay:PATH' (a WESAD-layout folder "
+                      f"or subject .pkl, a video, an image or a folder of images), 'camera[:INDEX]' "
+                      f"or 'serial:PORT[@BAUD]'")
 
 
 from edgemer.sources.simulated import SimulatedWearable  # noqa: E402
