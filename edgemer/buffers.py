@@ -220,9 +220,13 @@ class FrameBuffer:
             self._covered_until = max(self._covered_until, t)
 
     def latest_time(self) -> float:
-        """End time of the newest frame's slot (``t0 + 1 / rate_hz``), ``-inf`` before any frame."""
+        """End time of the newest frame's slot (``t0 + 1 / rate_hz``), ``-inf`` before any frame.
+
+        One microsecond is added so that window ends summed hop by hop in floating point
+        never miss the last frame.
+        """
         with self._lock:
-            return self._latest
+            return self._latest + 1e-6
 
     def window(self, t_end: float, length_s: float) -> tuple[np.ndarray, float, float]:
         """The newest frame with ``t_end - length_s <= t0 < t_end``.

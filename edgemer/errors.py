@@ -81,6 +81,13 @@ class NoFaceError(NothingDetectedError):
         super().__init__(message, "no face")
 
 
+class NoSpeechError(NothingDetectedError):
+    """The voice-activity gate found no speech in the audio window; ``reason`` is ``"no speech"``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "no speech")
+
+
 class SourceError(EdgemerError):
     """A sensor source failed to open or stopped delivering data."""
 

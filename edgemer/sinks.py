@@ -156,7 +156,8 @@ class TerminalSink:
 
     def write(self, e: Estimate) -> None:
         if e.stress_probability is None:
-            missing = ", ".join(m for m, ok in e.available.items() if not ok)
+            missing = ", ".join(f"{m} ({e.absent[m]})" if m in e.absent else m
+                                for m, ok in e.available.items() if not ok)
             line = f"t={e.elapsed_s:7.1f}s  no estimate: {missing or 'no modality'} unavailable"
         else:
             classes = " ".join(f"{k} {v:.2f}" for k, v in e.probabilities.items())
@@ -168,6 +169,8 @@ class TerminalSink:
                 line += f"  EDA +{horizon:.0f}s {fc[-1]:.2f} uS"
             if e.reference is not None:
                 line += f"  truth: {e.reference}"
+            for m, why in e.absent.items():
+                line += f"  {m}: {why}"
             line += f"  latency {e.latency_s * 1000:.1f} ms"
         print(line, file=self.stream, flush=True)
 

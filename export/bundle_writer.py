@@ -7,14 +7,17 @@ writing.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
+from edgemer import __version__
 from edgemer.bundle import MANIFEST_NAME, SCHEMA_VERSION, Manifest, TensorSpec, file_entry
-from edgemer.errors import ExportError, ManifestError
+from edgemer.errors import EdgemerError, ExportError, ManifestError
 
 MODEL_FILES: dict[str, tuple[str, str, str]] = {
     "fp32-onnx": ("model_fp32.onnx", "onnx", "fp32"),
@@ -80,3 +83,78 @@ def write_manifest(bundle_dir: Path, manifest: Mapping[str, Any]) -> Manifest:
                           f"this is a bug, please report it") from exc
     path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return parsed
+
+
+def write_model_files(model: Any, example: Any, folder: Path, calibration: np.ndarray, inputs: list[TensorSpec],
+                      outputs: list[TensorSpec], onnx_options: Any = None, tflite_int8: bool = True,
+                      tflite_fp32: bool = False) -> tuple[list[str], dict[str, Any]]:
+    """Write a one-input torch model's files into ``folder`` with the shared converters.
+
+    FP32 ONNX (:func:`~edgemer.export.onnx_export.export_onnx`), static INT8 ONNX
+    (:func:`~edgemer.export.quantize_onnx.quantize_onnx`) and, as asked, fully-integer
+    INT8 and FP32 TFLite (:mod:`edgemer.export.tflite`).
+
+    Parameters
+    ----------
+    example: an input tensor ``[1, ...]``. calibration: ``[n, ...]`` float32 inputs for
+    the INT8 ranges. inputs / outputs: the model's IO specs, in the forward's order
+    (names become the ONNX tensor names). onnx_options: ``OnnxQuantOptions`` (default).
+
+    Returns the manifest model keys written and the manifest ``quantisation`` section.
+    """
+    from edgemer.export.config import OnnxQuantOptions
+    from edgemer.export.onnx_export import export_onnx
+    from edgemer.export.quantize_onnx import quantize_onnx
+
+    options = onnx_options or OnnxQuantOptions()
+    folder = Path(folder)
+    in_name = inputs[0].name
+    export_onnx(model, example, folder / MODEL_FILES["fp32-onnx"][0], input_name=in_name,
+                output_names=[o.name for o in outputs])
+    quantize_onnx(folder / MODEL_FILES["fp32-onnx"][0], folder / MODEL_FILES["int8-onnx"][0], calibration, options,
+                  input_name=in_name)
+    keys = ["fp32-onnx", "int8-onnx"]
+    quant: dict[str, Any] = {"onnx": {**options.to_dict(), "calibration_windows": int(len(calibration))}}
+    if tflite_fp32 or tflite_int8:
+        from edgemer.export.tflite import export_tflite_fp32, export_tflite_int8, tflite_io_quantisation
+
+        if tflite_fp32:
+            export_tflite_fp32(model, example, folder / MODEL_FILES["fp32-tflite"][0])
+            keys.append("fp32-tflite")
+        if tflite_int8:
+            path = folder / MODEL_FILES["int8-tflite"][0]
+            export_tflite_int8(model, example, path, calibration)
+            keys.append("int8-tflite")
+            io = tflite_io_quantisation(path)
+            quant["tflite"] = {
+                "method": "litert-torch PT2E, symmetric per-channel static INT8 (fully integer)",
+                "calibration_windows": int(len(calibration)),
+                "inputs": {s.name: {"signature_name": sig, **q} for s, (sig, q) in zip(inputs, io["inputs"].items())},
+                "outputs": {s.name: {"signature_name": sig, **q} for s, (sig, q) in zip(outputs, io["outputs"].items())},
+            }
+    return keys, quant
+
+
+def looks_like_bundle(path: Path) -> bool:
+    """True when ``path`` holds a manifest (so ``--overwrite`` may replace it)."""
+    return (path / MANIFEST_NAME).is_file()
+
+
+@contextlib.contextmanager
+def export_stage(what: str, hint: str) -> Iterator[None]:
+    """Turn an untyped failure of ``what`` into :class:`ExportError` (edgemer errors pass through)."""
+    try:
+        yield
+    except EdgemerError:
+        raise
+    except Exception as exc:  # torch / onnx / litert raise many untyped errors
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ExportError(f"{what} failed ({type(exc).__name__}: {text}). {hint}") from exc
+
+
+def toolchain_versions() -> dict[str, str]:
+    out = {"edgemer": __version__}
+    for dist in ("torch", "onnx", "onnxruntime", "litert-torch", "ai-edge-litert", "numpy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out

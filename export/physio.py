@@ -14,24 +14,24 @@ everything succeeded):
 """
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from edgemer import __version__
 from edgemer._extras import require
 from edgemer.backends import open_session
-from edgemer.bundle import MANIFEST_NAME, load_bundle
-from edgemer.errors import EdgemerError, ExportError
+from edgemer.bundle import load_bundle
+from edgemer.errors import ExportError
 from edgemer.export.atomic import atomic_directory
 from edgemer.export.bundle_writer import (
     SAMPLES_NAME,
+    export_stage,
+    looks_like_bundle,
+    toolchain_versions,
     models_section,
     physio_io,
     write_manifest,
@@ -96,26 +96,6 @@ class ExportResult:
         lines += [f"target    {line}" for line in target_lines(self.verification)]
         lines.append(f"overall   {'PASS' if self.passed else 'FAIL'}")
         return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def _stage(what: str, hint: str) -> Iterator[None]:
-    """Turn an untyped failure of ``what`` into :class:`ExportError` (edgemer errors pass through)."""
-    try:
-        yield
-    except EdgemerError:
-        raise
-    except Exception as exc:  # torch / onnx / litert raise many untyped errors
-        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        raise ExportError(f"{what} failed ({type(exc).__name__}: {text}). {hint}") from exc
-
-
-def _versions() -> dict[str, str]:
-    out = {"edgemer": __version__}
-    for dist in ("torch", "onnx", "onnxruntime", "litert-torch", "ai-edge-litert", "numpy"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
 
 
 def read_truth(wesad_dir: Path) -> dict[str, Any] | None:
@@ -185,7 +165,7 @@ def _provenance(wesad_dir: Path, data: PhysioDataset, truth: dict[str, Any] | No
                     else f"WESAD layout folder '{wesad_dir.name}'"),
         "subjects_train": list(data.subjects_train),
         "subjects_heldout": list(data.subjects_heldout),
-        "trained_with": _versions(),
+        "trained_with": toolchain_versions(),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "train_on_real_data": REAL_DATA_COMMAND,
@@ -224,10 +204,6 @@ def _run_every_model(bundle_dir: Path) -> None:
                               f"another --seed, or report it")
 
 
-def _looks_like_bundle(path: Path) -> bool:
-    return (path / MANIFEST_NAME).is_file()
-
-
 def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = PhysioExportConfig(),
                   progress: bool = True, overwrite: bool = False, command: str | None = None) -> ExportResult:
     """Train, convert, quantise and verify the physiology model; write the bundle to ``out_dir``.
@@ -254,7 +230,7 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
     wesad_dir = Path(wesad_dir).expanduser().absolute()
     out_dir = Path(out_dir).expanduser().absolute()
     truth = read_truth(wesad_dir)
-    with atomic_directory(out_dir, overwrite, _looks_like_bundle, "bundle", ExportError,
+    with atomic_directory(out_dir, overwrite, looks_like_bundle, "bundle", ExportError,
                           "overwrite=True (--overwrite)") as tmp:
         data = load_wesad_windows(wesad_dir, window_options, hop_s=config.hop_s, progress=progress)
         from edgemer.export.pinn import LossWeights
@@ -262,9 +238,9 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
 
         train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                    seed=config.seed, weights=LossWeights(physics=config.physics_weight))
-        with _stage("training", "Check the data (NaN-free windows) or lower --lr."):
+        with export_stage("training", "Check the data (NaN-free windows) or lower --lr."):
             model, history = train_pinn(data, train_config, progress=progress)
-        with _stage("model conversion", "Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
+        with export_stage("model conversion", "Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
                                         "(pip install 'edgemer[export]'), or pass --no-tflite."):
             quantisation = _write_models(model, data, config, tmp)
         write_samples(tmp / SAMPLES_NAME, data.x_heldout, data.y_heldout)
@@ -288,11 +264,11 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
                                     if k not in ("onnx_quantisation", "targets")}},
         }
         write_manifest(tmp, manifest)
-        with _stage("verification", "The bundle's models do not run in edgemer's backends; re-export, or report it."):
+        with export_stage("verification", "The bundle's models do not run in edgemer's backends; re-export, or report it."):
             report = verify_bundle(load_bundle(tmp), data.x_heldout, data.y_heldout, data.eda_heldout, config.targets)
         write_verification(tmp, report, f"{config.name} (INT8 vs FP32 on {len(data.y_heldout)} held-out windows)")
         manifest["metrics"] = _metrics(report, history, data)
         manifest = dict(write_manifest(tmp, manifest).raw)
-        with _stage("final check", "The written bundle does not load or run; re-export, or report it."):
+        with export_stage("final check", "The written bundle does not load or run; re-export, or report it."):
             _run_every_model(tmp)
     return ExportResult(bundle_dir=out_dir, verification=report, manifest=manifest, history=history)

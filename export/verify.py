@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -188,10 +188,123 @@ def verification_markdown(report: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
-def write_verification(bundle_dir: Path, report: dict[str, Any], title: str) -> list[Path]:
-    """Write ``verification.json`` and ``verification.md`` into ``bundle_dir``; return their paths."""
+def write_verification(bundle_dir: Path, report: dict[str, Any], title: str,
+                       render: Callable[[dict[str, Any], str], str] | None = None) -> list[Path]:
+    """Write ``verification.json`` and ``verification.md`` into ``bundle_dir``; return their paths.
+
+    render: turns the report into Markdown (default :func:`verification_markdown`;
+    :func:`classifier_markdown` for :func:`verify_classifier` reports).
+    """
     j = Path(bundle_dir) / "verification.json"
     md = Path(bundle_dir) / "verification.md"
     j.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    md.write_text(verification_markdown(report, title), encoding="utf-8")
+    md.write_text((render or verification_markdown)(report, title), encoding="utf-8")
     return [j, md]
+
+
+# -- plain classifiers (one input, class scores out), e.g. face expression ---------------------------
+
+def verify_classifier(bundle: Bundle, inputs: np.ndarray, labels: np.ndarray, output: str,
+                      targets: VerificationTargets = VerificationTargets(), strict: bool = False,
+                      variants: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Verify every model of a one-input classifier bundle on held-out inputs; return the report dict.
+
+    Parameters
+    ----------
+    inputs: [n, *input_shape[1:]] float32 model inputs. labels: [n] int class index.
+    output: the output holding class scores (logits or probabilities; argmax is used).
+    variants: optional named alternative inputs of the same samples (e.g.
+        ``{"upper-face occluded": ..., "lower-face occluded": ...}``); each model's
+        accuracy and macro-F1 on each are reported under ``models[key]["variants"]``.
+    strict: raise :class:`ExportError` when a target fails.
+
+    Same checks and targets as :func:`verify_bundle` (argmax agreement, macro-F1 drop,
+    INT8/FP32 ONNX size ratio); report ``kind`` is ``"classifier"``.
+    """
+    m = bundle.manifest
+    n_classes = len(m.labels)
+    labels = np.asarray(labels, np.int64)
+    outs: dict[str, dict[str, np.ndarray]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for key, mf in m.models.items():
+        outs[key] = run_model(bundle, key, inputs)
+        pred = outs[key][output].argmax(axis=1)
+        row: dict[str, Any] = {"file": mf.file, "format": mf.format, "precision": mf.precision,
+                               "backend": BACKEND_OF_FORMAT[mf.format], "bytes": (bundle.path / mf.file).stat().st_size,
+                               "macro_f1": macro_f1(labels, pred, n_classes), "accuracy": float(np.mean(pred == labels))}
+        if variants:
+            row["variants"] = {}
+            for name, x in variants.items():
+                vp = run_model(bundle, key, x)[output].argmax(axis=1)
+                row["variants"][name] = {"macro_f1": macro_f1(labels, vp, n_classes),
+                                         "accuracy": float(np.mean(vp == labels))}
+        models[key] = row
+    pairs = [("fp32-onnx", "int8-onnx")]
+    if "int8-tflite" in models:
+        pairs.append(("fp32-tflite" if "fp32-tflite" in models else "fp32-onnx", "int8-tflite"))
+    if "fp32-tflite" in models:
+        pairs.append(("fp32-onnx", "fp32-tflite"))
+    comparisons = {}
+    for ref, cand in pairs:
+        mr, mc = models[ref], models[cand]
+        comparisons[f"{cand} vs {ref}"] = {
+            "reference": ref, "candidate": cand,
+            "argmax_agreement": float(np.mean(outs[ref][output].argmax(1) == outs[cand][output].argmax(1))),
+            "macro_f1_reference": mr["macro_f1"], "macro_f1_candidate": mc["macro_f1"],
+            "macro_f1_drop_points": 100.0 * (mr["macro_f1"] - mc["macro_f1"]),
+            "accuracy_reference": mr["accuracy"], "accuracy_candidate": mc["accuracy"],
+            "max_abs_error": {name: float(np.max(np.abs(outs[ref][name] - outs[cand][name]))) for name in outs[ref]},
+            "bytes_reference": mr["bytes"], "bytes_candidate": mc["bytes"], "size_ratio": mc["bytes"] / mr["bytes"],
+        }
+    checks = []
+    for label, row in comparisons.items():
+        if row["candidate"].startswith("int8"):
+            checks.append(_target("argmax agreement", label, row["argmax_agreement"], ">=",
+                                  targets.min_argmax_agreement))
+            checks.append(_target("macro-F1 drop (points)", label, row["macro_f1_drop_points"], "<=",
+                                  targets.max_macro_f1_drop_points))
+    checks.append(_target("INT8/FP32 size ratio", "int8-onnx vs fp32-onnx",
+                          comparisons["int8-onnx vs fp32-onnx"]["size_ratio"], "<=", targets.max_int8_onnx_size_ratio))
+    report = {
+        "kind": "classifier",
+        "heldout": {"samples": int(len(labels)), "windows": int(len(labels)),
+                    "class_counts": np.bincount(labels, minlength=n_classes).tolist(), "labels": list(m.labels),
+                    "variants": list(variants or {})},
+        "models": models,
+        "comparisons": comparisons,
+        "targets": checks,
+        "thresholds": asdict(targets),
+        "passed": all(c["passed"] for c in checks),
+    }
+    if strict and not report["passed"]:
+        failed = "; ".join(f"{c['comparison']}: {c['name']} {c['value']:.4g} (needs {c['op']} {c['threshold']})"
+                           for c in checks if not c["passed"])
+        raise ExportError(f"bundle {bundle.path}: verification targets failed ({failed}). Train longer, use more "
+                          f"calibration samples, or re-run without --strict to keep the bundle.")
+    return report
+
+
+def classifier_markdown(report: dict[str, Any], title: str) -> str:
+    """A :func:`verify_classifier` report as a short Markdown document (verification.md)."""
+    h = report["heldout"]
+    variants = h.get("variants") or []
+    lines = [f"# Verification: {title}", "",
+             f"Held-out samples: {h['samples']} (per class {dict(zip(h['labels'], h['class_counts']))}). "
+             f"Every model file ran through edgemer's own backends, one thread.", "",
+             "| model | backend | size (KiB) | macro-F1 | accuracy |" + "".join(f" accuracy, {v} |" for v in variants),
+             "|---|---|---:|---:|---:|" + "---:|" * len(variants)]
+    for key, row in report["models"].items():
+        extra = "".join(f" {row['variants'][v]['accuracy']:.4f} |" for v in variants)
+        lines.append(f"| {key} | {row['backend']} | {row['bytes'] / 1024:.1f} | {row['macro_f1']:.4f} | "
+                     f"{row['accuracy']:.4f} |{extra}")
+    lines += ["", "| comparison | argmax agreement | macro-F1 drop (pt) | size ratio | max abs error per output |",
+              "|---|---:|---:|---:|---|"]
+    for label, row in report["comparisons"].items():
+        errs = ", ".join(f"{k} {v:.3g}" for k, v in row["max_abs_error"].items())
+        lines.append(f"| {label} | {row['argmax_agreement'] * 100:.2f} % | {row['macro_f1_drop_points']:.2f} | "
+                     f"{row['size_ratio']:.3f} | {errs} |")
+    for section, body in (report.get("extra_sections") or {}).items():
+        lines += ["", f"## {section}", "", body]
+    lines += ["", "## Targets", ""] + [f"- {line}" for line in target_lines(report)]
+    lines += ["", f"Overall: {'PASS' if report['passed'] else 'FAIL'}", ""]
+    return "\n".join(lines)

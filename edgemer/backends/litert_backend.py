@@ -33,6 +33,28 @@ def _natural_key(name: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
+class _TensorRunner:
+    """A signature-runner stand-in for ``.tflite`` files without signatures (e.g. older TF
+    exports): inputs ``input_0``... and outputs ``output_0``... in tensor order."""
+
+    def __init__(self, interp) -> None:
+        self._interp = interp
+        self._in = {f"input_{i}": d for i, d in enumerate(interp.get_input_details())}
+        self._out = {f"output_{i}": d for i, d in enumerate(interp.get_output_details())}
+
+    def get_input_details(self) -> dict:
+        return self._in
+
+    def get_output_details(self) -> dict:
+        return self._out
+
+    def __call__(self, **feeds: np.ndarray) -> dict[str, np.ndarray]:
+        for name, x in feeds.items():
+            self._interp.set_tensor(self._in[name]["index"], x)
+        self._interp.invoke()
+        return {name: self._interp.get_tensor(d["index"]) for name, d in self._out.items()}
+
+
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
     info = np.iinfo(dtype)
     q = np.round(x / scale) + zero_point
@@ -58,7 +80,10 @@ class LiteRTSession:
         try:
             self._interp = Interpreter(**kwargs)
             self._interp.allocate_tensors()
-            self._runner = self._interp.get_signature_runner()
+            if self._interp.get_signature_list():
+                self._runner = self._interp.get_signature_runner()
+            else:
+                self._runner = _TensorRunner(self._interp)
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError with C++ text
             raise ModelLoadError(f"{path}: LiteRT cannot load this model ({str(exc).splitlines()[0][:300]}). "
                                  f"The file is corrupt or not a TFLite model; re-export the bundle.") from exc
@@ -77,6 +102,11 @@ class LiteRTSession:
         self._in_details = [in_details[n] for n in self._in_names]
         self._out_details = [out_details[n] for n in self._out_names]
         self.input_dtypes = [np.dtype(d["dtype"]).name for d in self._in_details]
+        for spec, det in zip(inputs, self._in_details):
+            have = tuple(int(v) for v in det.get("shape", ()))
+            if have and have != tuple(spec.shape):
+                raise ModelLoadError(f"{path}: model input '{spec.name}' has shape {list(have)}, the manifest says "
+                                     f"{list(spec.shape)}; the model does not fit this bundle's input size")
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = check_feeds(feeds, self.inputs, str(self.path))

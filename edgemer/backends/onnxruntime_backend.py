@@ -60,6 +60,13 @@ class OnnxRuntimeSession:
         if sorted(have_in) != sorted(want_in) or not set(want_out) <= set(have_out):
             raise ModelLoadError(f"{path}: model IO {have_in} -> {have_out} does not match the manifest "
                                  f"{want_in} -> {want_out}; the bundle is inconsistent, re-export it")
+        for node in self._session.get_inputs():
+            spec = next(s for s in inputs if s.name == node.name)
+            fixed = [d for d in node.shape]
+            if len(fixed) != len(spec.shape) or any(isinstance(d, int) and d > 0 and d != w
+                                                    for d, w in zip(fixed, spec.shape)):
+                raise ModelLoadError(f"{path}: model input '{node.name}' has shape {fixed}, the manifest says "
+                                     f"{list(spec.shape)}; the model does not fit this bundle's input size")
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = check_feeds(feeds, self.inputs, str(self.path))

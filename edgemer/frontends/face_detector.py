@@ -1,0 +1,439 @@
+"""Face detectors that run offline: OpenCV's Haar cascade and YuNet-format ONNX models.
+
+* ``haar`` (default): OpenCV's frontal-face Haar cascade, shipped inside
+  ``opencv-python-headless`` 4.x (``pip install 'edgemer[camera]'``). OpenCV 5 dropped
+  ``CascadeClassifier`` and the cascade files, hence the ``<5`` pin. Boxes only, no
+  landmarks; scores are 1.0 (a cascade gives no calibrated confidence).
+* a path to a YuNet-format ``.onnx`` (e.g. ``face_detection_yunet_2023mar.onnx`` from the
+  OpenCV model zoo, which you supply): outputs ``cls_8/16/32``, ``obj_*``, ``bbox_*``,
+  ``kps_*``; boxes, scores and five landmarks. Engine ``onnxruntime`` runs it through
+  edgemer's own onnxruntime session and decodes it here; engine ``opencv`` hands it to
+  ``cv2.FaceDetectorYN``. Both decode alike (tested against each other).
+
+All detectors take a frame ``[H, W, 3]`` uint8 BGR (or ``[H, W]`` / ``[H, W, 1]`` grey)
+and return :class:`Detection` objects in that frame's pixel coordinates. Frames larger
+than ``max_side_px`` are shrunk before detection (boxes are scaled back), which keeps
+Haar at a few milliseconds on 640x480 without losing faces bigger than ``min_face_px``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+from edgemer._extras import require
+from edgemer.bundle import TensorSpec
+from edgemer.errors import BackendUnavailableError, ConfigError, InputShapeError, ManifestError, ModelLoadError
+
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+YUNET_STRIDES = (8, 16, 32)
+YUNET_OUTPUTS = tuple(f"{kind}_{s}" for kind in ("cls", "obj", "bbox", "kps") for s in YUNET_STRIDES)
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "right_mouth_corner", "left_mouth_corner")
+"""YuNet's five landmarks, in order ("right" is the subject's right: the left side of the image)."""
+ENGINES = ("auto", "onnxruntime", "opencv")
+
+
+def load_cv2(purpose: str = "Face detection and cropping"):
+    """The ``cv2`` module; raises :class:`MissingExtraError` naming the ``[camera]`` extra."""
+    return require("cv2", "camera", purpose)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face in frame pixel coordinates.
+
+    box: ``(x, y, width, height)`` of the face box, pixels (may extend past the frame).
+    score: detector confidence 0..1 (Haar: always 1.0).
+    landmarks: ``[5, 2]`` pixel positions in :data:`LANDMARK_NAMES` order, or None
+        (Haar gives none).
+    """
+
+    box: tuple[float, float, float, float]
+    score: float = 1.0
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.box[2]) * max(0.0, self.box[3])
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x, y, w, h = self.box
+        return x + w / 2, y + h / 2
+
+    def scaled(self, factor: float) -> "Detection":
+        """The same detection with every coordinate multiplied by ``factor``."""
+        box = tuple(float(v) * factor for v in self.box)
+        lm = None if self.landmarks is None else tuple((px * factor, py * factor) for px, py in self.landmarks)
+        return Detection(box=box, score=self.score, landmarks=lm)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"box": [round(float(v), 1) for v in self.box], "score": round(float(self.score), 4)}
+        if self.landmarks is not None:
+            d["landmarks"] = [[round(float(px), 1), round(float(py), 1)] for px, py in self.landmarks]
+        return d
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes, 0..1."""
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    ih = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FaceDetectorOptions:
+    """Which face detector to use and how (stored in a face bundle's ``front_end.detector``).
+
+    model: ``"haar"`` or the path of a YuNet-format ``.onnx`` face detector.
+    engine: for ONNX models: ``"onnxruntime"`` (edgemer's session, default via ``"auto"``)
+        or ``"opencv"`` (``cv2.FaceDetectorYN``). Ignored for Haar.
+    min_face_px: smallest face side to report, pixels of the input frame.
+    max_side_px: frames whose longer side exceeds this are shrunk before detection.
+    score_threshold: ONNX detectors: minimum face score, 0..1.
+    nms_threshold: ONNX detectors: IoU above which overlapping boxes are merged, 0..1.
+    max_faces: at most this many faces (highest scores first).
+    haar_scale_factor: Haar: image pyramid step, > 1 (1.1 = 10 % per level).
+    haar_min_neighbors: Haar: overlapping hits needed to accept a face (higher = fewer
+        false faces).
+    input_size: ONNX models with a dynamic input: the ``(width, height)`` frames are
+        letterboxed into, pixels (multiples of 32 are used as-is).
+    threads: onnxruntime intra-op threads for ONNX detectors.
+    """
+
+    model: str = "haar"
+    engine: str = "auto"
+    min_face_px: int = 64
+    max_side_px: int = 320
+    score_threshold: float = 0.6
+    nms_threshold: float = 0.3
+    max_faces: int = 20
+    haar_scale_factor: float = 1.1
+    haar_min_neighbors: int = 5
+    input_size: tuple[int, int] = (320, 240)
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("FaceDetectorOptions.model must be 'haar' or the path of a YuNet-format .onnx file")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"FaceDetectorOptions.engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.min_face_px < 8:
+            raise ConfigError(f"FaceDetectorOptions.min_face_px must be >= 8 px, got {self.min_face_px}")
+        if self.max_side_px < 64:
+            raise ConfigError(f"FaceDetectorOptions.max_side_px must be >= 64 px, got {self.max_side_px}")
+        for name in ("score_threshold", "nms_threshold"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"FaceDetectorOptions.{name} must be in [0, 1], got {v}")
+        if self.max_faces < 1:
+            raise ConfigError(f"FaceDetectorOptions.max_faces must be >= 1, got {self.max_faces}")
+        if not self.haar_scale_factor > 1.0:
+            raise ConfigError(f"FaceDetectorOptions.haar_scale_factor must be > 1, got {self.haar_scale_factor}")
+        if self.haar_min_neighbors < 0:
+            raise ConfigError(f"FaceDetectorOptions.haar_min_neighbors must be >= 0, got {self.haar_min_neighbors}")
+        if len(self.input_size) != 2 or min(self.input_size) < 32:
+            raise ConfigError(f"FaceDetectorOptions.input_size must be (width, height) >= 32 px, got {self.input_size}")
+        if self.threads < 1:
+            raise ConfigError(f"FaceDetectorOptions.threads must be >= 1, got {self.threads}")
+
+    @property
+    def is_haar(self) -> bool:
+        return self.model == "haar"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "engine": self.engine, "min_face_px": self.min_face_px,
+                "max_side_px": self.max_side_px, "score_threshold": self.score_threshold,
+                "nms_threshold": self.nms_threshold, "max_faces": self.max_faces,
+                "haar_scale_factor": self.haar_scale_factor, "haar_min_neighbors": self.haar_min_neighbors,
+                "input_size": list(self.input_size), "threads": self.threads}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FaceDetectorOptions":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ManifestError(f"front_end.detector has unknown key(s) {unknown}; known: {sorted(known)}")
+        kwargs = dict(d)
+        if "input_size" in kwargs:
+            kwargs["input_size"] = tuple(int(v) for v in kwargs["input_size"])
+        return cls(**kwargs)
+
+
+class FaceDetector(Protocol):
+    """Finds faces in one frame."""
+
+    options: FaceDetectorOptions
+    description: str
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in ``image`` (``[H, W, 3]`` uint8 BGR or ``[H, W]`` grey), highest score / largest first."""
+        ...
+
+
+def check_frame(image: np.ndarray, where: str = "face detector") -> np.ndarray:
+    """Validate a frame: uint8 ``[H, W]``, ``[H, W, 1]`` or ``[H, W, 3]``; returns it (``[H, W, 1]`` squeezed)."""
+    if not isinstance(image, np.ndarray):
+        raise InputShapeError(f"{where}: expected a numpy image array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InputShapeError(f"{where}: frame dtype is {image.dtype}, expected uint8 (0..255); "
+                              f"convert with (x * 255).clip(0, 255).astype(np.uint8) for 0..1 floats")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise InputShapeError(f"{where}: frame shape {image.shape}; expected [H, W, 3] BGR or [H, W] grey "
+                              f"(drop an alpha channel with frame[:, :, :3])")
+    if min(image.shape[:2]) < 16:
+        raise InputShapeError(f"{where}: frame of {image.shape[1]}x{image.shape[0]} px is too small to hold a face")
+    return image
+
+
+def _shrink(cv2, image: np.ndarray, max_side_px: int) -> tuple[np.ndarray, float]:
+    """The image shrunk so its longer side is at most ``max_side_px``, and the factor back to the original."""
+    h, w = image.shape[:2]
+    side = max(h, w)
+    if side <= max_side_px:
+        return image, 1.0
+    s = max_side_px / side
+    small = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return small, side / max_side_px
+
+
+class HaarFaceDetector:
+    """OpenCV's frontal-face Haar cascade (boxes only)."""
+
+    def __init__(self, options: FaceDetectorOptions = FaceDetectorOptions()) -> None:
+        cv2 = load_cv2("The Haar face detector")
+        self._cv2 = cv2
+        self.options = options
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            raise BackendUnavailableError(
+                f"OpenCV {cv2.__version__} has no CascadeClassifier or cascade files (OpenCV 5 dropped them). "
+                f"Install OpenCV 4: pip install 'opencv-python-headless>=4.8,<5' (the edgemer[camera] pin), "
+                f"or use a YuNet ONNX face detector (FaceDetectorOptions(model='face_detection_yunet.onnx')).")
+        path = Path(cv2.data.haarcascades) / HAAR_CASCADE
+        self._cascade = cv2.CascadeClassifier(str(path))
+        if self._cascade.empty():
+            raise BackendUnavailableError(f"{path}: OpenCV cannot load its frontal-face cascade; reinstall "
+                                          f"opencv-python-headless 4.x (pip install 'edgemer[camera]')")
+        self.description = f"Haar cascade ({HAAR_CASCADE}, OpenCV {cv2.__version__})"
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        cv2, o = self._cv2, self.options
+        image = check_frame(image)
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        small, back = _shrink(cv2, grey, o.max_side_px)
+        min_px = max(8, int(round(o.min_face_px / back)))
+        boxes = self._cascade.detectMultiScale(small, scaleFactor=o.haar_scale_factor,
+                                               minNeighbors=o.haar_min_neighbors, minSize=(min_px, min_px))
+        dets = [Detection(box=tuple(float(v) for v in b)).scaled(back) for b in np.asarray(boxes).reshape(-1, 4)]
+        dets.sort(key=lambda d: d.area, reverse=True)
+        return dets[:o.max_faces]
+
+
+def _yunet_decode(outputs: Mapping[str, np.ndarray], pad_w: int, pad_h: int, score_threshold: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode YuNet's raw outputs into boxes ``[n, 4]`` (x, y, w, h), scores ``[n]`` and landmarks ``[n, 5, 2]``.
+
+    The rule is OpenCV's ``FaceDetectorYN``: score = sqrt(clip(cls) * clip(obj)); box
+    centre = (cell + offset) * stride, size = exp(log-size) * stride; landmark =
+    (offset + cell) * stride, for strides 8, 16 and 32 over the padded input.
+    """
+    boxes, scores, marks = [], [], []
+    for s in YUNET_STRIDES:
+        cols, rows = pad_w // s, pad_h // s
+        n = rows * cols
+        cls = np.clip(np.asarray(outputs[f"cls_{s}"], np.float32).reshape(-1)[:n], 0, 1)
+        obj = np.clip(np.asarray(outputs[f"obj_{s}"], np.float32).reshape(-1)[:n], 0, 1)
+        score = np.sqrt(cls * obj)
+        keep = np.nonzero(score >= score_threshold)[0]
+        if keep.size == 0:
+            continue
+        bbox = np.asarray(outputs[f"bbox_{s}"], np.float32).reshape(-1, 4)[keep]
+        kps = np.asarray(outputs[f"kps_{s}"], np.float32).reshape(-1, 10)[keep].reshape(-1, 5, 2)
+        c = (keep % cols).astype(np.float32)
+        r = (keep // cols).astype(np.float32)
+        cx, cy = (c + bbox[:, 0]) * s, (r + bbox[:, 1]) * s
+        w, h = np.exp(bbox[:, 2]) * s, np.exp(bbox[:, 3]) * s
+        boxes.append(np.stack([cx - w / 2, cy - h / 2, w, h], axis=1))
+        scores.append(score[keep])
+        lm = np.empty_like(kps)
+        lm[:, :, 0] = (kps[:, :, 0] + c[:, None]) * s
+        lm[:, :, 1] = (kps[:, :, 1] + r[:, None]) * s
+        marks.append(lm)
+    if not boxes:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+    return np.concatenate(boxes), np.concatenate(scores), np.concatenate(marks)
+
+
+def _nms(cv2, boxes: np.ndarray, scores: np.ndarray, score_threshold: float, nms_threshold: float,
+         top_k: int) -> list[int]:
+    """Indices kept by OpenCV's NMS on integer boxes (as ``FaceDetectorYN`` does), best first."""
+    if len(boxes) == 0:
+        return []
+    if len(boxes) == 1:
+        return [0]
+    rects = [[int(v) for v in b] for b in boxes]
+    keep = cv2.dnn.NMSBoxes(rects, [float(s) for s in scores], score_threshold, nms_threshold, top_k=top_k)
+    return [int(i) for i in np.asarray(keep).reshape(-1)]
+
+
+class OnnxFaceDetector:
+    """A YuNet-format ONNX face detector run by edgemer's onnxruntime session and decoded here."""
+
+    def __init__(self, options: FaceDetectorOptions) -> None:
+        import onnxruntime as ort
+
+        from edgemer.backends.onnxruntime_backend import OnnxRuntimeSession
+
+        self._cv2 = load_cv2("The ONNX face detector")
+        self.options = options
+        path = Path(options.model).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"face detector model '{path}' not found; give the path of a YuNet-format .onnx "
+                                 f"file (e.g. face_detection_yunet_2023mar.onnx) or use 'haar'")
+        try:
+            probe = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelLoadError(f"{path}: onnxruntime cannot load this face detector "
+                                 f"({str(exc).splitlines()[0][:200]}); is it an ONNX file?") from exc
+        outs = [o.name for o in probe.get_outputs()]
+        missing = [n for n in YUNET_OUTPUTS if n not in outs]
+        if missing or len(probe.get_inputs()) != 1:
+            raise ModelLoadError(f"{path}: not a YuNet-format face detector (needs one input and outputs "
+                                 f"{list(YUNET_OUTPUTS)}; it has outputs {outs}, missing {missing})")
+        inp = probe.get_inputs()[0]
+        shape = list(inp.shape)
+        if len(shape) != 4 or shape[1] not in (3, "3"):
+            raise ModelLoadError(f"{path}: face detector input '{inp.name}' has shape {shape}, expected [1, 3, H, W]")
+        if isinstance(shape[2], int) and isinstance(shape[3], int) and shape[2] > 0 and shape[3] > 0:
+            self.pad_h, self.pad_w = int(shape[2]), int(shape[3])
+        else:
+            w, h = options.input_size
+            self.pad_w, self.pad_h = int(math.ceil(w / 32) * 32), int(math.ceil(h / 32) * 32)
+        if self.pad_w % 32 or self.pad_h % 32:
+            raise ModelLoadError(f"{path}: input {self.pad_w}x{self.pad_h} is not a multiple of 32 (YuNet strides)")
+        del probe
+        self._input = TensorSpec(inp.name, (1, 3, self.pad_h, self.pad_w))
+        self._session = OnnxRuntimeSession(path, (self._input,), tuple(TensorSpec(n, ()) for n in YUNET_OUTPUTS),
+                                           options.threads, ["CPUExecutionProvider"])
+        self.description = f"YuNet-format ONNX {path.name} via onnxruntime, input {self.pad_w}x{self.pad_h}"
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        cv2, o = self._cv2, self.options
+        image = check_frame(image)
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        h, w = image.shape[:2]
+        s = min(self.pad_w / w, self.pad_h / h)
+        nw, nh = max(1, int(w * s)), max(1, int(h * s))
+        small = image if (nw, nh) == (w, h) else cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+        canvas = np.zeros((self.pad_h, self.pad_w, 3), np.float32)
+        canvas[:nh, :nw] = small
+        blob = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None])
+        outputs = self._session.run({self._input.name: blob})
+        boxes, scores, marks = _yunet_decode(outputs, self.pad_w, self.pad_h, o.score_threshold)
+        keep = _nms(cv2, boxes, scores, o.score_threshold, o.nms_threshold, o.max_faces)
+        back = 1.0 / s
+        dets = [Detection(box=tuple(float(v) for v in boxes[i]), score=float(scores[i]),
+                          landmarks=tuple((float(px), float(py)) for px, py in marks[i])).scaled(back) for i in keep]
+        return [d for d in dets if min(d.box[2], d.box[3]) >= o.min_face_px][:o.max_faces]
+
+
+class OpenCVYuNetDetector:
+    """A YuNet-format ONNX face detector run by OpenCV's ``cv2.FaceDetectorYN``."""
+
+    def __init__(self, options: FaceDetectorOptions) -> None:
+        cv2 = load_cv2("OpenCV's YuNet face detector")
+        self._cv2 = cv2
+        self.options = options
+        path = Path(options.model).expanduser()
+        if not path.is_file():
+            raise ModelLoadError(f"face detector model '{path}' not found; give the path of a YuNet-format .onnx file")
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise BackendUnavailableError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; use engine 'onnxruntime'")
+        try:
+            self._det = cv2.FaceDetectorYN.create(str(path), "", tuple(options.input_size), options.score_threshold,
+                                                  options.nms_threshold, options.max_faces)
+        except cv2.error as exc:
+            raise ModelLoadError(f"{path}: cv2.FaceDetectorYN cannot load this model "
+                                 f"({str(exc).strip().splitlines()[-1][:200]})") from exc
+        self._size: tuple[int, int] | None = None
+        self.description = f"YuNet-format ONNX {path.name} via cv2.FaceDetectorYN (OpenCV {cv2.__version__})"
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        cv2, o = self._cv2, self.options
+        image = check_frame(image)
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        small, back = _shrink(cv2, image, o.max_side_px)
+        size = (small.shape[1], small.shape[0])
+        if size != self._size:
+            self._det.setInputSize(size)
+            self._size = size
+        _, faces = self._det.detect(small)
+        dets = []
+        for f in (faces if faces is not None else []):
+            lm = tuple((float(f[4 + 2 * k]), float(f[5 + 2 * k])) for k in range(5))
+            dets.append(Detection(box=(float(f[0]), float(f[1]), float(f[2]), float(f[3])), score=float(f[14]),
+                                  landmarks=lm).scaled(back))
+        return [d for d in dets if min(d.box[2], d.box[3]) >= o.min_face_px][:o.max_faces]
+
+
+def create_face_detector(options: FaceDetectorOptions = FaceDetectorOptions()) -> FaceDetector:
+    """The detector ``options`` name: Haar, or a YuNet-format ONNX via onnxruntime or OpenCV.
+
+    Raises
+    ------
+    MissingExtraError: OpenCV is not installed (``pip install 'edgemer[camera]'``).
+    BackendUnavailableError: this OpenCV lacks the Haar cascade (OpenCV 5).
+    ModelLoadError: the ONNX file is missing, unreadable or not YuNet-format.
+    """
+    if options.is_haar:
+        return HaarFaceDetector(options)
+    if not options.model.endswith(".onnx"):
+        raise ConfigError(f"FaceDetectorOptions.model must be 'haar' or a .onnx path, got {options.model!r}")
+    if options.engine == "opencv":
+        return OpenCVYuNetDetector(options)
+    return OnnxFaceDetector(options)
+
+
+@dataclass
+class FaceSelector:
+    """Chooses the face to analyse in each frame: the largest, or the tracked one.
+
+    mode: ``"largest"`` (every frame on its own) or ``"tracked"`` (keep following the
+    face chosen before while a detection overlaps it by at least ``min_iou``; otherwise
+    take the largest). ``reset()`` forgets the tracked face.
+    """
+
+    mode: str = "largest"
+    min_iou: float = 0.3
+    _last: Detection | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("largest", "tracked"):
+            raise ConfigError(f"face selection must be 'largest' or 'tracked', got {self.mode!r}")
+
+    def select(self, detections: list[Detection]) -> Detection | None:
+        if not detections:
+            self._last = None
+            return None
+        chosen = max(detections, key=lambda d: d.area)
+        if self.mode == "tracked" and self._last is not None:
+            overlaps = [(iou(d.box, self._last.box), d) for d in detections]
+            best_iou, best = max(overlaps, key=lambda p: p[0])
+            if best_iou >= self.min_iou:
+                chosen = best
+        self._last = chosen
+        return chosen
+
+    def reset(self) -> None:
+        self._last = None
+

@@ -1,0 +1,197 @@
+"""Replay of a video file, a folder of images or one image as the ``video`` stream.
+
+Frames (``[H, W, 3]`` uint8 BGR) are emitted on the pipeline clock, faster than real
+time with ``speed > 1``, through exactly the pipeline code a live camera uses. Images
+are read one at a time as they are played (``cv2.imread``; grey and alpha images become
+BGR), so a large folder costs no memory; frames are never written anywhere.
+
+A video plays at its own frame rate unless ``fps`` asks for fewer frames (skipped
+frames are grabbed, not decoded). Images play at ``fps`` (default 5 per second).
+
+Bad input: a video OpenCV cannot open or decode, a path that holds no image, raise
+:class:`~edgemer.errors.DatasetError` at construction. An image in a folder that
+cannot be read is skipped, logged and counted (``health()["unreadable_images"]``).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemer.clock import PipelineClock
+from edgemer.errors import ConfigError, DatasetError
+from edgemer.sources import Emit, ThreadedSource
+from edgemer.types import FLAG_GAP, Chunk, StreamSpec
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+DEFAULT_IMAGE_FPS = 5.0
+
+
+def _natural_key(p: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly inside ``folder`` (by suffix), in natural order (img2 before img10)."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                  key=_natural_key)
+
+
+def is_video_or_images(path: str | Path) -> bool:
+    """True if ``path`` is a video file, an image file, or a folder that directly holds images."""
+    p = Path(path)
+    if p.is_file():
+        return p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+    if p.is_dir():
+        return any(f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir())
+    return False
+
+
+def _cv2():
+    from edgemer.frontends.face_detector import load_cv2
+
+    return load_cv2("Video and image replay")
+
+
+class VideoReplay(ThreadedSource):
+    """Replays a video file, an image folder or one image as ``video`` frames.
+
+    Parameters
+    ----------
+    path: video file (``.mp4``, ``.avi``, ...), folder of images, or one image.
+    speed: stream seconds per wall second.
+    fps: frames per second to play: images default 5; a video defaults to its own rate
+        and is thinned to ``fps`` if lower.
+    duration_s: stream seconds to play (None: to the end).
+    loop: start again at the end (until ``duration_s`` or stop).
+    stream: name of the stream the frames go to.
+    """
+
+    live = False
+
+    def __init__(self, path: str | Path, speed: float = 1.0, fps: float | None = None,
+                 duration_s: float | None = None, loop: bool = False, stream: str = "video") -> None:
+        super().__init__(speed)
+        if fps is not None and not 0.1 <= fps <= 480:
+            raise ConfigError(f"VideoReplay.fps must be 0.1..480 frames/s, got {fps}")
+        if duration_s is not None and duration_s <= 0:
+            raise ConfigError(f"VideoReplay.duration_s must be > 0 s or None, got {duration_s}")
+        self.path = Path(path).expanduser()
+        self.duration_s = duration_s
+        self.loop = loop
+        self._counters = {"frames": 0, "unreadable_images": 0, "decode_failures": 0}
+        self._lock = threading.Lock()
+        cv2 = _cv2()
+        if self.path.is_dir():
+            self.images = list_images(self.path)
+            if not self.images:
+                raise DatasetError(f"{self.path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder; "
+                                   f"give a folder of images, an image or a video file")
+            self.kind = "images"
+        elif self.path.is_file() and self.path.suffix.lower() in IMAGE_SUFFIXES:
+            self.images = [self.path]
+            self.kind = "images"
+        elif self.path.is_file():
+            self.images = []
+            self.kind = "video"
+        else:
+            raise DatasetError(f"{self.path}: no such file or folder; give a video file, an image or a folder "
+                               f"of images")
+        if self.kind == "images":
+            if not self.path.is_dir() and cv2.imread(str(self.path), cv2.IMREAD_COLOR) is None:
+                raise DatasetError(f"{self.images[0]}: cannot read this image (corrupt, or a format OpenCV "
+                                   f"does not read); convert it to PNG or JPEG")
+            self.fps = float(fps or DEFAULT_IMAGE_FPS)
+            self.native_fps = self.fps
+            self.step = 1
+        else:
+            cap = cv2.VideoCapture(str(self.path))
+            ok, frame = (cap.read() if cap.isOpened() else (False, None))
+            native = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) if cap.isOpened() else 0.0
+            cap.release()
+            if not ok or frame is None:
+                raise DatasetError(f"{self.path}: OpenCV cannot open or decode this video (corrupt, not a video, "
+                                   f"or a codec this OpenCV build lacks); convert it, e.g. "
+                                   f"ffmpeg -i '{self.path.name}' -c:v mjpeg out.avi")
+            if not 0.5 <= native <= 480:
+                log.warning("%s: the video reports no usable frame rate (%s); playing it at 30 frames/s",
+                            self.path, native)
+                native = 30.0
+            self.native_fps = native
+            self.step = max(1, int(round(native / fps))) if fps is not None and fps < native else 1
+            self.fps = native / self.step
+        self.name = f"replay:{self.path.name}"
+        self.streams = (StreamSpec(stream, self.fps, channels=3, unit="bgr8", media=True, frames=True),)
+
+    def health(self) -> dict:
+        with self._lock:
+            return dict(self._counters)
+
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self._counters[key] += 1
+
+    def _frames(self, cv2, stop: threading.Event):
+        """Yield ``(frame [H, W, 3] uint8 | None, skipped_before)`` in play order."""
+        while not stop.is_set():
+            if self.kind == "images":
+                for p in self.images:
+                    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                    if img is None:
+                        self._count("unreadable_images")
+                        log.warning("%s: cannot read this image; skipped", p)
+                    yield img
+            else:
+                cap = cv2.VideoCapture(str(self.path))
+                try:
+                    i = 0
+                    while not stop.is_set():
+                        if i % self.step == 0:
+                            ok, frame = cap.read()
+                        else:
+                            ok, frame = cap.grab(), None
+                        if not ok:
+                            break
+                        if i % self.step == 0:
+                            yield frame
+                        i += 1
+                finally:
+                    cap.release()
+            if not self.loop:
+                return
+
+    def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:
+        cv2 = _cv2()
+        spec = self.streams[0]
+        period = 1.0 / self.fps
+        end = None if self.duration_s is None else self.duration_s
+        k = 0
+        gap = False
+        for frame in self._frames(cv2, stop):
+            t_rel = k * period
+            if end is not None and t_rel >= end - 1e-9:
+                return
+            t0 = clock.start + t_rel
+            if not clock.sleep_until(t0 + period, stop):
+                return
+            k += 1
+            if frame is None:
+                gap = True
+                continue
+            self._count("frames")
+            emit(Chunk(spec.name, spec.rate_hz, t0, np.ascontiguousarray(frame)[None], seq=k - 1,
+                       flags=FLAG_GAP if gap else 0, arrival=time.monotonic()))
+            gap = False
+
+    def describe(self) -> dict[str, Any]:
+        """What is being replayed: kind, count of images, rates."""
+        return {"path": str(self.path), "kind": self.kind, "images": len(self.images), "fps": self.fps,
+                "native_fps": self.native_fps}
