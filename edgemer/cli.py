@@ -70,7 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "then --bundle/--source/--speed/--duration/--backend come from the file")
     run.add_argument("--source", default="simulated",
                      help="'simulated', 'replay:PATH[:SUBJECT]' (WESAD-layout folder or subject .pkl) or "
-                          "'serial:PORT[@BAUD]' (a wearable or 'edgemer emulate' on a serial port)")
+                          "'serial:PORT[@BAUD]' (a wearable or 'edgemer emulate' on a serial port); for face "
+                          "bundles 'camera[:INDEX[:WIDTHxHEIGHT[@FPS]]]' or 'replay:VIDEO_OR_IMAGE_DIR[@FPS]'; for "
+                          "audio bundles 'mic[:DEVICE][@CAPTURE_RATE_HZ]' (device index or part of its name) or "
+                          "'replay:FILE.wav' ('replay:speech-example' plays the shipped example)")
+    run.add_argument("--analysis-fps", type=float, default=None, metavar="FPS",
+                     help="face bundles: frames analysed per second, independent of the camera rate "
+                          "(default: the bundle's, e.g. 5)")
+    run.add_argument("--face-detector", default=None, metavar="haar|FILE.onnx",
+                     help="face bundles: 'haar' (OpenCV cascade) or a YuNet-format ONNX face detector "
+                          "(default: the bundle's)")
+    run.add_argument("--vad", default=None, metavar="energy|silero[:FILE.onnx]|none",
+                     help="audio bundles: the voice-activity gate; 'silero' uses the Silero VAD model of an installed "
+                          "silero-vad package, 'silero:FILE.onnx' a given file (default: the bundle's, 'energy')")
     _add_run_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -127,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                "verification report.")
     configure_export_physio(physio)
     physio.set_defaults(func=run_export_physio)
+
+    from edgemer.export.face_commands import add_face_commands
+    from edgemer.export.models_commands import add_models_commands
+
+    add_face_commands(data_sub, export_sub)
+    from edgemer.export.audio_commands import add_audio_commands
+
+    add_audio_commands(data_sub, export_sub)
+    add_models_commands(sub)
     return parser
 
 
@@ -137,7 +158,19 @@ def _pipeline_from_args(bundle_ref: str, source_spec: str, args: argparse.Namesp
     providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
     config = PipelineConfig(backend=args.backend, precision=args.precision, threads=args.threads, providers=providers)
     source = source_from_spec(source_spec, speed=args.speed, duration_s=args.duration, seed=args.seed)
-    return Pipeline([source], [bundle_ref], config=config, record=args.record, calibration=_calibration(args))
+    bundle = bundle_ref
+    fps, detector = getattr(args, "analysis_fps", None), getattr(args, "face_detector", None)
+    if fps is not None or detector is not None:
+        from edgemer.bundle import load_bundle
+        from edgemer.frontends.face import configure_face_bundle
+
+        bundle = configure_face_bundle(load_bundle(bundle_ref), analysis_fps=fps, detector=detector)
+    if getattr(args, "vad", None) is not None:
+        from edgemer.bundle import Bundle, load_bundle
+        from edgemer.frontends.audio import configure_audio_bundle
+
+        bundle = configure_audio_bundle(bundle if isinstance(bundle, Bundle) else load_bundle(bundle), vad=args.vad)
+    return Pipeline([source], [bundle], config=config, record=args.record, calibration=_calibration(args))
 
 
 def _calibration(args: argparse.Namespace):
@@ -162,6 +195,8 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
             hint = r.bundle.manifest.provenance.get("train_on_real_data", REAL_DATA_HINT)
             print(f"NOTE: bundle '{r.bundle.name}' was trained on SYNTHETIC data; its estimates show the pipeline "
                   f"working, not validated emotion recognition. Train on real data with: {hint}")
+            if r.bundle.manifest.provenance.get("use_real_model"):
+                print(f"      or use a real pretrained model: {r.bundle.manifest.provenance['use_real_model']}")
     window = max(r.front_end.window_s for r in pipe.runners)
     print(f"First estimate after {window:g} s of stream time ({window / pipe.speed:.1f} s wall), then one "
           f"every {pipe.hop_s:g} s. Ctrl-C stops.", flush=True)
@@ -181,9 +216,11 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
     dropped = sum(s["dropped_samples"] for s in stats["streams"].values())
     nans = sum(s["nan_samples"] for s in stats["streams"].values())
     skipped = sum(b["skipped_windows"] for b in stats["bundles"].values())
+    empty = sum(b.get("empty_windows", 0) for b in stats["bundles"].values())
     median_ms = statistics.median(latencies) * 1000 if latencies else float("nan")
     print(f"{'stopped' if interrupted else 'done'}: {stats['estimates']} estimates, median latency {median_ms:.1f} ms, "
           f"{skipped} windows skipped, {nans} NaN samples, {dropped} samples dropped"
+          + (f", {empty} windows with nothing to analyse (e.g. no face)" if empty else "")
           + (f"; estimates written to {args.out}" if args.out else "")
           + (f"; raw chunks recorded in {pipe.recorder.path}" if pipe.recorder else ""))
     for src in pipe.sources:  # link health of sources that report it (e.g. a serial wearable)
@@ -246,7 +283,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"            learned {learned}")
         truth = physics.get("truth")
         if truth:
-            print(f"            truth   " + ", ".join(f"{k}={truth[k]:.4g}" for k in ("alpha_0", "beta", "gamma")
+            print("            truth   " + ", ".join(f"{k}={truth[k]:.4g}" for k in ("alpha_0", "beta", "gamma")
                                                      if k in truth))
     ver = bundle.verification()
     for key, row in (ver.get("comparisons") or {}).items():
@@ -255,8 +292,19 @@ def cmd_info(args: argparse.Namespace) -> int:
                   f"macro-F1 drop {row.get('macro_f1_drop_points', float('nan')):.2f} pt")
     prov = m.provenance
     if m.trained_on_synthetic_data:
-        print("provenance  trained on SYNTHETIC data (edgemer data synth-wesad); not a validated stress detector.")
-        print(f"            train on real WESAD: {prov.get('train_on_real_data', REAL_DATA_HINT)}")
+        if m.modality == "face":
+            print(f"provenance  trained on SYNTHETIC drawn faces ({prov.get('dataset')}); not a validated "
+                  f"expression recogniser.")
+            print(f"            train on FER2013: {prov.get('train_on_real_data')}")
+            print(f"            real pretrained model: {prov.get('use_real_model')}")
+        elif m.modality == "audio":
+            print(f"provenance  trained on SYNTHETIC speech ({prov.get('dataset')}, espeak-ng); not a validated "
+                  f"emotion recogniser.")
+            print(f"            train on RAVDESS/CREMA-D: {prov.get('train_on_real_data')}")
+            print(f"            real pretrained model: {prov.get('use_real_model')}")
+        else:
+            print("provenance  trained on SYNTHETIC data (edgemer data synth-wesad); not a validated stress detector.")
+            print(f"            train on real WESAD: {prov.get('train_on_real_data', REAL_DATA_HINT)}")
     else:
         print(f"provenance  dataset {prov.get('dataset')}")
     if prov.get("created_utc"):

@@ -1,6 +1,5 @@
 """The command line as a user runs it."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -57,9 +56,9 @@ def test_info_lists_and_verifies():
 
 @pytest.mark.parametrize("args,message", [
     (("run", "--bundle", "/no/such/bundle"), "No bundle at"),
-    (("run", "--bundle", "physio-demo", "--source", "replay:/no/such/dir"), "WESAD folder not found"),
+    (("run", "--bundle", "physio-demo", "--source", "replay:/no/such/dir"), "/no/such/dir: nothing to replay"),
     (("demo", "--speed", "0"), "speed"),
-    (("run", "--bundle", "physio-demo", "--source", "camera"), "unknown source"),
+    (("run", "--bundle", "physio-demo", "--source", "thermometer"), "unknown source"),
 ])
 def test_bad_input_gives_one_clear_line(args, message):
     r = edgemer(*args)

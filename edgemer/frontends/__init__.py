@@ -38,7 +38,19 @@ def _wrist(manifest: Manifest) -> FrontEnd:
     return WristFrontEnd.from_manifest(manifest)
 
 
-FRONT_ENDS = {"wrist_physio": _wrist}
+def _face(manifest: Manifest) -> FrontEnd:
+    from edgemer.frontends.face import FaceFrontEnd
+
+    return FaceFrontEnd.from_manifest(manifest)
+
+
+def _speech(manifest: Manifest) -> FrontEnd:
+    from edgemer.frontends.audio import AudioFrontEnd
+
+    return AudioFrontEnd.from_manifest(manifest)
+
+
+FRONT_ENDS = {"wrist_physio": _wrist, "face_expression": _face, "speech_emotion": _speech}
 """manifest ``front_end.type`` -> factory."""
 
 

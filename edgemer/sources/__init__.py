@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from edgemer.clock import PipelineClock
-from edgemer.errors import ConfigError, SourceError
+from edgemer.errors import ConfigError, DatasetError, SourceError
 from edgemer.types import Chunk, StreamSpec
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,11 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
     Video (needs the ``[camera]`` extra): ``replay:`` also takes a video file, an image or a
     folder of images, optionally ``@FPS`` (``replay:clips/face.mp4@10``); ``camera[:INDEX
     [:WIDTHxHEIGHT[@FPS]]]`` opens a camera, e.g. ``camera:0:1280x720@30``.
+
+    Audio: ``replay:FILE.wav`` plays a WAV file as the 16 kHz mono ``audio`` stream
+    (``replay:speech-example`` the one shipped with edgemer); ``mic[:DEVICE][@RATE]`` opens a
+    microphone (index or part of its name; capture rate in Hz, default the device's), e.g.
+    ``mic:1@48000`` (needs the ``[audio]`` extra).
     """
     if spec == "simulated":
         from edgemer.sources.simulated import SimulatedWearable
@@ -134,6 +139,10 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
             from edgemer.recorder import RecordingReplay
 
             return RecordingReplay(target, speed=speed)
+        if target.lower().endswith(".wav") or target == "speech-example":
+            from edgemer.sources.wav_replay import WavReplay
+
+            return WavReplay(target, speed=speed, duration_s=duration_s)
         from edgemer.sources.video_replay import VideoReplay, is_video_or_images
 
         path, sep, fps = target.rpartition("@")
@@ -145,7 +154,14 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
         head, sep, tail = target.rpartition(":")
         if sep and tail.startswith("S") and tail[1:].isdigit():
             target, subject = head, tail
+        if not Path(target).exists():
+            raise DatasetError(f"{target}: nothing to replay (no such file or folder); give a WESAD-layout folder or "
+                               f"subject .pkl, an edgemer recording folder, a video, an image or a folder of images")
         return WesadReplay(target, subject=subject, speed=speed, duration_s=duration_s)
+    if spec == "mic" or spec.startswith(("mic:", "mic@")):
+        from edgemer.sources.microphone import MicrophoneOptions, MicrophoneSource
+
+        return MicrophoneSource(MicrophoneOptions.from_spec(spec[len("mic"):]), duration_s=duration_s)
     if spec == "camera" or spec.startswith("camera:"):
         from edgemer.sources.camera import CameraOptions, CameraSource
 
@@ -161,8 +177,8 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
             raise ConfigError("source 'serial:' needs a port, e.g. serial:/dev/ttyACM0 or serial:/dev/pts/5@115200")
         return SerialWearable(port, baud=baud, speed=speed, duration_s=duration_s)
     raise ConfigError(f"unknown source '{spec}'; use 'simulated', 'replay:PATH' (a WESAD-layout folder "
-                      f"or subject .pkl, a video, an image or a folder of images), 'camera[:INDEX]' "
-                      f"or 'serial:PORT[@BAUD]'")
+                      f"or subject .pkl, a video, an image or a folder of images), 'camera[:INDEX]', "
+                      f"'serial:PORT[@BAUD]', 'mic[:DEVICE][@RATE]' or 'replay:FILE.wav'")
 
 
 from edgemer.sources.simulated import SimulatedWearable  # noqa: E402

@@ -1,0 +1,277 @@
+"""Audio signal processing with numpy and scipy only: log-mel spectrograms and resampling.
+
+Log-mel (:func:`log_mel`, :class:`LogMelExtractor`) reproduces librosa's
+``power_to_db(melspectrogram(...))`` for the same parameters (Slaney mel scale and
+area normalisation, periodic Hann window zero-padded to ``n_fft``, centred frames
+with zero padding, power spectrum, ``10 * log10(max(amin, S) / ref)`` then clipped to
+``top_db`` below the peak); the test suite checks it against librosa to 1e-3 dB.
+
+Resampling is polyphase: :func:`resample` is :func:`scipy.signal.resample_poly` for a
+whole signal, and :class:`StreamingResampler` gives the same samples block by block
+for a live stream (the same Kaiser-windowed FIR low-pass, its state kept between blocks).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Mapping
+
+import numpy as np
+import scipy.fft
+from scipy import signal
+
+from edgemer.errors import ConfigError, ManifestError
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Log-mel spectrogram parameters (librosa's names where they exist).
+
+    sample_rate_hz: input sample rate, Hz. n_fft: FFT length, samples. win_length:
+    Hann window length, samples (<= n_fft; zero-padded to n_fft). hop_length: samples
+    between frames. n_mels: mel bands. fmin_hz / fmax_hz: band edges, Hz (fmax <=
+    sample_rate_hz / 2). center: pad ``n_fft // 2`` zeros each side so frame ``t`` is
+    centred on sample ``t * hop_length``. ref_power: 0 dB reference (1.0 = digital
+    full-scale power). amin: floor of the power before the log. top_db: dynamic range
+    kept below the window's peak, dB (None: no clipping).
+    """
+
+    sample_rate_hz: int = 16000
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 160
+    n_mels: int = 64
+    fmin_hz: float = 50.0
+    fmax_hz: float = 8000.0
+    center: bool = True
+    ref_power: float = 1.0
+    amin: float = 1e-10
+    top_db: float | None = 80.0
+
+    def __post_init__(self) -> None:
+        if not 1000 <= self.sample_rate_hz <= 384000:
+            raise ConfigError(f"MelConfig.sample_rate_hz must be 1000..384000 Hz, got {self.sample_rate_hz}")
+        if self.n_fft < 16:
+            raise ConfigError(f"MelConfig.n_fft must be >= 16 samples, got {self.n_fft}")
+        if not 1 <= self.win_length <= self.n_fft:
+            raise ConfigError(f"MelConfig.win_length must be 1..n_fft ({self.n_fft}) samples, got {self.win_length}")
+        if self.hop_length < 1:
+            raise ConfigError(f"MelConfig.hop_length must be >= 1 sample, got {self.hop_length}")
+        if not 1 <= self.n_mels <= 512:
+            raise ConfigError(f"MelConfig.n_mels must be 1..512, got {self.n_mels}")
+        if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate_hz / 2:
+            raise ConfigError(f"MelConfig.fmin_hz/fmax_hz must satisfy 0 <= fmin < fmax <= sample_rate_hz / 2 "
+                              f"({self.sample_rate_hz / 2:g} Hz), got {self.fmin_hz} / {self.fmax_hz}")
+        if not (self.ref_power > 0 and self.amin > 0):
+            raise ConfigError(f"MelConfig.ref_power and amin must be > 0, got {self.ref_power} / {self.amin}")
+        if self.top_db is not None and not self.top_db > 0:
+            raise ConfigError(f"MelConfig.top_db must be > 0 dB or None, got {self.top_db}")
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames produced for ``n_samples`` input samples."""
+        padded = n_samples + (2 * (self.n_fft // 2) if self.center else 0)
+        return 1 + (padded - self.n_fft) // self.hop_length if padded >= self.n_fft else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MelConfig":
+        try:
+            return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        except TypeError as exc:
+            raise ManifestError(f"front_end.mel is malformed ({exc}); re-export the bundle") from exc
+
+
+# -- mel filterbank (Slaney) -----------------------------------------------------------------------
+
+_F_SP = 200.0 / 3  # Hz per mel below 1 kHz (Slaney)
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = math.log(6.4) / 27.0
+
+
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney mel scale: linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, np.float64)
+    mel = hz / _F_SP
+    high = hz >= _MIN_LOG_HZ
+    return np.where(high, _MIN_LOG_MEL + np.log(np.maximum(hz, 1e-12) / _MIN_LOG_HZ) / _LOGSTEP, mel)
+
+
+def mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel`."""
+    mel = np.asarray(mel, np.float64)
+    hz = mel * _F_SP
+    return np.where(mel >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mel - _MIN_LOG_MEL)), hz)
+
+
+@lru_cache(maxsize=16)
+def mel_filterbank(sample_rate_hz: int, n_fft: int, n_mels: int, fmin_hz: float, fmax_hz: float) -> np.ndarray:
+    """Triangular Slaney-normalised mel filters ``[n_mels, n_fft // 2 + 1]`` float32 (read-only)."""
+    fft_hz = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate_hz)
+    mel_hz = mel_to_hz(np.linspace(hz_to_mel(fmin_hz), hz_to_mel(fmax_hz), n_mels + 2))
+    fdiff = np.diff(mel_hz)
+    ramps = np.subtract.outer(mel_hz, fft_hz)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_hz[2:] - mel_hz[:-2]))[:, None]
+    out = weights.astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=16)
+def hann_window(win_length: int, n_fft: int) -> np.ndarray:
+    """Periodic Hann window of ``win_length`` samples, centred in ``n_fft`` zeros, float32 (read-only)."""
+    w = np.zeros(n_fft, np.float64)
+    start = (n_fft - win_length) // 2
+    w[start:start + win_length] = signal.get_window("hann", win_length, fftbins=True)
+    out = w.astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+class LogMelExtractor:
+    """Log-mel spectrogram of mono audio with a fixed :class:`MelConfig` (window and filters precomputed).
+
+    ``extractor(x)`` with ``x`` float ``[n_samples]`` at ``config.sample_rate_hz`` returns
+    ``[n_mels, n_frames]`` float32 in dB re ``ref_power``. Frames are transformed in
+    blocks of :attr:`block_frames` so that the working set stays in the CPU cache.
+    """
+
+    block_frames = 128
+
+    def __init__(self, config: MelConfig = MelConfig()) -> None:
+        self.config = config
+        self.window = hann_window(config.win_length, config.n_fft)
+        self._offset = (config.n_fft - config.win_length) // 2
+        self._short_window = np.ascontiguousarray(self.window[self._offset:self._offset + config.win_length])
+        self.filters = mel_filterbank(config.sample_rate_hz, config.n_fft, config.n_mels, float(config.fmin_hz),
+                                      float(config.fmax_hz))
+        self._filters_t = np.ascontiguousarray(self.filters.T)
+
+    def mel_power(self, x: np.ndarray) -> np.ndarray:
+        """Mel power spectrogram ``[n_mels, n_frames]`` float32 (librosa ``melspectrogram`` with power 2)."""
+        c = self.config
+        x = np.asarray(x, np.float32).reshape(-1)
+        n = c.n_frames(x.size)
+        if n < 1:
+            raise ConfigError(f"log-mel: {x.size} samples give no frame of {c.n_fft} samples; give at least "
+                              f"{c.n_fft - (2 * (c.n_fft // 2) if c.center else 0)} samples")
+        pad = c.n_fft // 2 if c.center else 0
+        padded = np.zeros(x.size + 2 * pad, np.float32)
+        padded[pad:pad + x.size] = x
+        # Only the window's non-zero span is framed; rfft zero-pads each frame back to n_fft.
+        frames = np.lib.stride_tricks.sliding_window_view(padded, c.win_length)[self._offset::c.hop_length][:n]
+        mel = np.empty((n, c.n_mels), np.float32)
+        for i in range(0, n, self.block_frames):
+            spec = scipy.fft.rfft(frames[i:i + self.block_frames] * self._short_window, n=c.n_fft, axis=-1)
+            power = spec.real * spec.real
+            power += spec.imag * spec.imag
+            np.matmul(power, self._filters_t, out=mel[i:i + self.block_frames])
+        return mel.T
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        c = self.config
+        return power_to_db(self.mel_power(x), c.ref_power, c.amin, c.top_db)
+
+
+def power_to_db(power: np.ndarray, ref_power: float = 1.0, amin: float = 1e-10, top_db: float | None = 80.0
+                ) -> np.ndarray:
+    """``10 * log10(max(amin, power) / ref_power)`` in dB, clipped to ``top_db`` below its maximum (librosa's rule)."""
+    db = 10.0 * np.log10(np.maximum(power, amin))
+    db -= 10.0 * math.log10(max(amin, ref_power))
+    if top_db is not None:
+        db = np.maximum(db, db.max() - top_db)
+    return db.astype(np.float32, copy=False)
+
+
+def log_mel(x: np.ndarray, config: MelConfig = MelConfig()) -> np.ndarray:
+    """Log-mel spectrogram ``[n_mels, n_frames]`` float32 dB of mono ``x`` (see :class:`LogMelExtractor`)."""
+    return LogMelExtractor(config)(x)
+
+
+# -- resampling ------------------------------------------------------------------------------------
+
+def rate_ratio(from_hz: float, to_hz: float) -> tuple[int, int]:
+    """``(up, down)``, the smallest integers with ``to_hz / from_hz == up / down``.
+
+    Raises ConfigError for rates that are not positive whole numbers of Hz.
+    """
+    for name, v in (("from_hz", from_hz), ("to_hz", to_hz)):
+        if not (v > 0 and float(v).is_integer()):
+            raise ConfigError(f"resampling: {name} must be a positive whole number of Hz, got {v}")
+    r = Fraction(int(to_hz), int(from_hz))
+    return r.numerator, r.denominator
+
+
+def resample(x: np.ndarray, from_hz: float, to_hz: float) -> np.ndarray:
+    """Polyphase resampling of ``x`` (``[n]`` or ``[n, channels]``, along axis 0) to ``to_hz``; float32.
+
+    Exactly :func:`scipy.signal.resample_poly` (Kaiser-windowed FIR, beta 5) with the
+    reduced ratio; the output has ``ceil(n * to_hz / from_hz)`` samples.
+    """
+    up, down = rate_ratio(from_hz, to_hz)
+    x = np.asarray(x, np.float64)
+    if up == down:
+        return x.astype(np.float32)
+    return signal.resample_poly(x, up, down, axis=0).astype(np.float32)
+
+
+class StreamingResampler:
+    """Block-by-block polyphase resampling of one mono stream, equal to :func:`resample` of the whole.
+
+    Each output sample is produced as soon as every input sample its filter needs has
+    arrived, so the output lags the input by the filter's half length (``10 *
+    max(up, down)`` samples of the upsampled signal, about 0.6 ms for 48 -> 16 kHz,
+    10 ms for 44.1 -> 16 kHz). Concatenating the outputs of :meth:`process` gives the
+    first samples of ``resample(all input)``.
+
+    Parameters
+    ----------
+    from_hz, to_hz: input and output rates, Hz (whole numbers).
+    """
+
+    def __init__(self, from_hz: float, to_hz: float) -> None:
+        self.from_hz, self.to_hz = float(from_hz), float(to_hz)
+        self.up, self.down = rate_ratio(from_hz, to_hz)
+        self.passthrough = self.up == self.down
+        max_rate = max(self.up, self.down)
+        self.half_len = 0 if self.passthrough else 10 * max_rate
+        h = np.ones(1) if self.passthrough else \
+            signal.firwin(2 * self.half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
+        self.taps = -(-h.size // self.up)
+        padded = np.zeros(self.taps * self.up)
+        padded[:h.size] = h
+        self._poly = padded.reshape(self.taps, self.up).T.copy()  # [phase, tap]: h[phase + tap * up]
+        self._buf = np.zeros(self.taps, np.float64)  # input history; _buf[0] is input index _start
+        self._start = -self.taps
+        self._n_in = 0
+        self._k = 0  # next output index
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        """Feed ``[n]`` input samples; return the output samples now complete, float32."""
+        x = np.asarray(x, np.float64).reshape(-1)
+        if self.passthrough:
+            return x.astype(np.float32)
+        self._buf = np.concatenate([self._buf, x])
+        self._n_in += x.size
+        k_end = (self._n_in * self.up - 1 - self.half_len) // self.down + 1
+        if k_end <= self._k:
+            return np.zeros(0, np.float32)
+        ks = np.arange(self._k, k_end)
+        pos = ks * self.down + self.half_len
+        newest, phase = pos // self.up, pos % self.up
+        idx = newest[:, None] - np.arange(self.taps)[None, :] - self._start
+        y = np.einsum("kt,kt->k", self._buf[idx], self._poly[phase])
+        self._k = int(k_end)
+        next_newest = (self._k * self.down + self.half_len) // self.up
+        keep_from = next_newest - self.taps + 1 - self._start
+        if keep_from > 0:
+            self._buf = self._buf[keep_from:]
+            self._start += keep_from
+        return y.astype(np.float32)
