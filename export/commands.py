@@ -23,6 +23,10 @@ def configure_synth_wesad(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=None,
                         help="session length per subject in minutes (default 18.5: the compressed WESAD protocol "
                              "baseline, amusement, meditation, stress, meditation)")
+    parser.add_argument("--param-spread", type=float, default=0.0, metavar="SIGMA",
+                        help="per-subject variation of the EDA ODE parameters alpha_0, beta, gamma: each is "
+                             "multiplied by exp(SIGMA * N(0,1)) per subject, listed in truth.json under "
+                             "subject_dynamics (default 0: one shared parameter set)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace DIR if it holds an earlier synth-wesad output (recognised by its truth.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -33,7 +37,7 @@ def run_synth_wesad(args: argparse.Namespace) -> int:
     from edgemer.export.synth_wesad import write_synthetic_wesad
 
     out = write_synthetic_wesad(args.out, subjects=args.subjects, seed=args.seed, minutes=args.minutes,
-                                progress=not args.quiet, overwrite=args.overwrite)
+                                progress=not args.quiet, overwrite=args.overwrite, param_spread=args.param_spread)
     print(f"wrote {args.subjects} synthetic subjects (WESAD layout) and truth.json to {out}")
     print(f"next: edgemer export physio --wesad {shlex.quote(str(out))} --out my-physio-bundle")
     return 0

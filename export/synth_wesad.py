@@ -3,12 +3,15 @@
 ``write_synthetic_wesad(DIR)`` writes::
 
     DIR/S2/S2.pkl, DIR/S3/S3.pkl, ...   one pickle per subject (WESAD layout, see edgemer.wesad)
+    DIR/S2/S2_quest.csv, ...            plausible self-reports (PANAS, STAI, SAM, SSSQ; WESAD layout)
     DIR/truth.json                      the ODE, its parameters, the protocol, per-subject traits
 
 Wrist signals (EDA 4 Hz µS, BVP 64 Hz, TEMP 4 Hz °C, ACC 32 Hz 1/64 g) come from
 :class:`edgemer.simulate.WristSimulator`, whose EDA follows
 ``gamma * dEDA/dt = -alpha_0 * (EDA - EDA_tonic) + beta * u(t)`` exactly (plus 0.005 µS
-sensor noise) with the same :class:`~edgemer.simulate.EdaDynamics` for every subject.
+sensor noise) with the same :class:`~edgemer.simulate.EdaDynamics` for every subject, or,
+with ``param_spread`` > 0, per-subject parameters drawn log-normally around it (listed
+under ``subject_dynamics`` in truth.json).
 Chest signals (700 Hz, RespiBAN layout) are there so real-WESAD code paths find them:
 ECG, respiration and EMG from NeuroKit2's simulators with each condition's heart and
 breathing rate, chest EDA/Temp interpolated from the wrist ones, chest ACC (g) from
@@ -39,6 +42,7 @@ from edgemer.simulate import (
 from edgemer.wesad import LABEL_RATE_HZ
 from edgemer.export.atomic import atomic_directory
 from edgemer.export.progress import progress_bar
+from edgemer.export.wesad_quest import synthetic_quest
 
 CHEST_RATE_HZ = int(LABEL_RATE_HZ)
 """RespiBAN chest signals and the label array: 700 Hz."""
@@ -150,9 +154,30 @@ def simulate_subject(subject: str, protocol: tuple[tuple[int, float], ...], dyna
     }
 
 
+def subject_dynamics(dynamics: EdaDynamics, spread: float, rng: np.random.Generator) -> EdaDynamics:
+    """``dynamics`` with alpha_0, beta and gamma each multiplied by ``exp(spread * N(0, 1))``
+    (``spread`` 0 returns ``dynamics`` itself and draws nothing)."""
+    if spread == 0:
+        return dynamics
+    f = np.exp(spread * rng.standard_normal(3))
+    return EdaDynamics(alpha_0=dynamics.alpha_0 * float(f[0]), beta=dynamics.beta * float(f[1]),
+                       gamma=dynamics.gamma * float(f[2]))
+
+
+def _dynamics_dict(d: EdaDynamics) -> dict[str, float]:
+    return {"alpha_0": d.alpha_0, "beta": d.beta, "gamma": d.gamma, "tau_s": d.gamma / d.alpha_0,
+            "gain_uS": d.beta / d.alpha_0}
+
+
 def truth_dict(dynamics: EdaDynamics, protocol: tuple[tuple[int, float], ...], traits: dict[str, SubjectTraits],
-               seed: int) -> dict[str, Any]:
-    """What ``truth.json`` holds: the ODE, its parameters, the protocol and per-subject traits."""
+               seed: int, per_subject: dict[str, EdaDynamics] | None = None, param_spread: float = 0.0
+               ) -> dict[str, Any]:
+    """What ``truth.json`` holds: the ODE, its parameters, the protocol and per-subject traits
+    (and, with a parameter spread, each subject's own ODE parameters under ``subject_dynamics``)."""
+    extra: dict[str, Any] = {}
+    if per_subject and param_spread > 0:
+        extra = {"param_spread": param_spread,
+                 "subject_dynamics": {s: _dynamics_dict(d) for s, d in per_subject.items()}}
     return {
         "synthetic": True,
         "generator": "edgemer data synth-wesad (edgemer.simulate.WristSimulator + NeuroKit2 chest signals)",
@@ -169,6 +194,7 @@ def truth_dict(dynamics: EdaDynamics, protocol: tuple[tuple[int, float], ...], t
         "eda_noise_uS": 0.005,
         "protocol": [{"code": c, "condition": WESAD_CONDITIONS[c], "seconds": d} for c, d in protocol],
         "subjects": {s: asdict(t) for s, t in traits.items()},
+        **extra,
     }
 
 
@@ -178,7 +204,7 @@ def _looks_like_synthetic_wesad(path: Path) -> bool:
 
 def write_synthetic_wesad(out_dir: Path, subjects: int = 15, seed: int = 0, minutes: float | None = None,
                           progress: bool = True, overwrite: bool = False,
-                          dynamics: EdaDynamics = EdaDynamics()) -> Path:
+                          dynamics: EdaDynamics = EdaDynamics(), param_spread: float = 0.0) -> Path:
     """Write ``subjects`` synthetic subjects (S2, S3, ...) and ``truth.json`` into ``out_dir``.
 
     Parameters
@@ -190,6 +216,8 @@ def write_synthetic_wesad(out_dir: Path, subjects: int = 15, seed: int = 0, minu
     minutes: session length per subject in minutes (default: the 18.5 min protocol).
     progress: show a tqdm bar over subjects.
     dynamics: the EDA ODE parameters (the truth a PINN should recover).
+    param_spread: per-subject variation of alpha_0, beta and gamma (log-normal sigma,
+        e.g. 0.1 for about 10 %); 0 gives every subject ``dynamics`` (the default).
 
     Returns the absolute ``out_dir``. The folder appears only when complete.
 
@@ -200,11 +228,14 @@ def write_synthetic_wesad(out_dir: Path, subjects: int = 15, seed: int = 0, minu
     """
     if subjects < 1:
         raise DatasetError(f"subjects must be >= 1, got {subjects}")
+    if not 0 <= param_spread <= 1:
+        raise DatasetError(f"param_spread must be in [0, 1] (log-normal sigma), got {param_spread}")
     protocol = scaled_protocol(minutes)
     nk = _neurokit()
     out_dir = Path(out_dir).expanduser().absolute()
     children = np.random.SeedSequence(seed).spawn(subjects)
     traits: dict[str, SubjectTraits] = {}
+    per_subject: dict[str, EdaDynamics] = {}
     with atomic_directory(out_dir, overwrite, _looks_like_synthetic_wesad, "synthetic WESAD folder",
                           DatasetError, "overwrite=True (--overwrite)") as tmp:
         bar = progress_bar(enumerate(children), enabled=progress, total=subjects, desc="synth-wesad", unit="subject")
@@ -212,9 +243,14 @@ def write_synthetic_wesad(out_dir: Path, subjects: int = 15, seed: int = 0, minu
             name = f"S{i + 2}"
             rng = np.random.default_rng(child)
             traits[name] = SubjectTraits.random(rng)
-            data = simulate_subject(name, protocol, dynamics, traits[name], int(rng.integers(2**31 - 1)), nk)
+            sim_seed = int(rng.integers(2**31 - 1))
+            per_subject[name] = subject_dynamics(dynamics, param_spread, rng)
+            data = simulate_subject(name, protocol, per_subject[name], traits[name], sim_seed, nk)
             (tmp / name).mkdir()
             with open(tmp / name / f"{name}.pkl", "wb") as f:
                 pickle.dump(data, f, protocol=4)
-        (tmp / "truth.json").write_text(json.dumps(truth_dict(dynamics, protocol, traits, seed), indent=2) + "\n")
+            quest_rng = np.random.default_rng(np.random.SeedSequence([seed, i, 7]))
+            (tmp / name / f"{name}_quest.csv").write_text(synthetic_quest(name, quest_rng))
+        truth = truth_dict(dynamics, protocol, traits, seed, per_subject, param_spread)
+        (tmp / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return out_dir
