@@ -12,6 +12,15 @@ millisecond. Width 32 on 64 x 301 is ~210 k parameters (~0.8 MB FP32, ~0.25 MB I
 most of the work in convolutions with many channels, where INT8 kernels pay off
 (about 3x faster than FP32 at one thread on AVX-512 VNNI).
 
+The global average pool is a depthwise convolution whose kernel covers the whole last
+feature map, with fixed weights ``1 / (rows x columns)`` (not trained): the same
+arithmetic as a mean, but INT8 converters give its output its own calibrated scale. A
+plain ``mean`` is quantised by PT2E/TFLite with the scale of the conv output it averages
+(a MEAN shares its input's int8 parameters), which is several times coarser than the
+pooled values need; on the audio demo that put the INT8 TFLite logits 0.12 away from
+FP32 on average (97.5 % argmax agreement) against 0.03 (100 %) with this layout.
+The pooling kernel therefore depends on the input size: pass ``input_hw``.
+
 Loss: cross-entropy (class-balanced, label smoothing 0.05) + ``dims_weight`` x MSE of
 the dimensional head on the windows whose targets are known.
 """
@@ -60,10 +69,17 @@ class SpeechTrainConfig:
                 raise ConfigError(f"SpeechTrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
 
 
-def build_speech_cnn(n_classes: int, n_dims: int = 3, width: int = 32, dropout: float = 0.2):
-    """The compact speech emotion CNN (a ``torch.nn.Module``); forward returns ``(logits, avd)``."""
+def build_speech_cnn(n_classes: int, input_hw: tuple[int, int], n_dims: int = 3, width: int = 32,
+                     dropout: float = 0.2):
+    """The compact speech emotion CNN (a ``torch.nn.Module``); forward returns ``(logits, avd)``.
+
+    input_hw: ``(n_mels, n_frames)`` of the log-mel input ``[batch, 1, n_mels, n_frames]``
+    (it sizes the global-average-pool kernel, see the module docstring).
+    """
     torch = require("torch", "export", "The speech emotion CNN")
     nn = torch.nn
+    if len(input_hw) != 2 or min(input_hw) < 16:
+        raise ConfigError(f"build_speech_cnn: input_hw must be (n_mels, n_frames), each >= 16, got {input_hw}")
 
     def conv(cin: int, cout: int, stride: int = 1) -> list:
         return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
@@ -76,12 +92,17 @@ def build_speech_cnn(n_classes: int, n_dims: int = 3, width: int = 32, dropout: 
             self.features = nn.Sequential(*conv(1, c[0], stride=2), *conv(c[0], c[1]), nn.MaxPool2d(2),
                                           *conv(c[1], c[2]), nn.MaxPool2d(2), *conv(c[2], c[3]), nn.MaxPool2d(2),
                                           *conv(c[3], c[4]))
+            # Feature map size: the stride-2 stem and the three max-pools (floor division).
+            rows, cols = ((n + 1) // 2 // 8 for n in input_hw)
+            self.pool = nn.Conv2d(c[4], c[4], (rows, cols), groups=c[4], bias=False)
+            nn.init.constant_(self.pool.weight, 1.0 / (rows * cols))
+            self.pool.weight.requires_grad_(False)
             self.dropout = nn.Dropout(dropout)
             self.classes = nn.Linear(c[4], n_classes)
             self.dims = nn.Linear(c[4], n_dims)
 
         def forward(self, x):
-            h = self.dropout(self.features(x).mean(dim=(2, 3)))
+            h = self.dropout(self.pool(self.features(x)).flatten(1))
             return self.classes(h), torch.tanh(self.dims(h))
 
     return SpeechEmotionCNN()
@@ -113,8 +134,9 @@ def train_speech_cnn(data: AudioDataset, config: SpeechTrainConfig = SpeechTrain
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     n_classes = len(data.labels)
-    model = build_speech_cnn(n_classes, 3, config.width, config.dropout)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    model = build_speech_cnn(n_classes, data.x_train.shape[2:], 3, config.width, config.dropout)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # not the fixed pooling kernel
+    opt = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     steps = max(1, int(np.ceil(len(data.y_train) / config.batch_size))) * config.epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.2)
     counts = np.bincount(data.y_train, minlength=n_classes).astype(np.float64)

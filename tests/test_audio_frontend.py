@@ -198,3 +198,23 @@ def test_front_end_config_validation_and_manifest_round_trip():
     assert AudioFrontEndConfig.from_dict(wave.to_dict()) == wave and wave.input_shape() == (1, 48000)
     with pytest.raises(ManifestError, match="speech front_end"):
         AudioFrontEndConfig.from_dict({**cfg.to_dict(), "window_s": -1})
+
+
+def test_audio_benchmark_reports_each_target_and_writes_strict_json():
+    import json
+
+    from edgemer.benchmarks.audio_bench import _strict, audio_targets
+
+    res = {"log_mel": {"edgemer_ms": 2.0, "skipped": "librosa not installed"},
+           "int8": {"comparisons": {"int8-tflite vs fp32-onnx": {
+               "argmax_agreement": 0.985, "regression_r": {"arousal": 0.999, "valence": 0.995}, "speed_ratio": 2.4}}},
+           "end_to_end": {"real_time_factor": float("inf")}, "hf": {"skipped": "optimum not installed"}}
+    rows = {t["id"]: t for t in audio_targets(res)}
+    assert rows["int8_tflite_argmax_agreement"]["met"] is False
+    assert rows["int8_tflite_regression_r"] == {**rows["int8_tflite_regression_r"], "value": 0.995, "met": True}
+    assert rows["int8_tflite_speed_ratio_1_thread"]["met"] is True
+    for skipped in ("log_mel_vs_librosa_db", "log_mel_speed_ratio", "audio_real_time_factor",
+                    "wav2vec2_int8_vs_fp32_r"):
+        assert rows[skipped]["value"] is None and rows[skipped]["met"] is None
+    text = json.dumps(_strict({"x": float("nan"), "y": [np.float32(1.5), np.int64(3)]}), allow_nan=False)
+    assert json.loads(text) == {"x": None, "y": [1.5, 3]}
