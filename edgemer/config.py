@@ -11,6 +11,7 @@ Example (``examples/physio.toml``)::
     backend = "onnxruntime"
     precision = "int8"
     threads = 1
+    # stale_data_s = 10.0   # a window whose newest sample is older than this counts as missing
 
     [fusion]
     smoothing = "hmm"       # none | ema | hmm
@@ -23,10 +24,13 @@ Example (``examples/physio.toml``)::
 
     [[source]]
     spec = "simulated"      # simulated | replay:PATH | any spec `edgemer run --source` takes
+    # loop = true           # replayed files (WAV, video, images, recordings) start again at the end
+    # duration_s = 60       # this source only (default: [run] duration_s)
 
     [[bundle]]
     name = "physio-demo"    # shipped name or folder (relative to this file)
     backend = "litert"      # optional per-bundle override: backend, precision, threads, providers
+    # analysis_fps = 2      # face bundles (also face_detector); audio bundles: vad = "energy"
 
     [[sink]]
     type = "jsonl"          # jsonl | lsl | terminal
@@ -35,6 +39,7 @@ Example (``examples/physio.toml``)::
 
 Every key is checked: an unknown key or a value of the wrong type raises
 :class:`~edgemer.errors.ConfigError` naming the key and its line in the file.
+``examples/full.toml`` runs all three modalities from replay files shipped with edgemer.
 """
 from __future__ import annotations
 
@@ -59,14 +64,16 @@ else:  # Python 3.10 (JetPack 6): the tomli backport, installed by setup.cfg
 _SECTIONS = {
     "run": {"speed": (int, float), "duration_s": (int, float), "record": str, "seed": int},
     "runtime": {"backend": str, "precision": str, "threads": int, "providers": list, "max_wait_s": (int, float),
-                "min_wait_wall_s": (int, float), "buffer_s": (int, float), "queue_size": int},
+                "min_wait_wall_s": (int, float), "buffer_s": (int, float), "queue_size": int,
+                "stale_data_s": (int, float)},
     "calibration": {"duration_s": (int, float), "user": str, "save_to": str, "load_from": str},
     "fusion": {"smoothing": str, "stale_s": (int, float), "ema_alpha": (int, float), "hmm_stay": (int, float),
                "weights": dict},
 }
 _ARRAYS = {
-    "source": {"spec": str, "seed": int},
-    "bundle": {"name": str, "backend": str, "precision": str, "threads": int, "providers": list},
+    "source": {"spec": str, "seed": int, "loop": bool, "duration_s": (int, float)},
+    "bundle": {"name": str, "backend": str, "precision": str, "threads": int, "providers": list,
+               "analysis_fps": (int, float), "face_detector": str, "vad": str},
     "sink": {"type": str, "path": str, "max_bytes": int, "backups": int, "name": str, "labels": list},
 }
 
@@ -110,27 +117,72 @@ class PipelineFile:
         return q if q.is_absolute() else self.path.parent / q
 
 
-def _line_of(text: str, key: str) -> int | None:
-    for i, line in enumerate(text.splitlines(), 1):
-        if re.match(rf"\s*{re.escape(key)}\s*=", line):
-            return i
+def _line_of(text: str, key: str, section: str | None = None, index: int = 0) -> int | None:
+    """Line number (1-based) of ``key = ...``; inside ``[section]`` or the ``index``-th
+    ``[[section]]`` when given (a key such as ``duration_s`` may appear in several tables)."""
+    lines = text.splitlines()
+    begin, end = 0, len(lines)
+    if section is not None:
+        header = re.compile(rf"\s*\[\[?\s*{re.escape(section)}\s*\]\]?")
+        starts = [i for i, line in enumerate(lines) if header.match(line)]
+        if index < len(starts):
+            begin = starts[index] + 1
+            nxt = [i for i, line in enumerate(lines) if i >= begin and re.match(r"\s*\[", line)]
+            end = nxt[0] if nxt else len(lines)
+    for i in range(begin, end):
+        if re.match(rf"\s*{re.escape(key)}\s*=", lines[i]):
+            return i + 1
     return None
 
 
-def _check_table(path: Path, text: str, where: str, table: Mapping[str, Any], allowed: Mapping[str, Any]) -> None:
+def _check_table(path: Path, text: str, where: str, table: Mapping[str, Any], allowed: Mapping[str, Any],
+                 index: int = 0) -> None:
+    section = where.strip("[]")
     for key, value in table.items():
-        line = _line_of(text, key)
+        line = _line_of(text, key, section, index)
         at = f"{path}:{line}" if line else str(path)
         if key not in allowed:
             raise ConfigError(f"{at}: unknown key '{key}' in [{where}]; allowed: {', '.join(sorted(allowed))}")
         types = allowed[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and types is not bool) or not isinstance(value, types):
             want = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
             raise ConfigError(f"{at}: '{key}' in [{where}] must be {want}, got {type(value).__name__} {value!r}")
 
 
-def load_pipeline_file(path: str | Path) -> PipelineFile:
-    """Parse and validate a pipeline TOML file; sources and bundles are created (not started)."""
+def _configured_bundle(path: Path, ref: str, table: Mapping[str, Any]):
+    """The bundle reference, or the loaded bundle with its run-time options (face analysis
+    rate and detector, audio voice-activity gate) applied, as ``edgemer run`` does."""
+    if not any(k in table for k in ("analysis_fps", "face_detector", "vad")):
+        return ref
+    from edgemer.bundle import load_bundle
+
+    bundle = load_bundle(ref)
+    kind = bundle.manifest.modality
+    if "analysis_fps" in table or "face_detector" in table:
+        if kind != "face":
+            raise ConfigError(f"{path}: 'analysis_fps'/'face_detector' apply to face bundles; "
+                              f"'{bundle.name}' is a {kind} bundle")
+        from edgemer.frontends.face import configure_face_bundle
+
+        bundle = configure_face_bundle(bundle, analysis_fps=table.get("analysis_fps"),
+                                       detector=table.get("face_detector"))
+    if "vad" in table:
+        if kind != "audio":
+            raise ConfigError(f"{path}: 'vad' applies to audio bundles; '{bundle.name}' is a {kind} bundle")
+        from edgemer.frontends.audio import configure_audio_bundle
+
+        bundle = configure_audio_bundle(bundle, vad=table["vad"])
+    return bundle
+
+
+def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s: float | None = None,
+                       loop: bool | None = None) -> PipelineFile:
+    """Parse and validate a pipeline TOML file; sources and bundles are created (not started).
+
+    ``speed`` and ``duration_s`` (stream seconds; every source's) replace the file's when
+    given, ``loop`` sets every replayed source's ``loop`` (benchmarks use them to run the
+    same file longer or faster).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -152,8 +204,8 @@ def load_pipeline_file(path: str | Path) -> PipelineFile:
         tables = data.get(name, [])
         if not isinstance(tables, list):
             raise ConfigError(f"{path}: '{name}' must be an array of tables [[{name}]]")
-        for t in tables:
-            _check_table(path, text, f"[{name}]", t, allowed)
+        for i, t in enumerate(tables):
+            _check_table(path, text, f"[{name}]", t, allowed, index=i)
     run = data.get("run", {})
     runtime = dict(data.get("runtime", {}))
     if "providers" in runtime:
@@ -164,26 +216,41 @@ def load_pipeline_file(path: str | Path) -> PipelineFile:
         raise ConfigError(f"{path}: no [[source]]; add one, e.g. [[source]] spec = \"simulated\"")
     if not data.get("bundle"):
         raise ConfigError(f"{path}: no [[bundle]]; add one, e.g. [[bundle]] name = \"physio-demo\"")
-    speed = float(run.get("speed", 1.0))
-    duration = run.get("duration_s")
+    speed = float(run.get("speed", 1.0) if speed is None else speed)
+    duration = run.get("duration_s") if duration_s is None else duration_s
     base = path.parent
 
     def local(p: str) -> str:
+        """A relative replay path is looked up next to this file first (then as given: the
+        working folder, or a replay example shipped with edgemer such as ``physio-example``)."""
         head, sep, rest = p.partition(":")
         if sep and head == "replay" and not Path(rest.split(":")[0]).is_absolute():
-            return f"replay:{base / rest}"
+            target = rest.split(":")[0]  # without a WESAD subject (":S5")
+            if (base / (target.rpartition("@")[0] if "@" in target else target)).exists():  # without "@FPS"
+                return f"replay:{base / rest}"
         return p
 
-    sources = [source_from_spec(local(t["spec"]), speed=speed, duration_s=duration,
-                                seed=t.get("seed", run.get("seed", 0))) for t in data["source"]]
+    sources = []
+    for index, t in enumerate(data["source"]):
+        src = source_from_spec(local(t["spec"]), speed=speed,
+                               duration_s=t.get("duration_s", duration) if duration_s is None else duration_s,
+                               seed=t.get("seed", run.get("seed", 0)))
+        if "loop" in t:
+            if not hasattr(src, "loop"):
+                raise ConfigError(f"{path}:{_line_of(text, 'loop', 'source', index) or ''} source '{t['spec']}' cannot loop; "
+                                  f"'loop' applies to replayed files (WAV, video, image folder, recording)")
+            src.loop = t["loop"]
+        if loop is not None and hasattr(src, "loop"):
+            src.loop = loop
+        sources.append(src)
     bundles = []
     for t in data["bundle"]:
         name = t.get("name")
         if not name:
             raise ConfigError(f"{path}: a [[bundle]] needs 'name' (shipped name or folder)")
         ref = str(base / name) if (base / name).is_dir() else name
-        bundles.append(BundleSpec(ref, backend=t.get("backend"), precision=t.get("precision"),
-                                  threads=t.get("threads"),
+        bundles.append(BundleSpec(_configured_bundle(path, ref, t), backend=t.get("backend"),
+                                  precision=t.get("precision"), threads=t.get("threads"),
                                   providers=tuple(t["providers"]) if "providers" in t else None))
     record = base / run["record"] if "record" in run else None
     calibration = None

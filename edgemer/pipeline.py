@@ -7,10 +7,19 @@
 ...         print(estimate.t, estimate.stress_probability)
 
 Every source writes into a bounded ring buffer per stream from its own thread. One
-worker thread cuts windows every hop on the pipeline clock, runs each bundle's
-front-end and backend once, fuses, and hands the :class:`~edgemer.types.Estimate` to
-the sinks and to the iterator. An error in any thread stops the pipeline and is
-re-raised to the caller.
+worker thread cuts each bundle's windows on its own hop grid (pipeline start + window +
+k hops, from the manifest) on the one pipeline clock, runs the bundles due at that time
+(front-end and backend, once each), fuses the newest estimate of every modality, and
+hands the :class:`~edgemer.types.Estimate` to the sinks and to the iterator: one estimate
+per distinct window end.
+
+Missing modalities never stop the output: a window with too little data, a flat line
+(see :data:`FLAT_MIN_RATE_HZ`), data older than ``PipelineConfig.stale_data_s``,
+nothing to analyse (no face, no speech), or whose source ended or failed makes the
+modality unavailable, named with the reason in ``Estimate.absent``; it rejoins as soon as a window is good again. A source that raises
+is logged and counted (``stats()["source_errors"]``) while the others keep running;
+only when every source has failed is the first error re-raised to the caller, after the
+estimates already made. An error in the worker stops the pipeline and is re-raised.
 """
 from __future__ import annotations
 
@@ -52,9 +61,13 @@ class PipelineConfig:
     (``cpu``, ``cuda``, ``tensorrt``); None = CPU. max_wait_s: stream seconds a window
     waits for late samples before it is cut with what arrived; at least
     ``min_wait_wall_s`` wall seconds, so that faster-than-real-time runs are not cut
-    short by thread scheduling jitter. buffer_s: extra seconds
-    each ring buffer holds beyond the longest window. queue_size: estimates kept for a
-    slow iterator before the oldest is dropped (and counted).
+    short by thread scheduling jitter. buffer_s: extra seconds each ring buffer holds
+    beyond the longest window that reads it (and beyond the wait for late samples).
+    queue_size: estimates kept for a slow iterator before the oldest is dropped (and
+    counted). stale_data_s: a window whose
+    newest sample of any stream is older than this (stream seconds before the window's
+    end) counts as missing: the modality is named absent (``"stale: ..."``) instead of
+    being estimated from old data; None disables the check.
     """
 
     backend: str = "onnxruntime"
@@ -66,6 +79,7 @@ class PipelineConfig:
     min_wait_wall_s: float = 0.25
     buffer_s: float = 30.0
     queue_size: int = 1000
+    stale_data_s: float | None = 10.0
 
     def __post_init__(self) -> None:
         if self.backend not in ("onnxruntime", "litert"):
@@ -77,6 +91,8 @@ class PipelineConfig:
         if self.max_wait_s < 0 or self.min_wait_wall_s < 0 or self.buffer_s < 0 or self.queue_size < 1:
             raise ConfigError("PipelineConfig.max_wait_s, min_wait_wall_s and buffer_s must be >= 0 "
                               "and queue_size >= 1")
+        if self.stale_data_s is not None and not self.stale_data_s > 0:
+            raise ConfigError(f"PipelineConfig.stale_data_s must be > 0 s or None, got {self.stale_data_s}")
 
 
 @dataclass(frozen=True)
@@ -115,12 +131,23 @@ class ModelRunner:
             spec.threads or config.threads, spec.providers if spec.providers is not None else config.providers)
         self.skipped_windows = 0
         self.empty_windows = 0
+        self.stale_windows = 0
+        self.flat_windows = 0
         self.windows = 0
         self.last_levels: dict[str, float] | None = None
 
     @property
     def modality(self) -> str:
         return self.front_end.modality
+
+    def warm_up(self) -> None:
+        """One inference on zeros, so that the backend's lazy initialisation (often tens of ms)
+        happens before the sources start instead of delaying the first windows."""
+        feeds = {s.name: np.zeros([max(1, d) for d in s.shape], dtype=s.dtype) for s in self.session.inputs}
+        try:
+            self.session.run(feeds)
+        except Exception as exc:  # warm-up is an optimisation: a model that refuses zeros still runs on data
+            log.debug("bundle '%s': warm-up inference failed (%s)", self.bundle.name, exc)
 
     def run(self, window: Window) -> ModalityEstimate:
         """Front-end, inference and interpretation of one window, timed separately."""
@@ -193,20 +220,30 @@ class Pipeline:
             self._calibration_rows = {r.modality: [] for r in self.runners}
         self.clock: PipelineClock | None = None
         self.dropped_estimates = 0
+        self.late_windows = 0
         self.estimates = 0
         self._queue: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self._stop = threading.Event()
         self._data = threading.Condition()
         self._worker: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._wait_t = float("inf")                      # stream time the worker waits for (set under _data)
+        self._hops = [0] * len(self.runners)            # windows cut so far, per runner
+        self._absent: dict[str, str] = {}                # modality -> why its last window gave no estimate
+        self._failed: dict[str, BaseException] = {}      # source name -> its error
+        self._needed = sorted({spec.name for r in self.runners for spec in r.front_end.streams})
+        self._silent: set[str] = set()                   # streams not waited for until their data catches up
 
     def _make_buffers(self) -> dict[str, StreamBuffer | FrameBuffer]:
         provided = {}
+        self._stream_source: dict[str, Source] = {}
+        self._keep_s: dict[str, float] = {}
         for src in self.sources:
             for spec in src.streams:
                 if spec.name in provided:
                     raise ConfigError(f"stream '{spec.name}' is provided by two sources; rename one")
                 provided[spec.name] = spec
+                self._stream_source[spec.name] = src
         longest = max(r.front_end.window_s for r in self.runners)
         for r in self.runners:
             for need in r.front_end.streams:
@@ -227,13 +264,23 @@ class Pipeline:
                         f"stream '{need.name}': the source gives {have.channels} channel(s) at {have.rate_hz} Hz, "
                         f"bundle '{r.bundle.name}' was trained on {need.channels} at {need.rate_hz} Hz; "
                         f"resample the source or export a bundle for this rate")
+        # Beyond its longest window, a ring holds buffer_s plus the time a window may wait for
+        # late data (which grows with the replay speed), so that a worker running late by that
+        # much still finds every sample.
+        slack_s = self.config.buffer_s + max(self.config.max_wait_s, self.config.min_wait_wall_s * self.speed)
         buffers: dict[str, StreamBuffer | FrameBuffer] = {}
         for name, spec in provided.items():
+            readers = [r.front_end.window_s for r in self.runners if any(s.name == name for s in r.front_end.streams)]
+            # Samples older than the longest window that reads them are used up at each tick.
+            self._keep_s[name] = max(readers, default=min(r.front_end.window_s for r in self.runners))
             if spec.frames:
-                readers = [r.front_end.window_s for r in self.runners if any(s.name == name for s in r.front_end.streams)]
-                buffers[name] = FrameBuffer(spec, max(readers, default=1.0 / spec.rate_hz))
+                # Frames are large, so a live camera keeps only the newest (dropping when behind is
+                # right for live video); a faster-than-real-time replay also keeps the frames of
+                # the worker's scheduling jitter (min_wait_wall_s), which is `speed` times more stream time.
+                jitter_s = self.config.min_wait_wall_s * self.speed if self.speed > 1 else 0.0
+                buffers[name] = FrameBuffer(spec, max(readers, default=1.0 / spec.rate_hz) + jitter_s)
             else:
-                buffers[name] = StreamBuffer(spec, longest + self.config.buffer_s)
+                buffers[name] = StreamBuffer(spec, max(readers, default=longest) + slack_s)
         return buffers
 
     def _use_baseline(self, baseline: Baseline) -> None:
@@ -274,6 +321,8 @@ class Pipeline:
     def start(self) -> None:
         if self._worker is not None:
             raise ConfigError("this Pipeline was already started; create a new one")
+        for r in self.runners:
+            r.warm_up()
         self.clock = PipelineClock(self.speed)
         if self.recorder is not None:
             self.recorder.start(self.clock)
@@ -328,17 +377,22 @@ class Pipeline:
             raise err
 
     def stats(self) -> dict[str, Any]:
-        """Counters: per stream (chunks, samples, dropped, NaN, rejected), per bundle, estimates."""
+        """Counters: per stream (chunks, samples, dropped, NaN, rejected), per bundle (windows;
+        skipped, empty, stale, flat windows), estimates, dropped estimates, window ends cut
+        after waiting ``max_wait`` for late data (``late_windows``), source errors."""
         return {
             "streams": {n: vars(b.stats).copy() for n, b in self.buffers.items()},
             "bundles": {r.bundle.name: {"windows": r.windows, "skipped_windows": r.skipped_windows,
-                                        "empty_windows": r.empty_windows}
+                                        "empty_windows": r.empty_windows, "stale_windows": r.stale_windows,
+                                        "flat_windows": r.flat_windows}
                         for r in self.runners},
             "estimates": self.estimates,
             "dropped_estimates": self.dropped_estimates,
+            "late_windows": self.late_windows,
+            "source_errors": {name: f"{type(e).__name__}: {e}" for name, e in self._failed.items()},
         }
 
-    # -- threads -----------------------------------------------------------------------------------
+    # -- threads ---------------------------------------------------------------------------------
     def _emit(self, chunk: Chunk) -> None:
         buf = self.buffers.get(chunk.stream)
         if buf is None:
@@ -346,44 +400,87 @@ class Pipeline:
         if self.recorder is not None:
             self.recorder.write(chunk)
         buf.push(chunk)
-        with self._data:
-            self._data.notify_all()
+        if chunk.t_end >= self._wait_t:  # only data the worker waits for wakes it
+            with self._data:
+                self._data.notify_all()
 
     def _sources_done(self) -> bool:
         return all(s.finished for s in self.sources)
 
-    def _source_error(self) -> BaseException | None:
+    def _check_sources(self) -> None:
+        """Note (and log) sources that failed."""
         for s in self.sources:
-            if s.error is not None:
-                return s.error
-        return None
+            if s.error is not None and s.name not in self._failed:
+                self._failed[s.name] = s.error
+                others = [o.name for o in self.sources if o.error is None and not o.finished]
+                if others:
+                    log.error("source '%s' failed (%s); continuing with %s", s.name, s.error, ", ".join(others))
 
-    def _needed_latest(self) -> float:
-        names = {spec.name for r in self.runners for spec in r.front_end.streams}
-        return min(self.buffers[n].latest_time() for n in names)
+    def _due(self, i: int) -> float:
+        """End of runner ``i``'s next window: pipeline start + window + k hops (its own hop)."""
+        fe = self.runners[i].front_end
+        return self.clock.start + fe.window_s + self._hops[i] * fe.hop_s
+
+    def _data_end(self) -> float:
+        """End of the newest sample of any stream a bundle reads (stream seconds)."""
+        return max(self.buffers[n].latest_time() for n in self._needed)
+
+    def _ready(self, t: float, due: list[int], max_wait: float) -> bool:
+        """Whether every stream the due runners read has data up to ``t``. Not waited for:
+        streams of sources that ended or failed, and streams found silent when an earlier
+        window was cut late (an unplugged sensor) until they deliver again, so that an
+        outage delays the other modalities once by ``max_wait``, not at every hop."""
+        now = self.clock.now()
+        for i in due:
+            for spec in self.runners[i].front_end.streams:
+                latest = self.buffers[spec.name].latest_time()
+                if latest >= t or (spec.name in self._silent and now - latest < max_wait):
+                    self._silent.discard(spec.name)  # delivering (again)
+                if latest >= t:
+                    continue
+                if not (self._stream_source[spec.name].finished or spec.name in self._silent) or now < t:
+                    return False  # waiting for data, or for the window's end time to come
+        return True
+
+    def _mark_silent(self, t: float, due: list[int]) -> None:
+        """Streams that had not reached ``t`` when its window was cut late."""
+        for i in due:
+            for spec in self.runners[i].front_end.streams:
+                if self.buffers[spec.name].latest_time() < t and not self._stream_source[spec.name].finished:
+                    self._silent.add(spec.name)
 
     def _work(self) -> None:
         assert self.clock is not None
-        t_next = self.clock.start + min(r.front_end.window_s for r in self.runners)
-        latest: dict[str, ModalityEstimate | None] = {}
         max_wait = max(self.config.max_wait_s, self.config.min_wait_wall_s * self.clock.speed)
+        latest: dict[str, ModalityEstimate | None] = {}
+        n = len(self.runners)
         try:
             while not self._stop.is_set():
-                err = self._source_error()
-                if err is not None:
-                    raise err
+                self._check_sources()
                 done = self._sources_done()
-                if self._needed_latest() >= t_next:
-                    self._tick(t_next, latest)
-                    t_next += self.hop_s
-                elif done:
+                dues = [self._due(i) for i in range(n)]
+                t = min(dues)
+                due = [i for i in range(n) if dues[i] <= t + 1e-9]
+                if done and t > self._data_end() + 1e-9:
                     break
-                elif self.clock.now() >= t_next + max_wait:
-                    self._tick(t_next, latest)  # late or missing data: cut with what arrived
-                    t_next += self.hop_s
-                else:
-                    with self._data:
-                        self._data.wait(timeout=min(0.05, self.clock.wall_seconds(max_wait)))
+                if self._ready(t, due, max_wait):
+                    self._tick(t, due, latest)
+                    continue
+                if self.clock.now() >= t + max_wait:  # late data: cut with what arrived
+                    self.late_windows += 1
+                    self._mark_silent(t, due)
+                    self._tick(t, due, latest)
+                    continue
+                with self._data:  # checked again under the lock, so that no wake-up is missed
+                    self._wait_t = t
+                    if not self._ready(t, due, max_wait):
+                        self._data.wait(timeout=min(0.05, self.clock.wall_seconds(max_wait),
+                                                    max(0.001, self.clock.wall_seconds(t - self.clock.now()))))
+                    self._wait_t = float("inf")
+            self._check_sources()
+            if not self._stop.is_set() and len(self._failed) == len(self.sources):
+                # Every source failed: the windows their data still covered were estimated above.
+                raise next(iter(self._failed.values()))
         except BaseException as exc:
             self._error = exc
             log.error("pipeline stopped: %s", exc)
@@ -393,62 +490,114 @@ class Pipeline:
             except queue.Full:
                 pass  # the iterator also ends when it sees the worker has finished
 
-    def _tick(self, t: float, latest: dict[str, ModalityEstimate | None]) -> None:
+    def _missing_reason(self, r: ModelRunner, window: Window) -> str | None:
+        """Why ``window`` cannot be used (too little data, stale data), or None when it can."""
+        fe = r.front_end
+        for name, cov in window.coverage.items():
+            if cov >= fe.min_coverage:
+                continue
+            src = self._stream_source[name]
+            if src.error is not None:
+                return f"source '{src.name}' failed: {src.error}"
+            if src.finished:
+                return f"source '{src.name}' ended"
+            if cov == 0:
+                return f"no data on '{name}'"
+            return f"'{name}' covers {cov:.0%} of the window (needs {fe.min_coverage:.0%})"
+        for spec in fe.streams:
+            if not spec.frames and spec.rate_hz >= FLAT_MIN_RATE_HZ and _is_flat(window.streams[spec.name]):
+                return (f"flat line on '{spec.name}' for the whole {fe.window_s:g} s window "
+                        f"(sensor off, muted or saturated?)")
+        limit = self.config.stale_data_s
+        if limit is not None:
+            for spec in fe.streams:
+                if spec.frames:
+                    continue  # a frame window holds the newest frame inside it, never an older one
+                age = _newest_sample_age_s(window.streams[spec.name], spec.rate_hz)
+                if age > limit:
+                    return f"stale: newest '{spec.name}' sample {age:.1f} s old (limit {limit:g} s)"
+        return None
+
+    def _mark_absent(self, modality: str, reason: str, t: float, expected: bool) -> None:
+        if modality not in self._absent:
+            (log.debug if expected else log.warning)("modality '%s' missing from t=%.1f s: %s", modality,
+                                                    t - self.clock.start, reason)
+        self._absent[modality] = reason
+
+    def _tick(self, t: float, due: list[int], latest: dict[str, ModalityEstimate | None]) -> None:
         started = time.perf_counter()
         inference_s = frontend_s = 0.0
         last_arrival = 0.0
         ran: list[ModelRunner] = []
-        absent: dict[str, str] = {}
-        for r in self.runners:
+        for i in due:
+            self._hops[i] += 1
+            r = self.runners[i]
             fe = r.front_end
-            if (t - self.clock.start) < fe.window_s - 1e-9 or not _on_hop(t - self.clock.start - fe.window_s, fe.hop_s):
-                continue
             streams, coverage = {}, {}
             for spec in fe.streams:
                 samples, cov, arr = self.buffers[spec.name].window(t, fe.window_s)
                 streams[spec.name], coverage[spec.name] = samples, cov
                 last_arrival = max(last_arrival, arr)
             window = Window(t_end=t, length_s=fe.window_s, streams=streams, coverage=coverage, last_arrival=last_arrival)
-            if window.min_coverage < fe.min_coverage:
-                r.skipped_windows += 1
-                log.warning("bundle '%s': window ending at t=%.1f s skipped, coverage %s below %.0f %%",
-                            r.bundle.name, t - self.clock.start,
-                            {k: round(v, 2) for k, v in coverage.items()}, fe.min_coverage * 100)
+            reason = self._missing_reason(r, window)
+            if reason is not None:
+                if reason.startswith("stale"):
+                    r.stale_windows += 1
+                elif reason.startswith("flat"):
+                    r.flat_windows += 1
+                else:
+                    r.skipped_windows += 1
+                latest[r.modality] = None
+                self._mark_absent(r.modality, reason, t, expected=False)
                 continue
             try:
                 est = r.run(window)
             except NothingDetectedError as exc:  # e.g. no face: expected, the modality is absent now
                 r.empty_windows += 1
                 latest[r.modality] = None
-                absent[r.modality] = exc.reason
-                log.debug("bundle '%s': window at t=%.1f s: %s", r.bundle.name, t - self.clock.start, exc)
+                self._mark_absent(r.modality, exc.reason, t, expected=True)
                 continue
             except InputError as exc:
                 r.skipped_windows += 1
-                log.warning("bundle '%s': window at t=%.1f s skipped: %s", r.bundle.name, t - self.clock.start, exc)
+                latest[r.modality] = None
+                self._mark_absent(r.modality, f"bad input: {exc}", t, expected=False)
                 continue
+            if self._absent.pop(r.modality, None) is not None:
+                log.info("modality '%s' rejoined at t=%.1f s", r.modality, t - self.clock.start)
             inference_s += est.inference_s
             frontend_s += est.frontend_s
             ran.append(r)
             latest[r.modality] = est
         calibrating = self._calibrate(t, ran)
         fused = self.fusion.fuse(t, latest)
+        absent = {}
+        for m, ok in fused.available.items():
+            if ok:
+                continue
+            if m in self._absent:
+                absent[m] = self._absent[m]
+            elif latest.get(m) is None:
+                first = min(r.front_end.window_s for r in self.runners if r.modality == m)
+                absent[m] = f"warming up (first {first:g} s window)"
+            else:
+                absent[m] = (f"stale: last estimate {t - latest[m].t_end:.1f} s old "  # type: ignore[union-attr]
+                             f"(limit {self.config.fusion.stale_s:g} s)")
         now = time.monotonic()
         estimate = Estimate(
-            t=t, elapsed_s=t - self.clock.start, stress_probability=fused.stress_probability, arousal=fused.arousal, valence=fused.valence,
-            probabilities=fused.probabilities, confidence=fused.confidence,
+            t=t, elapsed_s=t - self.clock.start, stress_probability=fused.stress_probability, arousal=fused.arousal,
+            valence=fused.valence, probabilities=fused.probabilities, confidence=fused.confidence,
             modalities={m: e for m, e in latest.items() if e is not None and fused.available.get(m)},
             available=fused.available, contributions=fused.contributions,
             latency_s=max(0.0, now - last_arrival) if last_arrival else 0.0,
-            processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, reference=self._reference(t), calibrating=calibrating,
-            absent=absent,
+            processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, reference=self._reference(t),
+            calibrating=calibrating, absent=absent,
             sources={src.name: h for src in self.sources if (h := src.health())})
         for sink in self.sinks:
             sink.write(estimate)
         estimate = dataclasses.replace(estimate, processing_s=time.perf_counter() - started)
         self.estimates += 1
-        for buf in self.buffers.values():
-            buf.release_before(t - self.longest_window_s)
+        for name, buf in self.buffers.items():
+            buf.release_before(t - self._keep_s[name])
         try:
             self._queue.put_nowait(estimate)
         except queue.Full:
@@ -468,9 +617,35 @@ class Pipeline:
         return WESAD_CONDITIONS.get(code, f"code-{code}")
 
 
-def _on_hop(offset_s: float, hop_s: float) -> bool:
-    k = offset_s / hop_s
-    return abs(k - round(k)) < 1e-6
+FLAT_MIN_RATE_HZ = 16.0
+"""Streams at or above this rate (BVP, ACC, audio) whose window is exactly constant count as
+missing ("flat line"): fast signals are never bit-identical for a whole window unless the
+sensor is off, muted or saturated. Slow streams (EDA, TEMP at 4 Hz) can legitimately sit
+on one value of the sensor's resolution, so they are not checked."""
+
+
+def _is_flat(samples: np.ndarray) -> bool:
+    """True when the finite rows of ``samples`` ``[n, channels]`` (at least 2) are all equal."""
+    n = samples.shape[0]
+    if n < 2:
+        return False
+    first, mid, last = samples[0], samples[n // 2], samples[-1]
+    if np.isfinite(first).all() and np.isfinite(mid).all() and np.isfinite(last).all() and not (
+            np.array_equal(first, mid) and np.array_equal(first, last)):
+        return False  # the common case, decided without scanning the window
+    finite = samples[np.isfinite(samples).all(axis=1)]
+    return finite.shape[0] >= 2 and bool((finite.max(axis=0) == finite.min(axis=0)).all())
+
+
+def _newest_sample_age_s(samples: np.ndarray, rate_hz: float) -> float:
+    """Seconds from the newest finite sample of ``samples`` ``[n, channels]`` to the window's
+    end (0 when the last slot holds one, inf when none does)."""
+    if samples.shape[0] and np.isfinite(samples[-1, 0]):
+        return 0.0  # the common case, without scanning the window
+    valid = np.isfinite(samples[:, 0])
+    if valid.size == 0 or not valid.any():
+        return float("inf")
+    return float(valid[::-1].argmax()) / rate_hz
 
 
 __all__ = ["BundleSpec", "ModelRunner", "Pipeline", "PipelineConfig"]

@@ -99,13 +99,21 @@ class RecordingReplay(ThreadedSource):
     Parameters
     ----------
     path: the recording folder. speed: stream seconds per wall second.
+    duration_s: stream seconds to play (None: to the end, or forever with ``loop``).
+    loop: start again at the end; lap ``k`` is shifted by ``k`` times the recording's
+        length (s) and its sequence numbers continue, so the streams stay on one grid.
     """
 
     live = False
 
-    def __init__(self, path: str | Path, speed: float = 1.0) -> None:
+    def __init__(self, path: str | Path, speed: float = 1.0, duration_s: float | None = None,
+                 loop: bool = False) -> None:
         super().__init__(speed)
+        if duration_s is not None and duration_s <= 0:
+            raise ConfigError(f"RecordingReplay.duration_s must be > 0 s or None, got {duration_s}")
         self.path = Path(path)
+        self.duration_s = duration_s
+        self.loop = loop
         try:
             meta = json.loads((self.path / "meta.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
@@ -128,14 +136,28 @@ class RecordingReplay(ThreadedSource):
             if row["offset"] + row["n"] > self._data[row["stream"]].shape[0]:
                 raise DatasetError(f"{self.path}: chunk index points past the end of {row['stream']}.f32; "
                                    f"the recording is truncated")
+        rates = {s.name: s.rate_hz for s in self.streams}
+        self.length_s = max((row["t0_s"] + row["n"] / rates[row["stream"]] for row in self._index), default=0.0)
+        if loop and self.length_s <= 0:
+            raise DatasetError(f"{self.path}: the recording holds no samples; nothing to loop")
 
     def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:
         rates = {s.name: s.rate_hz for s in self.streams}
-        for row in self._index:
-            rate = rates[row["stream"]]
-            t0 = clock.start + row["t0_s"]
-            if not clock.sleep_until(t0 + row["n"] / rate, stop):
+        seq_span = max((row["seq"] for row in self._index), default=-1) + 1
+        lap = 0
+        while True:
+            shift = lap * self.length_s
+            for row in self._index:
+                rate = rates[row["stream"]]
+                t_rel = shift + row["t0_s"]
+                if self.duration_s is not None and t_rel >= self.duration_s - 1e-9:
+                    return
+                t0 = clock.start + t_rel
+                if not clock.sleep_until(t0 + row["n"] / rate, stop):
+                    return
+                samples = self._data[row["stream"]][row["offset"]:row["offset"] + row["n"]]
+                seq = row["seq"] + lap * seq_span if row["seq"] >= 0 else row["seq"]
+                emit(Chunk(row["stream"], rate, t0, samples, seq=seq, flags=row["flags"], arrival=time.monotonic()))
+            if not self.loop:
                 return
-            samples = self._data[row["stream"]][row["offset"]:row["offset"] + row["n"]]
-            emit(Chunk(row["stream"], rate, t0, samples, seq=row["seq"], flags=row["flags"],
-                       arrival=time.monotonic()))
+            lap += 1

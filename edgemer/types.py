@@ -166,8 +166,9 @@ class Estimate:
         link's CRC failures, gaps, drift), as of this estimate.
     calibrating: True while the pipeline's calibration phase records the wearer's baseline
         (the estimate is not yet personalised).
-    absent: modality -> why it is missing from this estimate when its front-end found
-        nothing to analyse in the window, e.g. ``{"face": "no face"}``.
+    absent: modality -> why it is missing from this estimate, for every modality that did
+        not contribute: nothing to analyse (``"no face"``, ``"no speech"``), too little or
+        stale data, a source that ended or failed, or ``"warming up"`` before its first window.
     """
 
     t: float

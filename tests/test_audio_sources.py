@@ -257,3 +257,21 @@ def test_demo_bundle_on_replayed_wav_end_to_end_with_no_speech_windows(tmp_path)
     assert e["extras"]["speech_s"] >= 0.3
     assert "nothing to analyse" in r.stdout
     assert not list(rec.glob("audio*")), "raw audio must never be recorded unless asked"
+
+
+def test_raw_audio_is_recorded_only_when_the_audio_stream_is_named(tmp_path):
+    from edgemer.pipeline import Pipeline
+
+    wav = _speech_wav(tmp_path / "speech.wav", seconds=4.0)
+    default, asked = tmp_path / "rec-default", tmp_path / "rec-audio"
+    with Pipeline([WavReplay(wav, speed=50.0)], ["audio-demo"], record=default) as pipe:
+        pipe.wait()
+    assert sorted(p.name for p in default.iterdir()) == ["chunks.jsonl", "meta.json"]
+    assert (default / "chunks.jsonl").read_text() == ""
+    meta = json.loads((default / "meta.json").read_text())
+    assert meta["streams"] == [] and meta["skipped_media_streams"] == ["audio"]
+    # Only naming the stream records it: the samples exactly as the source emitted them.
+    with Pipeline([WavReplay(wav, speed=50.0)], ["audio-demo"], record=asked, record_media=["audio"]) as pipe:
+        pipe.wait()
+    recorded = np.fromfile(asked / "audio.f32", dtype="<f4")
+    np.testing.assert_array_equal(recorded, load_wav_mono(wav, RATE)[0])

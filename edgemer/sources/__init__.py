@@ -108,9 +108,25 @@ class ThreadedSource:
         self.stop()
 
 
+def shipped_example(name: str) -> Path | None:
+    """The replay file or folder shipped as ``edgemer/data/NAME`` (``physio-example``,
+    ``face-example``, ``speech-example``), or None when ``name`` is a local path or no such example."""
+    if not name or "/" in name or "\\" in name or Path(name).exists():
+        return None
+    data = Path(__file__).resolve().parent.parent / "data"
+    for candidate in (data / name, data / f"{name}.wav"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = None, seed: int = 0) -> Source:
     """Build a source from a command-line spec: ``simulated``, ``replay:PATH[:SUBJECT]`` or
     ``serial:PORT[@BAUD]``.
+
+    Replay examples shipped with edgemer (``edgemer/data``) go by name:
+    ``replay:physio-example`` (a 120 s wrist recording made by edgemer's recorder),
+    ``replay:face-example`` (7 drawn faces, an image folder), ``replay:speech-example``.
 
     ``replay:`` takes an edgemer recording folder (written with ``--record``), a
     WESAD-layout folder (first subject, or the one named, e.g. ``replay:data/WESAD:S5``)
@@ -135,10 +151,13 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
         from edgemer.sources.wesad_replay import WesadReplay
 
         target = spec[len("replay:"):]
+        example = shipped_example(target.rpartition("@")[0] if "@" in target else target)
+        if example is not None:
+            target = str(example) + (target[target.index("@"):] if "@" in target else "")
         if (Path(target) / "meta.json").is_file():
             from edgemer.recorder import RecordingReplay
 
-            return RecordingReplay(target, speed=speed)
+            return RecordingReplay(target, speed=speed, duration_s=duration_s)
         if target.lower().endswith(".wav") or target == "speech-example":
             from edgemer.sources.wav_replay import WavReplay
 
@@ -184,4 +203,4 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
 from edgemer.sources.simulated import SimulatedWearable  # noqa: E402
 from edgemer.sources.wesad_replay import WesadReplay  # noqa: E402
 
-__all__ = ["Emit", "SimulatedWearable", "Source", "ThreadedSource", "WesadReplay", "source_from_spec"]
+__all__ = ["Emit", "SimulatedWearable", "Source", "ThreadedSource", "WesadReplay", "shipped_example", "source_from_spec"]
