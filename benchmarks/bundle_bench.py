@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from edgemer.benchmarks import SCHEMA
@@ -52,7 +52,9 @@ class BenchSettings:
     untimed runs before timing. target_rel_ci: stop once the p50's 95 % CI half-width is
     within this fraction of the p50 (0.05 = 5 %). timeout_s: seconds a worker may take
     beyond ``max_time_s + warmup_s`` (imports, loading) before it is killed.
-    providers: onnxruntime execution providers (``cpu``, ``cuda``, ``tensorrt``); None = CPU.
+    providers: onnxruntime execution providers (``cpu``, ``cuda``, ``tensorrt``, with options such as
+    ``tensorrt:fp16=1``); None = CPU. A provider missing here makes its cells ``skipped``.
+    delegate: path of a TFLite delegate library for the litert cells (e.g. ``libedgetpu.so.1``).
     seed: seed of the random inputs used when the bundle has no samples.
     """
 
@@ -67,6 +69,7 @@ class BenchSettings:
     target_rel_ci: float = 0.05
     timeout_s: float = 120.0
     providers: tuple[str, ...] | None = None
+    delegate: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,7 +103,7 @@ class BenchSettings:
 
 def bench_bundle(bundle: Bundle | str | Path, backends: Sequence[str] = ("onnxruntime", "litert"),
                  precisions: Sequence[str] = ("fp32", "int8"), threads: Sequence[int] = (1, 2),
-                 min_iterations: int = 200, max_time_s: float = 3.0, progress: bool = True,
+                 min_iterations: int = 200, max_time_s: float = 3.0, progress: bool | Callable[[dict], None] = True,
                  **options: Any) -> dict[str, Any]:
     """Measure every backend x precision x threads cell of ``bundle``; return a result dict.
 
@@ -108,7 +111,7 @@ def bench_bundle(bundle: Bundle | str | Path, backends: Sequence[str] = ("onnxru
     ----------
     bundle: a loaded :class:`Bundle`, a bundle folder, or a shipped bundle name.
     backends, precisions, threads, min_iterations, max_time_s: see :class:`BenchSettings`.
-    progress: print one line per finished cell to stderr.
+    progress: print one line per finished cell to stderr; or a function called with each finished cell.
     options: further :class:`BenchSettings` fields (``min_time_s``, ``warmup_s``, ``target_rel_ci``,
         ``max_iterations``, ``timeout_s``, ``providers``, ``seed``).
 
@@ -138,7 +141,9 @@ def bench_bundle(bundle: Bundle | str | Path, backends: Sequence[str] = ("onnxru
             cells.append(cell)
             if out is not None:
                 outputs[(backend, precision, n_threads)] = out
-            if progress:
+            if callable(progress):
+                progress(cell)
+            elif progress:
                 print(f"[{i + 1}/{len(plan)}] {cell_line(cell)}", file=sys.stderr, flush=True)
     first_output = bundle.manifest.outputs[0].name if bundle.manifest.outputs else None
     add_reference_parity(cells, outputs, first_output)
@@ -181,6 +186,24 @@ def _base_cell(bundle: Bundle, backend: str, precision: str, threads: int) -> di
     return cell
 
 
+def _missing_provider_reason(providers: Sequence[str]) -> str | None:
+    """Why ``providers`` cannot run here (None when they can, or when onnxruntime does not import:
+    the worker then reports that itself)."""
+    from edgemer.benchmarks.fingerprint import onnxruntime_providers
+    from edgemer.errors import BackendUnavailableError
+
+    available = onnxruntime_providers()
+    if available is None:
+        return None
+    from edgemer.backends.onnxruntime_backend import choose_providers
+
+    try:
+        choose_providers(providers, available, strict=True)
+    except BackendUnavailableError as exc:
+        return str(exc)
+    return None
+
+
 def run_cell(bundle: Bundle, backend: str, precision: str, threads: int, settings: BenchSettings,
              scratch: Path) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
     """Run one cell in a fresh interpreter; return the cell dict and its outputs (None unless ok).
@@ -190,8 +213,14 @@ def run_cell(bundle: Bundle, backend: str, precision: str, threads: int, setting
     cell = _base_cell(bundle, backend, precision, threads)
     if cell["status"] == "skipped":
         return cell, None
+    if backend == "onnxruntime" and settings.providers:
+        missing = _missing_provider_reason(settings.providers)
+        if missing:  # no worker needed to learn that
+            cell.update(status="skipped", reason=missing, error_type="BackendUnavailableError")
+            return cell, None
     spec = CellSpec(bundle_path=str(bundle.path), backend=backend, precision=precision, threads=threads,
                     providers=settings.providers if backend == "onnxruntime" else None,
+                    delegate=settings.delegate if backend == "litert" else None,
                     min_iterations=settings.min_iterations, max_iterations=settings.max_iterations,
                     min_time_s=settings.min_time_s, max_time_s=settings.max_time_s, warmup_s=settings.warmup_s,
                     target_rel_ci=settings.target_rel_ci, seed=settings.seed)

@@ -15,6 +15,9 @@ Fields (see ``benchmarks/SCHEMA.md`` for the full list with units)::
     board            {"model": device-tree model, "raspberry_pi": str|None, "jetson": str|None}
     cpu_governor     cpufreq governor of cpu0, e.g. "ondemand"
     thermal_c        {zone type: temperature °C}
+    l4t_release      Jetson Linux release from /etc/nv_tegra_release, e.g. "R35.4.1"
+    power_mode       Jetson nvpmodel mode, e.g. "2 (15W)"
+    throttled        Raspberry Pi firmware throttling flags, e.g. "0x0" (0x0 = never throttled)
 """
 from __future__ import annotations
 
@@ -169,6 +172,41 @@ def thermal_c() -> dict[str, float] | None:
     return zones or None
 
 
+def l4t_release(tegra: str | None = None) -> str | None:
+    """``R<major>.<revision>`` from ``/etc/nv_tegra_release`` ("# R35 (release), REVISION: 4.1, ..." -> "R35.4.1").
+    The JetPack version follows from it (NVIDIA's table: e.g. L4T R35.4.1 = JetPack 5.1.2)."""
+    text = read_text("/etc/nv_tegra_release") if tegra is None else tegra
+    m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text or "")
+    return f"R{m.group(1)}.{m.group(2)}" if m else None
+
+
+def jetson_power_mode(status: str | None = None, conf: str | None = None) -> str | None:
+    """nvpmodel mode: id from ``/var/lib/nvpmodel/status`` ("pmode:0002 ...") and its name from
+    ``/etc/nvpmodel.conf`` ("< POWER_MODEL ID=2 NAME=15W >"), e.g. "2 (15W)"; None when unreadable."""
+    status = read_text("/var/lib/nvpmodel/status") if status is None else status
+    m = re.search(r"pmode:\s*(\d+)", status or "")
+    if not m:
+        return None
+    mode = int(m.group(1))
+    conf = read_text("/etc/nvpmodel.conf") if conf is None else conf
+    name = re.search(rf"POWER_MODEL\s+ID=0*{mode}\s+NAME=([^\s>]+)", conf or "")
+    return f"{mode} ({name.group(1)})" if name else str(mode)
+
+
+def pi_throttled() -> str | None:
+    """Raspberry Pi firmware throttling flags (``get_throttled``: bit 0 under-voltage, 1 frequency capped,
+    2 throttled now, 16-18 the same since boot); None where the kernel does not expose them."""
+    for path in ("/sys/devices/platform/soc/soc:firmware/get_throttled",
+                 "/sys/devices/platform/soc/soc:firmware/raspberrypi-hwmon/get_throttled"):
+        text = read_text(path)
+        if text:
+            try:
+                return hex(int(text, 16))
+            except ValueError:
+                return text
+    return None
+
+
 def os_release() -> str | None:
     """PRETTY_NAME from /etc/os-release, e.g. "Debian GNU/Linux 12 (bookworm)"."""
     text = read_text("/etc/os-release")
@@ -249,6 +287,9 @@ def device_fingerprint() -> dict[str, Any]:
         "board": board_info,
         "cpu_governor": cpu_governor(),
         "thermal_c": thermal_c(),
+        "l4t_release": l4t_release(),
+        "power_mode": jetson_power_mode(),
+        "throttled": pi_throttled(),
     }
 
 
@@ -256,9 +297,9 @@ def device_line(fp: dict[str, Any]) -> str:
     """One line for the terminal: id, CPU, cores, memory, board, runtimes."""
     v = fp.get("versions") or {}
     flags = [f for f, on in (fp.get("cpu_flags") or {}).items() if on and f not in ("sse4_2", "avx", "neon", "asimd")]
-    parts = [f"device {fp.get('device_id')}: {fp.get('cpu_model') or 'unknown CPU'}",
-             f"{fp.get('usable_cores')}/{fp.get('logical_cores')} cores",
-             f"{fp.get('memory_gib')} GiB"]
+    parts = [f"device {fp.get('device_id') or 'unknown'}: {fp.get('cpu_model') or 'unknown CPU'}",
+             f"{fp.get('usable_cores') or 'unknown'}/{fp.get('logical_cores') or 'unknown'} cores",
+             f"{fp.get('memory_gib') or 'unknown'} GiB"]
     b = fp.get("board") or {}
     if b.get("raspberry_pi") or b.get("jetson"):
         parts.append(b.get("raspberry_pi") or b.get("jetson"))
@@ -266,6 +307,10 @@ def device_line(fp: dict[str, Any]) -> str:
         parts.append("+".join(flags))
     if fp.get("cpu_governor"):
         parts.append(f"governor {fp['cpu_governor']}")
+    if fp.get("power_mode"):
+        parts.append(f"power mode {fp['power_mode']}")
+    if fp.get("l4t_release"):
+        parts.append(f"L4T {fp['l4t_release']}")
     runtimes = [f"{k} {val}" for k, val in v.items() if val and k != "edgemer"]
     parts.append(", ".join(runtimes))
     return "; ".join(parts)

@@ -1,68 +1,162 @@
-"""Collect benchmark results from several devices and render one Markdown report.
+"""Collect benchmark results from several devices and render one Markdown report with plots.
 
 ``collect_results(folder)`` reads every ``*.json`` written by ``edgemer bench --json``
-(schema ``edgemer.bench/*``); ``markdown_report(results)`` renders, per device, a table
-of p50 latency per bundle x model x backend x precision x threads and the INT8/FP32
-ratios, plus the pipeline overhead where it was measured. When one device measured one
-bundle several times, the newest result is shown. Plots are not drawn yet.
+(schema ``edgemer.bench/*``), checking the schema version (:func:`load_result`);
+``markdown_report(results)`` renders, per device, a table of p50 latency per bundle x
+model x engine x precision x threads and the INT8/FP32 ratios, plus the pipeline lines
+where they were measured. Suite results (kind ``suite``) are expanded into one bundle
+result per bundle x engine (:func:`expand_results`). When one device measured one
+bundle on one engine several times, the newest result is shown.
+
+``render_report(folder, out)`` writes ``out/REPORT.md`` and three PNG plots (p50 latency
+per model per device, INT8 speed-up per device, peak memory per device) with matplotlib
+(imported lazily; ``pip install 'edgemer[export]'``). Nothing here needs the devices:
+only the committed JSON files.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+from edgemer.errors import ResultSchemaError
 
 SCHEMA_PREFIX = "edgemer.bench/"
+READS = 1
+"""The schema major version this edgemer writes and reads (``edgemer.bench/1``)."""
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""Older major version -> function upgrading a result by one version. Empty: /1 is the first version."""
+
+PLOTS = {"latency": "latency.png", "int8_speedup": "int8_speedup.png", "memory": "memory.png"}
 
 
-def collect_results(folder: str | Path) -> list[dict[str, Any]]:
+def load_result(path: str | Path) -> dict[str, Any] | None:
+    """Read one result file; None when it is not an edgemer benchmark result at all (no ``edgemer.bench/``
+    schema, e.g. a firmware-bridge result or another tool's JSON).
+
+    Older schema versions are migrated (:data:`MIGRATIONS`) to ``edgemer.bench/1``.
+
+    Raises
+    ------
+    ResultSchemaError: the file names an ``edgemer.bench/N`` schema this edgemer cannot read (newer, or
+        older without a migration), or is not valid JSON.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultSchemaError(f"{path}: not a readable JSON file ({exc})") from exc
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith(SCHEMA_PREFIX):
+        return None
+    tag = str(data["schema"])
+    try:
+        version = int(tag[len(SCHEMA_PREFIX):])
+    except ValueError:
+        raise ResultSchemaError(f"{path}: schema '{tag}' is not edgemer.bench/<number>; the file is damaged") from None
+    if version > READS:
+        raise ResultSchemaError(f"{path}: schema '{tag}' was written by a newer edgemer; this one reads "
+                                f"{SCHEMA_PREFIX}{READS}. Upgrade edgemer (pip install -U edgemer) to include it.")
+    while version < READS:
+        if version not in MIGRATIONS:
+            raise ResultSchemaError(f"{path}: schema '{tag}' is older than {SCHEMA_PREFIX}{READS} and has no "
+                                    f"migration; re-run `edgemer bench --json` on that device.")
+        data = MIGRATIONS[version](data)
+        version += 1
+        data["schema"] = f"{SCHEMA_PREFIX}{version}"
+    data.setdefault("_file", str(path))
+    return data
+
+
+def collect_results(folder: str | Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
     """Every benchmark result JSON under ``folder`` (recursively), oldest first.
 
-    Files that are not JSON objects of an ``edgemer.bench/*`` schema are ignored.
+    Files that are not ``edgemer.bench/*`` results are ignored. A result this edgemer cannot
+    read (see :func:`load_result`) is left out, and its message appended to ``problems`` when
+    given (the report lists them); without ``problems`` it raises :class:`ResultSchemaError`.
     """
     results = []
     for f in sorted(Path(folder).rglob("*.json")):
         try:
-            data = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            data = load_result(f)
+        except ResultSchemaError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
             continue
-        if isinstance(data, dict) and str(data.get("schema", "")).startswith(SCHEMA_PREFIX):
-            data.setdefault("_file", str(f))
+        if data is not None:
             results.append(data)
     return sorted(results, key=lambda r: str(r.get("created_utc", "")))
+
+
+def expand_results(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Suite results become one ``bundle`` result per bundle x engine (plus a ``multimodal`` one for
+    the pipeline); other results pass through."""
+    out: list[dict[str, Any]] = []
+    for r in results:
+        if r.get("kind") != "suite":
+            out.append(dict(r))
+            continue
+        common = {"schema": r.get("schema"), "created_utc": r.get("created_utc"), "device": r.get("device") or {},
+                  "_file": r.get("_file")}
+        for e in r.get("results", []):
+            out.append({**common, **e, "kind": "bundle" if e.get("status", "ok") == "ok" else "bundle-failed"})
+        p = r.get("pipeline")
+        if p and p.get("status") == "ok":
+            out.append({**common, **p, "kind": "multimodal"})
+    return out
 
 
 def _num(x: float | None, spec: str) -> str:
     return "–" if x is None else format(x, spec)
 
 
+def device_id(result: Mapping[str, Any]) -> str:
+    return str((result.get("device") or {}).get("device_id") or "unknown")
+
+
 def _device_heading(device: Mapping[str, Any]) -> str:
     board = device.get("board") or {}
     versions = device.get("versions") or {}
-    parts = [device.get("cpu_model") or "unknown CPU", f"{device.get('logical_cores')} cores",
-             f"{device.get('memory_gib')} GiB"]
+    parts = [device.get("cpu_model") or "unknown CPU", f"{device.get('logical_cores') or 'unknown'} cores",
+             f"{device.get('memory_gib') or 'unknown'} GiB"]
     if board.get("raspberry_pi") or board.get("jetson"):
         parts.insert(0, board.get("raspberry_pi") or board.get("jetson"))
-    runtimes = ", ".join(f"{k} {v}" for k, v in versions.items() if v and k != "edgemer")
-    return f"### {device.get('device_id')}\n\n{'; '.join(parts)}. Runtimes: {runtimes}."
+    if device.get("cpu_governor"):
+        parts.append(f"governor {device['cpu_governor']}")
+    if device.get("power_mode"):
+        parts.append(f"power mode {device['power_mode']}")
+    runtimes = ", ".join(f"{k} {v}" for k, v in versions.items() if v and k != "edgemer") or "unknown"
+    return f"### {device.get('device_id') or 'unknown'}\n\n{'; '.join(parts)}. Runtimes: {runtimes}."
+
+
+def _engine(result: Mapping[str, Any], cell: Mapping[str, Any]) -> str:
+    return str(result.get("engine") or cell.get("backend"))
 
 
 def _bundle_section(result: Mapping[str, Any]) -> list[str]:
     b = result["bundle"]
     synthetic = " (trained on synthetic data)" if b.get("synthetic_data") else ""
-    lines = [f"**{b['name']}**{synthetic}, measured {result.get('created_utc')}", "",
+    engine = f" on {result['engine']}" if result.get("engine") else ""
+    head = f"**{b['name']}**{engine}{synthetic}, measured {result.get('created_utc')}"
+    cells = result.get("cells", [])
+    reasons = {str(c.get("reason")) for c in cells}
+    if cells and all(c["status"] == "skipped" for c in cells) and len(reasons) == 1:
+        return [f"{head}: skipped — {reasons.pop().splitlines()[0][:240]}"]
+    lines = [head, "",
              "| model | backend | precision | threads | p50 ms | p99 ms | load ms | peak RSS MiB | size KiB |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for c in result.get("cells", []):
+    for c in cells:
         size = _num(c["model_bytes"] / 1024 if c.get("model_bytes") else None, ".1f")
         if c["status"] == "ok":
             lat = c["latency_ms"]
-            lines.append(f"| {c['model_file']} | {c['backend']} | {c['precision']} | {c['threads']} | "
+            lines.append(f"| {c['model_file']} | {_engine(result, c)} | {c['precision']} | {c['threads']} | "
                          f"{lat['p50']:.3f} | {lat['p99']:.3f} | {c['load_s'] * 1e3:.1f} | {c['rss_peak_mib']:.0f} | "
                          f"{size} |")
         else:
-            lines.append(f"| {c.get('model_file') or '–'} | {c['backend']} | {c['precision']} | {c['threads']} | "
-                         f"{c['status']} | | | | {size} |")
+            why = str(c.get("reason") or "").splitlines()[0][:80].replace("|", "/")
+            lines.append(f"| {c.get('model_file') or '–'} | {_engine(result, c)} | {c['precision']} | {c['threads']} | "
+                         f"{c['status']}: {why} | | | | {size} |")
     ratios = [r for r in result.get("ratios", []) if r.get("latency_p50_ratio") is not None or r.get("size_ratio")]
     if ratios:
         lines += ["", "| backend | threads | INT8/FP32 p50 | INT8/FP32 size | argmax agreement |",
@@ -72,8 +166,8 @@ def _bundle_section(result: Mapping[str, Any]) -> list[str]:
             lat = _num(r["latency_p50_ratio"], ".2f") + ("x" if r["latency_p50_ratio"] is not None else "")
             if r.get("ci_separated") is False:
                 lat += " (noise)"
-            lines.append(f"| {r['backend']} | {r['threads']} | {lat} | {_num(r['size_ratio'], '.2f')}x | "
-                         f"{_num(None if agree is None else agree * 100, '.1f')} % |")
+            lines.append(f"| {result.get('engine') or r['backend']} | {r['threads']} | {lat} | "
+                         f"{_num(r['size_ratio'], '.2f')}x | {_num(None if agree is None else agree * 100, '.1f')} % |")
     return lines
 
 
@@ -87,25 +181,190 @@ def _pipeline_section(p: Mapping[str, Any]) -> list[str]:
             f"{goal['threshold'] * 100:.0f} %: {mark}); real-time factor {_num(p['real_time_factor'], '.4f')}.")]
 
 
-def markdown_report(results: Sequence[Mapping[str, Any]]) -> str:
-    """One Markdown document: a section per device, a table per bundle, ratios, pipeline lines."""
-    latest: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+def _multimodal_section(p: Mapping[str, Any]) -> list[str]:
+    o, rt = p.get("overhead") or {}, p.get("real_time") or {}
+    lat = o.get("latency_ms") or {}
+    names = ", ".join(b.get("name", "?") for b in (p.get("bundle") or {}).get("bundles", []))
+    return [f"Three-modality pipeline ({names}), measured {p.get('created_utc')}: latency p50 "
+            f"{_num(lat.get('p50'), '.1f')} ms, p99 {_num(lat.get('p99'), '.1f')} ms (newest sample → estimate); "
+            f"real-time factor on one core {_num(rt.get('real_time_factor'), '.1f')} (stream s per CPU s); "
+            f"overhead beyond inference {_num(None if o.get('overhead') is None else o['overhead'] * 100, '.0f')} %; "
+            f"peak RSS {_num(p.get('peak_rss_mib'), '.0f')} MiB."]
+
+
+def _suite_notes(results: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Per device: the newest suite's overhead and repeat-spread lines."""
+    notes: dict[str, list[str]] = {}
+    for r in results:
+        if r.get("kind") != "suite":
+            continue
+        lines = []
+        o = r.get("overhead") or {}
+        if o.get("fraction") is not None:
+            lines.append(f"Suite of {r.get('created_utc')}: benchmark overhead {o['loop_ns']:.0f} ns per timed run "
+                         f"({o['fraction'] * 100:.2f} % of the smallest p50, {o.get('smallest_cell')}; "
+                         f"target < 1 %).")
+        s = r.get("repeat")
+        if s and s.get("max_spread") is not None:
+            lines.append(f"p50 spread over {s['runs']} runs: worst cell {s['max_spread'] * 100:.1f} % "
+                         f"({s['cells_over_target']} of {len(s['cells'])} cells over 10 %).")
+        notes[device_id(r)] = lines
+    return notes
+
+
+def latest_per_key(results: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str, str], Mapping[str, Any]]:
+    """(device, bundle, engine, kind) -> newest result (input: :func:`expand_results` output)."""
+    latest: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
     for r in sorted(results, key=lambda r: str(r.get("created_utc", ""))):
-        key = (r["device"]["device_id"], r["bundle"]["name"], r.get("kind", "bundle"))
+        key = (device_id(r), str((r.get("bundle") or {}).get("name")), str(r.get("engine") or ""),
+               r.get("kind", "bundle"))
         latest[key] = r
+    return latest
+
+
+def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] = (),
+                    problems: Sequence[str] = ()) -> str:
+    """One Markdown document: plots (file names relative to the report), then a section per device
+    with a table per bundle x engine, ratios and pipeline lines; files left out are listed last."""
+    notes = _suite_notes(results)
+    latest = latest_per_key(expand_results(results))
     devices: dict[str, list[Mapping[str, Any]]] = {}
-    for (device_id, _, _), r in sorted(latest.items()):
-        devices.setdefault(device_id, []).append(r)
+    for key, r in sorted(latest.items()):
+        devices.setdefault(key[0], []).append(r)
     summary = (f"{len(latest)} result(s) from {len(devices)} device(s). Latency in ms per inference (batch 1, "
-               f"one caller), p50 over adaptive repeated runs; RSS is each cell's own process.")
+               f"one caller), p50 over adaptive repeated runs; RSS is each cell's own process. Bundles trained on "
+               f"synthetic data say so: their timings are real, their accuracy is not.")
     lines = ["# edgemer benchmark results", "", summary, ""]
-    for device_id, rs in devices.items():
-        lines += [_device_heading(rs[0]["device"]), ""]
+    for name in plots:
+        lines += [f"![{Path(name).stem}]({name})", ""]
+    for dev, rs in devices.items():
+        lines += [_device_heading(rs[0].get("device") or {}), ""]
+        lines += [n for n in notes.get(dev, [])] + ([""] if notes.get(dev) else [])
         for r in rs:
-            if r.get("kind", "bundle") == "bundle":
+            kind = r.get("kind", "bundle")
+            if kind == "bundle":
                 lines += _bundle_section(r) + [""]
                 if r.get("pipeline"):
                     lines += _pipeline_section(r["pipeline"]) + [""]
-            elif r.get("kind") == "pipeline":
+            elif kind == "bundle-failed":
+                lines += [f"**{r['bundle']['name']}**: failed — {r.get('reason')}", ""]
+            elif kind == "pipeline":
                 lines += _pipeline_section(r) + [""]
+            elif kind == "multimodal":
+                lines += _multimodal_section(r) + [""]
+    if problems:
+        lines += ["## Files left out", ""] + [f"- {p}" for p in problems] + [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+# -- plots ---------------------------------------------------------------------------------------------
+
+def _ok_cells(results: Sequence[Mapping[str, Any]]):
+    """(device, bundle, engine, cell) for every ok cell of the newest bundle results."""
+    for (dev, bundle, _, kind), r in sorted(latest_per_key(expand_results(results)).items()):
+        if kind != "bundle":
+            continue
+        for c in r.get("cells", []):
+            if c.get("status") == "ok":
+                yield dev, bundle, _engine(r, c), c
+
+
+def plot_data(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """The numbers behind the plots, each ``{row label: {device: value}}`` at 1 thread.
+
+    latency: p50 ms per ``bundle / engine / precision``; int8_speedup: p50(fp32) / p50(int8) per
+    ``bundle / engine``; memory: peak RSS MiB per ``bundle / engine / precision``.
+    """
+    latency: dict[str, dict[str, float]] = {}
+    memory: dict[str, dict[str, float]] = {}
+    p50: dict[tuple[str, str, str, str], float] = {}
+    for dev, bundle, engine, c in _ok_cells(results):
+        if c["threads"] != 1:
+            continue
+        label = f"{bundle} / {engine} / {c['precision']}"
+        latency.setdefault(label, {})[dev] = c["latency_ms"]["p50"]
+        memory.setdefault(label, {})[dev] = c["rss_peak_mib"]
+        p50[(dev, bundle, engine, c["precision"])] = c["latency_ms"]["p50"]
+    speedup: dict[str, dict[str, float]] = {}
+    for (dev, bundle, engine, precision), v in p50.items():
+        if precision == "int8" and (dev, bundle, engine, "fp32") in p50:
+            speedup.setdefault(f"{bundle} / {engine}", {})[dev] = p50[(dev, bundle, engine, "fp32")] / v
+    return {"latency": latency, "int8_speedup": speedup, "memory": memory}
+
+
+def _bar_plot(plt, data: Mapping[str, Mapping[str, float]], title: str, xlabel: str, path: Path,
+              log: bool = False, line_at: float | None = None) -> None:
+    """Horizontal grouped bars: one group per row label, one bar per device."""
+    rows = sorted(data)
+    devices = sorted({d for v in data.values() for d in v})
+    height = 0.8 / max(1, len(devices))
+    fig, ax = plt.subplots(figsize=(9, 1.0 + 0.45 * max(1, len(rows)) * max(1, len(devices)) ** 0.5))
+    for j, dev in enumerate(devices):
+        ys = [i + j * height for i, r in enumerate(rows) if dev in data[r]]
+        xs = [data[r][dev] for r in rows if dev in data[r]]
+        ax.barh(ys, xs, height=height, label=dev)
+    ax.set_yticks([i + height * (len(devices) - 1) / 2 for i in range(len(rows))])
+    ax.set_yticklabels(rows, fontsize=8)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    if line_at is not None:
+        ax.axvline(line_at, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    if devices:
+        ax.legend(fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def render_plots(results: Sequence[Mapping[str, Any]], out: Path) -> list[str]:
+    """Write the PNG plots into ``out``; return their file names (those with data)."""
+    from edgemer._extras import require
+
+    matplotlib = require("matplotlib", "export", "Plots in the benchmark report")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = plot_data(results)
+    written = []
+    specs = {"latency": ("p50 latency per model, 1 thread", "ms per inference (log scale)", True, None),
+             "int8_speedup": ("INT8 speed-up over FP32, 1 thread", "p50(FP32) / p50(INT8)", False, 1.0),
+             "memory": ("Peak RSS per model, 1 thread (own process)", "MiB", False, None)}
+    for key, (title, xlabel, log, line_at) in specs.items():
+        if not data[key]:
+            continue
+        _bar_plot(plt, data[key], title, xlabel, out / PLOTS[key], log=log, line_at=line_at)
+        written.append(PLOTS[key])
+    return written
+
+
+def render_report(folder: str | Path, out: str | Path) -> Path:
+    """``folder``'s results -> ``out/REPORT.md`` with PNG plots next to it; returns the Markdown path.
+
+    Raises
+    ------
+    ResultSchemaError: ``folder`` holds no readable result (files left out are listed in the message).
+    MissingExtraError: matplotlib is not installed (names the extra).
+    """
+    problems: list[str] = []
+    results = collect_results(folder, problems)
+    if not results:
+        raise ResultSchemaError(f"{folder}: no edgemer benchmark results found"
+                                + (f" ({len(problems)} left out: {'; '.join(problems)})" if problems else
+                                   "; write some with `edgemer bench --suite standard --json DIR`"))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = render_plots(results, out)
+    path = out / "REPORT.md"
+    path.write_text(markdown_report(results, plots, problems), encoding="utf-8")
+    return path
+
+
+def run_report(folder: Path, out: Path) -> int:
+    """``edgemer bench report FOLDER --out DIR``: print where the report went; 0 on success."""
+    path = render_report(folder, out)
+    print(f"wrote {path} ({', '.join(p.name for p in sorted(path.parent.glob('*.png')))})")
+    return 0

@@ -106,3 +106,7 @@ class ExportError(EdgemerError):
 
 class ConfigError(EdgemerError, ValueError):
     """A configuration value is out of range; the message names the field."""
+
+
+class ResultSchemaError(EdgemerError, ValueError):
+    """A benchmark result file has a schema version this edgemer cannot read or migrate."""

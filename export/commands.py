@@ -75,6 +75,10 @@ def configure_export_physio(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--physics-weight", type=float, default=d.physics_weight,
                         help=f"weight of the EDA ODE residual in the training loss (default {d.physics_weight:g})")
     parser.add_argument("--no-tflite", action="store_true", help="write ONNX models only (no FP32/INT8 TFLite)")
+    parser.add_argument("--target", choices=("x86-avx2", "x86-vnni", "arm64", "jetson-trt"), default=None,
+                        help="INT8 ONNX quantisation preset for the device that will run the bundle: x86-avx2 "
+                             "(no VNNI: 7-bit weights against int16 saturation), x86-vnni, arm64 (Pi 4/5), "
+                             "jetson-trt (symmetric QDQ for TensorRT); default: onnxruntime's S8S8 QDQ")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when a verification target fails (the bundle is still written)")
     parser.add_argument("--overwrite", action="store_true", help="replace BUNDLE_DIR if it holds an earlier bundle")
@@ -85,12 +89,13 @@ def run_export_physio(args: argparse.Namespace) -> int:
     """Export the bundle, print the summary and targets; 1 if ``--strict`` and a target failed."""
     from edgemer.export.config import PhysioExportConfig
     from edgemer.export.physio import export_physio
+    from edgemer.export.targets import quant_options
 
     config = PhysioExportConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, window_s=args.window,
         hop_s=args.hop, train_hop_s=args.train_hop, forecast_s=args.forecast, heldout_fraction=args.heldout_fraction,
         calibration_windows=args.calibration_windows, physics_weight=args.physics_weight, name=args.name,
-        tflite=not args.no_tflite)
+        tflite=not args.no_tflite, onnx_quantisation=quant_options(getattr(args, "target", None)))
     result = export_physio(args.wesad, args.out, config, progress=not args.quiet, overwrite=args.overwrite)
     print(result.summary())
     return 1 if args.strict and not result.passed else 0

@@ -31,6 +31,9 @@ class OnnxQuantOptions:
     per_channel: one weight scale per output channel. reduce_range: 7-bit weights, for
     CPUs without VNNI where 8-bit products can saturate. activation_type/weight_type:
     ``QInt8`` or ``QUInt8``. calibrate_method: ``MinMax``, ``Entropy`` or ``Percentile``.
+    extra_options: ``(key, value)`` pairs for ``quantize_static(extra_options=...)``, e.g.
+    ``(("ActivationSymmetric", True),)``. target: the ``--target`` preset these options came
+    from (:mod:`edgemer.export.targets`), recorded in the manifest; None = defaults.
     """
 
     per_channel: bool = True
@@ -38,6 +41,8 @@ class OnnxQuantOptions:
     activation_type: str = "QInt8"
     weight_type: str = "QInt8"
     calibrate_method: str = "MinMax"
+    extra_options: tuple[tuple[str, Any], ...] = ()
+    target: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("activation_type", "weight_type"):
@@ -48,7 +53,13 @@ class OnnxQuantOptions:
                               f"got {self.calibrate_method!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "QDQ", "method": "onnxruntime.quantization.quantize_static", **asdict(self)}
+        d = asdict(self)
+        extra, target = dict(d.pop("extra_options")), d.pop("target")
+        if extra:
+            d["extra_options"] = extra
+        if target:
+            d["target"] = target
+        return {"format": "QDQ", "method": "onnxruntime.quantization.quantize_static", **d}
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,7 @@ def quantize_onnx(fp32_path: Path, int8_path: Path, calibration: np.ndarray,
                 weight_type=getattr(ort_q.QuantType, options.weight_type),
                 calibrate_method=getattr(ort_q.CalibrationMethod, options.calibrate_method),
                 calibration_providers=["CPUExecutionProvider"],
+                extra_options=dict(options.extra_options),
             )
         except Exception as exc:
             raise ExportError(f"onnxruntime quantize_static failed on {fp32_path.name} ({exc}); "

@@ -332,7 +332,7 @@ def _parse(*argv: str) -> argparse.Namespace:
 def test_cli_options_parse():
     args = _parse()
     assert args.bundle == "physio-demo" and args.backends == ("onnxruntime", "litert")
-    assert args.threads == (1, 2) and args.precisions == ("fp32", "int8") and not args.pipeline
+    assert args.threads is None and args.precisions == ("fp32", "int8") and not args.pipeline  # None: 1,2 (suite: 1..cores)
     args = _parse("some/folder", "--threads", "1,4", "--backends", "onnxruntime", "--max-time", "0.5", "--quiet")
     assert args.threads == (1, 4) and args.backends == ("onnxruntime",) and args.max_time == 0.5
     with pytest.raises(SystemExit):

@@ -37,36 +37,48 @@ class Backend(Protocol):
         ...
 
 
-def _onnxruntime():
+def _onnxruntime(strict: bool = False, delegate: str | None = None):
     from edgemer.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend()
+    if delegate:
+        raise BackendUnavailableError(f"a TFLite delegate ({delegate}) applies to the litert backend, not onnxruntime")
+    return OnnxRuntimeBackend(strict=strict)
 
 
-def _litert():
+def _litert(strict: bool = False, delegate: str | None = None):
     from edgemer.backends.litert_backend import LiteRTBackend
 
-    return LiteRTBackend()
+    return LiteRTBackend(delegate=delegate)
 
 
 BACKENDS = {"onnxruntime": _onnxruntime, "litert": _litert}
-"""Backend name -> factory. Factories import their runtime lazily."""
+"""Backend name -> factory ``(strict=False, delegate=None)``. Factories import their runtime lazily."""
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str, strict: bool = False, delegate: str | None = None) -> Backend:
+    """The backend called ``name``. strict: a requested onnxruntime execution provider that is missing
+    raises instead of falling back to CPU. delegate: path of a TFLite delegate library (litert only)."""
     try:
         factory = BACKENDS[name]
     except KeyError:
         raise BackendUnavailableError(f"Unknown backend '{name}'; choose one of {sorted(BACKENDS)}") from None
-    return factory()
+    return factory(strict=strict, delegate=delegate)
 
 
 def open_session(bundle: Bundle, backend: str = "onnxruntime", precision: str = "int8", threads: int = 1,
-                 providers: Sequence[str] | None = None) -> Session:
-    """Open the bundle's model for ``backend`` at ``precision`` (``int8`` or ``fp32``) with ``threads`` threads."""
+                 providers: Sequence[str] | None = None, delegate: str | None = None,
+                 strict: bool = False) -> Session:
+    """Open the bundle's model for ``backend`` at ``precision`` (``int8`` or ``fp32``) with ``threads`` threads.
+
+    providers: onnxruntime execution providers (None = best available: TensorRT, CUDA, CPU; items like
+    ``cuda:device=1`` or ``tensorrt:fp16=1:cache=DIR``, see
+    :func:`edgemer.backends.onnxruntime_backend.parse_provider`). delegate: a TFLite delegate library
+    path for ``litert`` (e.g. ``libedgetpu.so.1``). strict: a missing provider raises
+    :class:`BackendUnavailableError` instead of falling back to CPU with a one-line warning.
+    """
     if threads < 1:
         raise BackendUnavailableError(f"threads must be >= 1, got {threads}")
-    return get_backend(backend).open(bundle, precision, threads, providers)
+    return get_backend(backend, strict=strict, delegate=delegate).open(bundle, precision, threads, providers)
 
 
 def check_feeds(feeds: Mapping[str, np.ndarray], specs: Sequence[TensorSpec], model: str) -> dict[str, np.ndarray]:

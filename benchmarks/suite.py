@@ -1,0 +1,285 @@
+"""``edgemer bench --suite standard``: every bundle x every engine x precision x threads.
+
+An *engine* is a backend with its accelerator: ``onnxruntime`` (CPU execution provider),
+``onnxruntime-cuda``, ``onnxruntime-tensorrt``, ``litert`` (CPU; LiteRT applies XNNPACK
+by default) and ``litert-delegate`` (a TFLite delegate library given by path, e.g. an
+Edge TPU's ``libedgetpu.so.1``). Each (bundle, engine) pair is one
+:func:`edgemer.benchmarks.bundle_bench.bench_bundle` run, so every cell still runs in its
+own process; an engine that is not installed gives ``skipped`` cells with the reason, a
+model that fails gives a ``failed`` cell with the error, and the suite goes on. A bundle
+that cannot be loaded becomes an entry with ``status: failed``.
+
+The suite also measures its own overhead (the timed loop around a no-op, as a fraction
+of the smallest p50 measured), can repeat the whole grid (``repeat``) to report the
+spread of each cell's p50 across runs, and can add the three-modality pipeline
+(:func:`edgemer.benchmarks.soak_bench.bench_multimodal`, short durations). The result
+is one JSON object of kind ``suite`` (see ``benchmarks/SCHEMA.md``).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from edgemer.errors import ConfigError, EdgemerError
+
+OVERHEAD_TARGET = 0.01
+"""The timed loop's own cost must stay below this fraction of the smallest model's p50."""
+
+SPREAD_TARGET = 0.10
+"""Repeated runs must agree within this fraction on every cell's p50: (max - min) / min."""
+
+SUITES = ("standard",)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A backend with its accelerator. label: name in tables; providers: onnxruntime execution
+    providers (None for litert); delegate: TFLite delegate library path (litert only)."""
+
+    label: str
+    backend: str
+    providers: tuple[str, ...] | None = None
+    delegate: str | None = None
+
+
+def standard_engines(delegate: str | None = None, providers: Sequence[str] | None = None) -> list[Engine]:
+    """The engines of the standard suite: ORT CPU, CUDA, TensorRT; LiteRT CPU (XNNPACK); a delegate if given.
+
+    providers: extra options for the accelerated engines, e.g. ``("tensorrt:fp16=1",)`` replaces the
+    plain ``tensorrt`` engine's provider list.
+    """
+    extra = {p.split(":")[0].lower(): p for p in (providers or ())}
+    engines = [Engine("onnxruntime", "onnxruntime", ("cpu",)),
+               Engine("onnxruntime-cuda", "onnxruntime", (extra.get("cuda", "cuda"),)),
+               Engine("onnxruntime-tensorrt", "onnxruntime", (extra.get("tensorrt", "tensorrt"),)),
+               Engine("litert", "litert")]
+    if delegate:
+        engines.append(Engine("litert-delegate", "litert", None, str(delegate)))
+    return engines
+
+
+def default_threads() -> tuple[int, ...]:
+    """1 … the cores this process may use."""
+    from edgemer.benchmarks.fingerprint import usable_cores
+
+    return tuple(range(1, (usable_cores() or 1) + 1))
+
+
+def suite_bundles(extra: Sequence[str | Path] = ()) -> list[str]:
+    """Every shipped bundle, then ``extra`` bundle folders/names (duplicates dropped)."""
+    from edgemer.bundle import list_shipped_bundles
+
+    return list(dict.fromkeys([*list_shipped_bundles(), *(str(e) for e in extra)]))
+
+
+class ProgressBar:
+    """``[#####.....] 12/48 label`` on stderr; redrawn in place on a terminal, one line per step otherwise."""
+
+    def __init__(self, total: int, stream=None, width: int = 24) -> None:
+        self.total, self.done, self.width = max(1, total), 0, width
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def step(self, text: str) -> None:
+        self.done += 1
+        filled = int(self.width * min(self.done, self.total) / self.total)
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} {text}"
+        if self.tty:
+            self.stream.write("\r\033[K" + line[:160] + ("\n" if self.done >= self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def cell_key(entry: Mapping[str, Any], cell: Mapping[str, Any]) -> str:
+    """``bundle/engine/precision/tN``: identifies a cell across repeated runs."""
+    return f"{entry['bundle']['name']}/{entry['engine']}/{cell['precision']}/t{cell['threads']}"
+
+
+def repeat_spread(runs: Sequence[Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
+    """Per cell, p50 (ms) in each run and ``spread`` = (max - min) / min; cells not ok in every run are left out.
+
+    runs: one list of suite entries per run.
+    """
+    p50s: dict[str, list[float]] = {}
+    seen: dict[str, int] = {}
+    for entries in runs:
+        for e in entries:
+            for c in e.get("cells", []):
+                key = cell_key(e, c)
+                seen[key] = seen.get(key, 0) + 1
+                if c.get("status") == "ok":
+                    p50s.setdefault(key, []).append(c["latency_ms"]["p50"])
+    cells = []
+    for key, values in p50s.items():
+        if len(values) == len(runs) == seen[key]:
+            cells.append({"cell": key, "p50_ms": values, "spread": (max(values) - min(values)) / min(values)})
+    worst = max((c["spread"] for c in cells), default=None)
+    return {"runs": len(runs), "cells": cells, "max_spread": worst,
+            "cells_over_target": sum(c["spread"] > SPREAD_TARGET for c in cells)}
+
+
+def overhead_summary(loop: Mapping[str, float], entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The timed loop's cost (``loop`` from :func:`edgemer.benchmarks.cell.measure_overhead`) against the
+    smallest ok p50 among ``entries``: ``fraction`` = loop_ns / smallest p50 (ns)."""
+    best = None
+    for e in entries:
+        for c in e.get("cells", []):
+            if c.get("status") == "ok" and (best is None or c["latency_ms"]["p50"] < best[0]):
+                best = (c["latency_ms"]["p50"], cell_key(e, c))
+    fraction = None if best is None else loop["loop_ns"] / (best[0] * 1e6)
+    return {**loop, "smallest_p50_ms": None if best is None else best[0],
+            "smallest_cell": None if best is None else best[1], "fraction": fraction}
+
+
+def _bench_entry(bundle_ref: str, engine: Engine, on_cell: Callable[[dict], None], **settings: Any) -> dict[str, Any]:
+    """One (bundle, engine) pair as a suite entry: a bundle result without ``schema``/``device``, plus ``engine``."""
+    from edgemer.benchmarks.bundle_bench import bench_bundle
+
+    result = bench_bundle(bundle_ref, backends=(engine.backend,), providers=engine.providers,
+                          delegate=engine.delegate, progress=on_cell, **settings)
+    result.pop("schema", None)
+    result.pop("device", None)
+    return {"engine": engine.label, "status": "ok", **result}
+
+
+def run_suite(bundles: Sequence[str | Path], engines: Sequence[Engine], precisions: Sequence[str] = ("fp32", "int8"),
+              threads: Sequence[int] | None = None, max_time_s: float = 3.0, repeat: int = 1,
+              pipeline_s: float = 0.0, progress: bool = True, **settings: Any) -> dict[str, Any]:
+    """Run the grid ``repeat`` times; return one ``suite`` result (see SCHEMA.md).
+
+    bundles: folders or shipped names. threads: None = 1 … usable cores. max_time_s: timed seconds
+    per cell at most. pipeline_s: stream seconds of the three-modality real-time run (0 = skip it).
+    settings: further :class:`edgemer.benchmarks.bundle_bench.BenchSettings` fields.
+    """
+    from edgemer.benchmarks import SCHEMA
+    from edgemer.benchmarks.cell import measure_overhead
+    from edgemer.benchmarks.fingerprint import device_fingerprint
+    from edgemer.bundle import load_bundle
+
+    if repeat < 1:
+        raise ConfigError(f"repeat must be >= 1, got {repeat}")
+    if not bundles or not engines:
+        raise ConfigError("the suite needs at least one bundle and one engine")
+    threads = tuple(threads) if threads else default_threads()
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
+    bar = ProgressBar(len(bundles) * len(engines) * len(precisions) * len(threads) * repeat) if progress else None
+    loop = measure_overhead()
+    runs: list[list[dict[str, Any]]] = []
+    for run in range(repeat):
+        entries: list[dict[str, Any]] = []
+        for ref in bundles:
+            try:
+                name = load_bundle(ref).name
+            except EdgemerError as exc:  # a bundle that cannot be loaded: record it, keep going
+                entries.append({"engine": None, "status": "failed", "bundle": {"name": str(ref), "path": str(ref)},
+                                "reason": str(exc), "error_type": type(exc).__name__, "cells": []})
+                if bar:
+                    for _ in range(len(engines) * len(precisions) * len(threads)):
+                        bar.step(f"{ref}: FAILED to load")
+                continue
+            for engine in engines:
+                def on_cell(cell: dict, _e=engine, _n=name, _r=run) -> None:
+                    if bar:
+                        from edgemer.benchmarks.bundle_bench import cell_line
+
+                        bar.step(f"{'run %d ' % (_r + 1) if repeat > 1 else ''}{_n} {_e.label}: {cell_line(cell)}")
+                entries.append(_bench_entry(ref, engine, on_cell, precisions=tuple(precisions), threads=threads,
+                                            max_time_s=max_time_s, **settings))
+        runs.append(entries)
+    pipeline = None
+    if pipeline_s > 0:
+        say(f"three-modality pipeline: {pipeline_s:g} s real time + one-core run ...")
+        pipeline = run_pipeline(pipeline_s, progress)
+    overhead = overhead_summary(loop, runs[0])
+    spread = repeat_spread(runs) if repeat > 1 else None
+    targets = [
+        {"id": "bench_overhead", "description": "timed loop's own cost (timers, bookkeeping) per run as a fraction "
+         "of the smallest model's p50", "value": overhead["fraction"], "threshold": f"< {OVERHEAD_TARGET}",
+         "met": None if overhead["fraction"] is None else bool(overhead["fraction"] < OVERHEAD_TARGET)},
+        {"id": "repeat_spread", "description": f"p50 spread (max - min) / min over {repeat} runs, worst cell",
+         "value": spread["max_spread"] if spread else None, "threshold": f"<= {SPREAD_TARGET}",
+         "met": None if not spread or spread["max_spread"] is None else bool(spread["max_spread"] <= SPREAD_TARGET)},
+    ]
+    return {
+        "schema": SCHEMA, "kind": "suite", "suite": "standard",
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": device_fingerprint(),
+        "bundle": {"name": "suite", "bundles": [str(b) for b in bundles]},
+        "settings": {"engines": [e.__dict__ for e in engines], "precisions": list(precisions),
+                     "threads": list(threads), "max_time_s": max_time_s, "repeat": repeat, "pipeline_s": pipeline_s,
+                     **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}},
+        "overhead": overhead,
+        "results": runs[0],
+        "repeat": spread,
+        "pipeline": pipeline,
+        "targets": targets,
+    }
+
+
+def run_pipeline(pipeline_s: float, progress: bool) -> dict[str, Any]:
+    """The three-modality example's latency and real-time factor (soak_bench, no soak), or why not."""
+    try:
+        from edgemer.benchmarks.soak_bench import bench_multimodal
+
+        result = bench_multimodal(overhead_duration_s=pipeline_s, rtf_duration_s=max(60.0, pipeline_s),
+                                  soak_hours=None, progress=progress)
+    except Exception as exc:  # the pipeline is one more cell: record the error, keep the suite
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    result.pop("device", None)
+    result.pop("schema", None)
+    return {"status": "ok", **result}
+
+
+def _skipped_everywhere(entry: Mapping[str, Any]) -> str | None:
+    """The common reason when every cell of an entry was skipped for the same reason."""
+    reasons = {str(c.get("reason")) for c in entry.get("cells", []) if c.get("status") == "skipped"}
+    if entry.get("cells") and len(reasons) == 1 and all(c["status"] == "skipped" for c in entry["cells"]):
+        return reasons.pop()
+    return None
+
+
+def format_suite(result: Mapping[str, Any]) -> str:
+    """The suite on screen: one table per bundle x engine (one line when the engine is missing),
+    the overhead, the repeat spread, the pipeline and the targets."""
+    from edgemer.benchmarks.bundle_bench import format_table
+
+    lines: list[str] = []
+    for e in result["results"]:
+        head = f"== {e['bundle']['name']} / {e.get('engine') or '-'}"
+        if e.get("status") == "failed":
+            lines += [f"{head}: FAILED: {e['reason']}", ""]
+            continue
+        reason = _skipped_everywhere(e)
+        if reason:
+            lines += [f"{head}: SKIPPED: {reason.splitlines()[0][:200]}", ""]
+            continue
+        synthetic = " (trained on synthetic data)" if e["bundle"].get("synthetic_data") else ""
+        lines += [head + synthetic, format_table({"cells": e["cells"], "ratios": e.get("ratios")}), ""]
+    o = result["overhead"]
+    frac = "n/a" if o["fraction"] is None else f"{o['fraction'] * 100:.3f} %"
+    lines.append(f"benchmark overhead: {o['loop_ns']:.0f} ns per timed run (timer alone {o['timer_ns']:.0f} ns) = "
+                 f"{frac} of the smallest p50 ({o.get('smallest_cell')}: {o.get('smallest_p50_ms') or 0:.4f} ms)")
+    spread = result.get("repeat")
+    if spread:
+        lines.append(f"p50 spread over {spread['runs']} runs (max - min) / min:")
+        for c in sorted(spread["cells"], key=lambda c: -c["spread"]):
+            values = ", ".join(f"{v:.3f}" for v in c["p50_ms"])
+            lines.append(f"  {c['cell']:<48} {c['spread'] * 100:5.1f} %  [{values}] ms")
+    p = result.get("pipeline")
+    if p:
+        if p.get("status") == "ok":
+            from edgemer.benchmarks.soak_bench import format_multimodal
+
+            lines += ["", format_multimodal(p)]
+        else:
+            lines += ["", f"three-modality pipeline: FAILED: {p.get('reason')}"]
+    lines.append("")
+    for t in result["targets"]:
+        value = "n/a" if t["value"] is None else f"{t['value'] * 100:.2f} %"
+        mark = "not measured" if t["met"] is None else ("MET" if t["met"] else "NOT MET")
+        lines.append(f"target: {t['description']}: {value} ({t['threshold']}) -> {mark}")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""``edgemer bench report``: one Markdown report with PNG plots from result files alone.
+
+The fixtures are small hand-made result files for two devices (no device, no model
+run), so every number in the plots' data can be checked against them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from edgemer.benchmarks.fingerprint import device_line, jetson_power_mode, l4t_release
+from edgemer.benchmarks.report import collect_results, load_result, markdown_report, plot_data, render_report
+
+from edgemer.errors import MissingExtraError, ResultSchemaError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _cell(precision: str, threads: int, p50: float, rss: float, backend: str = "onnxruntime") -> dict:
+    return {"backend": backend, "precision": precision, "threads": threads, "format": "onnx",
+            "model_file": f"model_{precision}.onnx", "model_bytes": 1000 if precision == "fp32" else 300,
+            "status": "ok", "reason": None, "latency_ms": {"min": p50, "mean": p50, "p50": p50, "p90": p50,
+                                                          "p99": 2 * p50, "max": 3 * p50},
+            "load_s": 0.01, "rss_peak_mib": rss}
+
+
+def _suite(device_id: str, created: str, p50_fp32: float, p50_int8: float, board: dict | None = None) -> dict:
+    cells = [_cell("fp32", 1, p50_fp32, 70.0), _cell("int8", 1, p50_int8, 65.0), _cell("int8", 2, p50_int8 / 2, 66.0)]
+    skipped = [{"backend": "onnxruntime", "precision": p, "threads": 1, "format": "onnx", "model_file": None,
+                "model_bytes": None, "status": "skipped", "reason": "CUDAExecutionProvider not available here"}
+               for p in ("fp32", "int8")]
+    bundle = {"name": "physio-demo", "synthetic_data": True}
+    return {"schema": "edgemer.bench/1", "kind": "suite", "suite": "standard", "created_utc": created,
+            "device": {"device_id": device_id, "cpu_model": "Cortex-A76", "logical_cores": 4, "board": board or {}},
+            "results": [{"engine": "onnxruntime", "status": "ok", "kind": "bundle", "bundle": bundle, "cells": cells,
+                         "ratios": [{"backend": "onnxruntime", "threads": 1, "latency_p50_ratio": p50_int8 / p50_fp32,
+                                     "size_ratio": 0.3, "ci_separated": True, "parity": {"argmax_agreement": 1.0}}]},
+                        {"engine": "onnxruntime-cuda", "status": "ok", "kind": "bundle", "bundle": bundle,
+                         "cells": skipped, "ratios": []}],
+            "overhead": {"loop_ns": 400.0, "timer_ns": 100.0, "fraction": 400.0 / (p50_int8 / 2 * 1e6),
+                         "smallest_p50_ms": p50_int8 / 2, "smallest_cell": "physio-demo/onnxruntime/int8/t2"},
+            "repeat": {"runs": 3, "cells": [{"cell": "x", "p50_ms": [1, 1, 1], "spread": 0.04}], "max_spread": 0.04,
+                       "cells_over_target": 0},
+            "pipeline": None, "targets": []}
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "results"
+    folder.mkdir()
+    pi = _suite("aarch64-raspberry-pi-5-model-b-4c", "2026-12-01T10:00:00+00:00", 0.40, 0.20,
+                {"raspberry_pi": "Raspberry Pi 5 Model B Rev 1.0"})
+    old_pi = _suite("aarch64-raspberry-pi-5-model-b-4c", "2026-11-01T10:00:00+00:00", 9.0, 9.0)
+    laptop = _suite("x86_64-intel-core-i7-8c", "2026-12-01T11:00:00+00:00", 0.10, 0.04)
+    for name, data in (("pi.json", pi), ("pi-old.json", old_pi), ("laptop.json", laptop)):
+        (folder / name).write_text(json.dumps(data))
+    (folder / "bridge.json").write_text(json.dumps({"python": {"throughput": 1}}))  # another tool's result
+    return folder
+
+
+def test_plot_data_comes_from_the_newest_result_per_device(results_dir):
+    data = plot_data(collect_results(results_dir))
+    pi, laptop = "aarch64-raspberry-pi-5-model-b-4c", "x86_64-intel-core-i7-8c"
+    assert data["latency"]["physio-demo / onnxruntime / fp32"] == {pi: 0.40, laptop: 0.10}
+    assert data["int8_speedup"]["physio-demo / onnxruntime"] == {pi: pytest.approx(2.0), laptop: pytest.approx(2.5)}
+    assert data["memory"]["physio-demo / onnxruntime / int8"] == {pi: 65.0, laptop: 65.0}
+    assert not any("cuda" in k for k in data["latency"])  # skipped cells draw nothing
+
+
+def test_report_renders_markdown_and_pngs_without_any_device(results_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = render_report(results_dir, tmp_path / "report")
+    text = path.read_text()
+    for png in ("latency.png", "int8_speedup.png", "memory.png"):
+        assert f"]({png})" in text
+        assert (path.parent / png).read_bytes()[:8] == PNG_MAGIC
+    assert "### aarch64-raspberry-pi-5-model-b-4c" in text and "### x86_64-intel-core-i7-8c" in text
+    assert "Raspberry Pi 5 Model B" in text and "2026-11-01" not in text
+    assert "**physio-demo** on onnxruntime-cuda (trained on synthetic data)" in text and "skipped —" in text
+    assert "| model_int8.onnx | onnxruntime | int8 | 2 |" in text
+    assert "worst cell 4.0 %" in text
+
+
+def test_cli_report_command(results_dir, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from test_bench import _parse
+
+    from edgemer.benchmarks.commands import run_bench
+
+    assert run_bench(_parse("report", str(results_dir), "--out", str(tmp_path / "out"))) == 0
+    assert (tmp_path / "out" / "REPORT.md").is_file() and "wrote" in capsys.readouterr().out
+
+
+def test_newer_schema_is_refused_clearly_and_listed(results_dir, tmp_path):
+    newer = json.loads((results_dir / "pi.json").read_text())
+    newer["schema"] = "edgemer.bench/2"
+    (results_dir / "newer.json").write_text(json.dumps(newer))
+    with pytest.raises(ResultSchemaError, match="newer edgemer.*edgemer.bench/1"):
+        load_result(results_dir / "newer.json")
+    with pytest.raises(ResultSchemaError):
+        collect_results(results_dir)
+    problems: list[str] = []
+    assert len(collect_results(results_dir, problems)) == 3 and "newer.json" in problems[0]
+    assert "## Files left out" in markdown_report(collect_results(results_dir, []), problems=problems)
+
+
+def test_older_schema_without_migration_is_refused(tmp_path):
+    (tmp_path / "old.json").write_text(json.dumps({"schema": "edgemer.bench/0", "kind": "bundle"}))
+    with pytest.raises(ResultSchemaError, match="no migration"):
+        load_result(tmp_path / "old.json")
+
+
+def test_empty_folder_says_what_to_do(tmp_path):
+    with pytest.raises(ResultSchemaError, match="edgemer bench --suite standard"):
+        render_report(tmp_path, tmp_path / "out")
+
+
+def test_missing_matplotlib_names_the_extra(results_dir, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingExtraError, match=r"edgemer\[export\]"):
+        render_report(results_dir, tmp_path / "out")
+
+
+def test_a_device_with_no_fingerprint_renders_as_unknown(tmp_path):
+    bare = _suite("x", "2026-12-01T00:00:00+00:00", 1.0, 0.5)
+    bare["device"] = {}
+    text = markdown_report([bare])
+    assert "### unknown" in text and "unknown CPU" in text
+    assert device_line({}).startswith("device unknown: unknown CPU; unknown/unknown cores")
+
+
+def test_jetson_fields_parse_and_tolerate_absence():
+    assert l4t_release("# R36 (release), REVISION: 3.0, GCID: 36923193, BOARD: generic") == "R36.3.0"
+    assert l4t_release("") is None
+    assert jetson_power_mode("pmode:0000 fmode:quiet", "< POWER_MODEL ID=0 NAME=MAXN >") == "0 (MAXN)"
+    assert jetson_power_mode("pmode:0003", "") == "3" and jetson_power_mode("", "") is None
