@@ -169,6 +169,33 @@ def subject_windows(rec: WesadSubject, opts: WindowOptions) -> SubjectWindows:
     )
 
 
+def check_subject(rec: WesadSubject, tolerance_s: float = 5.0) -> None:
+    """Refuse a subject whose labels or stream lengths do not fit the WESAD layout.
+
+    Labels must be codes 0-7; every wrist stream, read at its WESAD rate
+    (:data:`STREAM_RATES_HZ`), must last as long as the 700 Hz label array (within
+    ``tolerance_s`` seconds or 1 %), which catches arrays at another rate or cut short.
+
+    Raises :class:`DatasetError` naming the file and what is wrong.
+    """
+    if rec.label.size == 0:
+        raise DatasetError(f"{rec.path}: the label array is empty")
+    bad = (rec.label < 0) | (rec.label > 7)
+    if bad.any():
+        raise DatasetError(f"{rec.path}: {int(bad.sum())} labels outside the WESAD codes 0-7 (e.g. "
+                           f"{int(rec.label[bad][0])}); the file is not a WESAD subject or is corrupt")
+    label_s = rec.label.size / LABEL_RATE_HZ
+    for name, rate in STREAM_RATES_HZ.items():
+        arr = rec.wrist[name]
+        stream_s = arr.shape[0] / rate
+        if abs(stream_s - label_s) > max(tolerance_s, 0.01 * label_s):
+            raise DatasetError(f"{rec.path}: wrist {name.upper()} has {arr.shape[0]} samples = {stream_s:.1f} s at "
+                               f"{rate:g} Hz, but the 700 Hz labels last {label_s:.1f} s; the stream is at another "
+                               f"rate or truncated")
+        if not np.isfinite(arr).any():
+            raise DatasetError(f"{rec.path}: wrist {name.upper()} holds no finite sample")
+
+
 def split_subjects(files: list[Path], heldout_fraction: float) -> tuple[list[Path], list[Path]]:
     """Training and held-out subject files: the last ``heldout_fraction`` (at least one) are held out."""
     if len(files) < 2:

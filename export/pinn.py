@@ -69,6 +69,8 @@ class PhysioPINNConfig:
     per window + forecast, linearly interpolated onto the 4 Hz grid (>= 2).
     init_alpha_0 (1/s), init_beta (µS/s), init_gamma: starting physical parameters,
     deliberately away from the simulator's truth (0.08, 0.16, 1.5).
+    n_context: size of an optional per-window context vector (e.g. standardised
+    self-report features) added to the shared embedding; 0 (the exported model) for none.
     """
 
     n_channels: int = 4
@@ -82,6 +84,7 @@ class PhysioPINNConfig:
     init_alpha_0: float = 0.2
     init_beta: float = 0.2
     init_gamma: float = 1.0
+    n_context: int = 0
 
     def __post_init__(self) -> None:
         for name in ("n_channels", "n_samples", "n_classes", "width", "squeeze", "latent"):
@@ -92,6 +95,8 @@ class PhysioPINNConfig:
                               f"got {self.n_samples}")
         if self.drive_knots < 2:
             raise ConfigError(f"PhysioPINNConfig.drive_knots must be >= 2, got {self.drive_knots}")
+        if self.n_context < 0:
+            raise ConfigError(f"PhysioPINNConfig.n_context must be >= 0, got {self.n_context}")
         if self.n_forecast < 0:
             raise ConfigError(f"PhysioPINNConfig.n_forecast must be >= 0, got {self.n_forecast}")
         for name in ("init_alpha_0", "init_beta", "init_gamma"):
@@ -115,6 +120,7 @@ class PhysioPINN(nn.Module):
         )
         self.embed = nn.Sequential(nn.Flatten(), nn.Linear(c.squeeze * (c.n_samples // 8), c.latent), nn.ReLU())
         n_out = c.n_samples + c.n_forecast
+        self.context = nn.Linear(c.n_context, c.latent) if c.n_context else None
         self.class_head = nn.Sequential(nn.Linear(c.latent, 32), nn.ReLU(), nn.Linear(32, c.n_classes))
         self.eda_head = nn.Linear(c.latent, n_out)
         self.drive_head = nn.Linear(c.latent, c.drive_knots)
@@ -162,10 +168,16 @@ class PhysioPINN(nn.Module):
         a, b, g = self.alpha_0.item(), self.beta.item(), self.gamma.item()
         return {"alpha_0": a, "beta": b, "gamma": g, "tau_s": g / a, "gain_uS": b / a}
 
-    def forward(self, signals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``signals`` [B, 4, N] -> (class_logits [B, 3], eda [B, N+F], drive [B, N+F], eda_tonic [B, 1])."""
+    def forward(self, signals: torch.Tensor, context: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``signals`` [B, 4, N] (and ``context`` [B, n_context] when configured) ->
+        (class_logits [B, 3], eda [B, N+F], drive [B, N+F], eda_tonic [B, 1])."""
         n = self.config.n_samples
         z = self.embed(self.encoder(signals))
+        if self.context is not None:
+            if context is None:
+                raise ConfigError(f"this PhysioPINN takes a context vector of {self.config.n_context} values")
+            z = torch.relu(z + self.context(context))
         delta = self.eda_head(z)
         eda_in = torch.flatten(self.eda_skip(signals), 1)
         eda = torch.cat([eda_in + delta[:, :n], eda_in[:, n - 1:n] + delta[:, n:]], dim=1)

@@ -53,8 +53,11 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_config: PhysioPINNConfig | None = None,
-               progress: bool = True) -> tuple[PhysioPINN, dict[str, Any]]:
+               progress: bool = True, context_train: np.ndarray | None = None) -> tuple[PhysioPINN, dict[str, Any]]:
     """Train a PhysioPINN on ``data.x_train`` and return it (in eval mode) with a history dict.
+
+    ``context_train`` [n_train, k] float32: optional per-window context (e.g. standardised
+    self-report features); the model then takes it as its second input (``n_context = k``).
 
     The history holds per-epoch mean losses (``loss``, ``eda``, ``ce``, ``phys``) and
     training accuracy under ``epochs``, the physical parameters after each epoch under
@@ -67,8 +70,10 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     n_classes = 3
     model_config = model_config or PhysioPINNConfig(n_samples=data.x_train.shape[2],
                                                      n_forecast=data.eda_train.shape[1] - data.x_train.shape[2],
-                                                     n_classes=n_classes)
+                                                     n_classes=n_classes,
+                                                     n_context=0 if context_train is None else context_train.shape[1])
     model = PhysioPINN(model_config)
+    ctx = None if context_train is None else torch.from_numpy(np.ascontiguousarray(context_train, np.float32))
     x = torch.from_numpy(data.x_train)
     eda = torch.from_numpy(data.eda_train)
     y = torch.from_numpy(data.y_train)
@@ -88,7 +93,7 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
         correct = 0
         for i in range(0, x.shape[0], config.batch_size):
             idx = order[i:i + config.batch_size]
-            outputs = model(x[idx])
+            outputs = model(x[idx], None if ctx is None else ctx[idx])
             loss, parts = pinn_loss(model, outputs, eda[idx], y[idx], data.eda_mean_uS, data.eda_std_uS,
                                     config.weights, cw)
             opt.zero_grad()
