@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="latency, memory and INT8-vs-FP32 benchmarks",
                            description="Benchmark a bundle's model files per backend, precision and thread count "
                                        "(each cell in a fresh process); --pipeline adds the end-to-end pipeline on the "
-                                       "simulated wearable.")
+                                       "simulated wearable. The speech path's targets (log-mel vs librosa, "
+                                       "INT8 vs FP32, end-to-end latency and real-time factor, wav2vec2 INT8): "
+                                       "python3 -m edgemer.benchmarks.audio_bench.")
     configure_bench(bench)
     bench.set_defaults(func=run_bench)
 
@@ -148,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_audio_commands(data_sub, export_sub)
     add_models_commands(sub)
+    from edgemer.export.study_commands import add_study_commands
+
+    add_study_commands(sub)
     return parser
 
 
@@ -197,9 +202,11 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
                   f"working, not validated emotion recognition. Train on real data with: {hint}")
             if r.bundle.manifest.provenance.get("use_real_model"):
                 print(f"      or use a real pretrained model: {r.bundle.manifest.provenance['use_real_model']}")
+    first = min(r.front_end.window_s for r in pipe.runners)
     window = max(r.front_end.window_s for r in pipe.runners)
-    print(f"First estimate after {window:g} s of stream time ({window / pipe.speed:.1f} s wall), then one "
-          f"every {pipe.hop_s:g} s. Ctrl-C stops.", flush=True)
+    print(f"First estimate after {first:g} s of stream time ({first / pipe.speed:.1f} s wall), "
+          + ("" if window == first else f"with every modality after {window:g} s, ")
+          + f"then one every {pipe.hop_s:g} s. Ctrl-C stops.", flush=True)
     if not args.quiet:
         pipe.sinks.append(TerminalSink())
     if args.out is not None:
@@ -215,7 +222,8 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
     stats = pipe.stats()
     dropped = sum(s["dropped_samples"] for s in stats["streams"].values())
     nans = sum(s["nan_samples"] for s in stats["streams"].values())
-    skipped = sum(b["skipped_windows"] for b in stats["bundles"].values())
+    skipped = sum(b["skipped_windows"] + b.get("stale_windows", 0) + b.get("flat_windows", 0)
+                  for b in stats["bundles"].values())
     empty = sum(b.get("empty_windows", 0) for b in stats["bundles"].values())
     median_ms = statistics.median(latencies) * 1000 if latencies else float("nan")
     print(f"{'stopped' if interrupted else 'done'}: {stats['estimates']} estimates, median latency {median_ms:.1f} ms, "
@@ -223,6 +231,8 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
           + (f", {empty} windows with nothing to analyse (e.g. no face)" if empty else "")
           + (f"; estimates written to {args.out}" if args.out else "")
           + (f"; raw chunks recorded in {pipe.recorder.path}" if pipe.recorder else ""))
+    for name, err in stats.get("source_errors", {}).items():  # the other sources kept running
+        print(f"source {name} failed: {err}")
     for src in pipe.sources:  # link health of sources that report it (e.g. a serial wearable)
         health = src.health()
         if health:
