@@ -15,7 +15,7 @@ everything succeeded):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,22 +32,13 @@ from edgemer.export.audio_model import CLASS_OUTPUT, DIMS_OUTPUT, INPUT_NAME, Sp
 from edgemer.export.audio_verify import add_dimensions, verify_dimensions
 from edgemer.export.bundle_writer import SAMPLES_NAME, models_section, write_manifest, write_model_files, write_samples
 from edgemer.export.face import _check_bundle_runs, pick
-from edgemer.export.bundle_writer import export_stage, looks_like_bundle, toolchain_versions
+from edgemer.export.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
 from edgemer.export.verify import classifier_markdown, target_lines, verify_classifier, write_verification
 from edgemer.frontends.audio import DIMENSIONS, AudioFrontEndConfig
 
 
-@dataclass(frozen=True)
-class AudioExportResult:
+class AudioExportResult(BundleExportResult):
     """What an audio export produced: the bundle folder, its verification report and manifest."""
-
-    bundle_dir: Path
-    verification: dict[str, Any]
-    manifest: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.verification.get("passed"))
 
     def summary(self) -> str:
         """A few lines for the terminal: data, training, accuracy, regression parity, targets."""

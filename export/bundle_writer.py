@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -158,3 +159,24 @@ def toolchain_versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out
+
+
+@dataclass(frozen=True)
+class BundleExportResult:
+    """What an export produced: the bundle folder, its verification report and manifest.
+
+    Each ``edgemer export`` kind subclasses it with its own :meth:`summary`.
+    """
+
+    bundle_dir: Path
+    verification: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every verification target passed."""
+        return bool(self.verification.get("passed"))
+
+    def summary(self) -> str:
+        """A few lines for the terminal."""
+        return f"bundle    {self.manifest['name']} -> {self.bundle_dir}"

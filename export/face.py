@@ -15,7 +15,7 @@ everything succeeded):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from edgemer.export.config import OnnxQuantOptions, VerificationTargets
 from edgemer.export.face_config import TRAIN_ON_FER2013, USE_REAL_MODEL, FaceExportConfig
 from edgemer.export.face_data import FaceDataset, load_face_data, occlude
 from edgemer.export.face_model import to_model_input
-from edgemer.export.bundle_writer import export_stage, looks_like_bundle, toolchain_versions
+from edgemer.export.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
 from edgemer.export.verify import BACKEND_OF_FORMAT, classifier_markdown, target_lines, verify_classifier
 from edgemer.export.verify import write_verification
 from edgemer.frontends.face import EXPRESSIONS, CropConfig, FaceFrontEndConfig
@@ -43,17 +43,8 @@ OUTPUT_NAME = "logits"
 OCCLUSION_VARIANTS = {"upper-face occluded": "upper", "lower-face occluded": "lower"}
 
 
-@dataclass(frozen=True)
-class FaceExportResult:
+class FaceExportResult(BundleExportResult):
     """What a face export produced: the bundle folder, its verification report and manifest."""
-
-    bundle_dir: Path
-    verification: dict[str, Any]
-    manifest: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.verification.get("passed"))
 
     def summary(self) -> str:
         """A few lines for the terminal: data, training, accuracy with/without occlusion, targets."""

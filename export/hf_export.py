@@ -44,7 +44,7 @@ from edgemer.export.audio_data import canonical_label
 from edgemer.export.audio_verify import outputs_markdown, verify_outputs
 from edgemer.export.bundle_writer import SAMPLES_NAME, models_section, write_manifest, write_samples
 from edgemer.export.face import _check_bundle_runs
-from edgemer.export.bundle_writer import export_stage, looks_like_bundle, toolchain_versions
+from edgemer.export.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
 from edgemer.export.verify import target_lines, write_verification
 from edgemer.frontends.audio import DIMENSIONS, AudioFeatures, AudioFrontEndConfig, DimensionsOutput
 from edgemer.frontends.vad import VadConfig
@@ -135,17 +135,8 @@ def speech_windows(n: int, n_samples: int, rate_hz: int, seed: int = 0) -> np.nd
     return out
 
 
-@dataclass(frozen=True)
-class HfExportResult:
+class HfExportResult(BundleExportResult):
     """What an HF export produced: the bundle folder, its verification report and manifest."""
-
-    bundle_dir: Path
-    verification: dict[str, Any]
-    manifest: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.verification.get("passed"))
 
     def summary(self) -> str:
         m = self.manifest

@@ -29,6 +29,7 @@ from edgemer.errors import ExportError
 from edgemer.export.atomic import atomic_directory
 from edgemer.export.bundle_writer import (
     SAMPLES_NAME,
+    BundleExportResult,
     export_stage,
     looks_like_bundle,
     toolchain_versions,
@@ -52,18 +53,10 @@ IDENTIFIABILITY_NOTE = ("The ODE is unchanged when alpha_0, beta and gamma are m
 
 
 @dataclass(frozen=True)
-class ExportResult:
-    """What :func:`export_physio` produced: the bundle folder, its verification report and manifest."""
+class ExportResult(BundleExportResult):
+    """What :func:`export_physio` produced: bundle folder, verification report, manifest and training history."""
 
-    bundle_dir: Path
-    verification: dict[str, Any]
-    manifest: dict[str, Any]
     history: dict[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        """Whether every verification target passed."""
-        return bool(self.verification.get("passed"))
 
     def summary(self) -> str:
         """A few lines for the terminal: data, training, physics vs truth, models, targets."""

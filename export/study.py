@@ -67,7 +67,7 @@ from edgemer.export.datasets import (
 )
 from edgemer.export.physio import read_truth
 from edgemer.export.progress import progress_bar
-from edgemer.export.wesad_quest import FEATURES, read_quest
+from edgemer.export.wesad_quest import read_quest
 from edgemer.frontends.physio import WristFrontEnd, WristFrontEndConfig
 from edgemer.wesad import find_subjects, load_subject
 
