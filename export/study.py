@@ -75,8 +75,8 @@ PINN_VARIANTS = ("pinn", "pinn+self-report", "eda-only", "class-only", "no-physi
 BASELINES = ("persistence", "svr", "gbt", "gbt+self-report")
 PROTOCOLS = ("cv", "loso")
 SELF_REPORT_NOTE = ("Self-report features (PANAS, SAM valence/arousal, STAI) describe the condition a window comes "
-                    "from, one answer per subject and condition: a model given them can read the label off them. "
-                    "Rows marked '+self-report' are not physiology-only results.")
+                    "from, one answer per subject and condition: a model given them can read the label off them "
+                    "(a label leak). Rows marked '+self-report' are not physiology-only results.")
 IDENTIFIABILITY = (
     "The ODE gamma*dEDA/dt = -alpha_0*(EDA - EDA_tonic) + beta*u is unchanged when alpha_0, beta and gamma are "
     "multiplied by one factor, so only tau_s = gamma/alpha_0 (the EDA time constant, s) and gain_uS = beta/alpha_0 "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +18,17 @@ PHYSICS_KEYS = ("alpha_0", "beta", "gamma", "tau_s", "gain_uS")
 CLASS_KEYS = ("macro_f1", "accuracy", "binary_f1", "binary_accuracy")
 EDA_KEYS = ("rmse_uS", "rmse_norm", "r", "r_change")
 REAL_DATA_STUDY = "edgemer study physio --wesad /path/to/WESAD --out my-study"
+
+
+def _strict_json(x: Any) -> Any:
+    """``x`` with non-finite floats (an undefined Pearson r) replaced by None, for strict JSON."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_strict_json(v) for v in x]
+    return x
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -107,7 +119,9 @@ def build_report(results: dict[str, dict[str, list[dict[str, Any]]]], opts: Stud
 
 
 def _fmt(s: dict[str, float] | None, digits: int = 3) -> str:
-    return "–" if s is None else f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+    if s is None or not math.isfinite(s["mean"]):
+        return "–"  # not measured, or undefined (e.g. r of a constant forecast)
+    return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
 
 def _markdown(report: dict[str, Any], plots: list[str]) -> str:
@@ -239,7 +253,7 @@ def _plots(out_dir: Path, report: dict[str, Any], traces: dict[str, dict[str, An
 def write_report(out_dir: Path, report: dict[str, Any], traces: dict[str, dict[str, Any]]) -> list[str]:
     """Write plots, report.md and report.json into ``out_dir``; return summary lines for the terminal."""
     plots = _plots(out_dir, report, traces)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out_dir / "report.json").write_text(json.dumps(_strict_json(report), indent=1, allow_nan=False) + "\n")
     (out_dir / "report.md").write_text(_markdown(report, plots) + "\n")
     lines = [f"report    {out_dir / 'report.md'} ({report['seconds']:.0f} s)"]
     if report["data"]["synthetic"]:

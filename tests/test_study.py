@@ -1,0 +1,148 @@
+"""``edgemer study physio`` on a tiny synthetic WESAD folder: report structure, resume, bad subjects.
+
+The PINN trains for one or two epochs here, so the numbers mean nothing; the tests check
+what the study runs, what it writes and how it treats bad input. The full synthetic
+configuration (the issue's targets) is the slow test at the end.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+
+from edgemer.cli import main
+from edgemer.errors import ConfigError, DatasetError, UnsafePickleError
+from edgemer.export.study import PINN_VARIANTS, StudyOptions, run_study
+from edgemer.export.synth_wesad import write_synthetic_wesad
+
+TINY = dict(window_s=30.0, train_hop_s=10.0, epochs=1, folds=2, loso_folds=1)
+
+
+@pytest.fixture(scope="module")
+def wesad(tmp_path_factory):
+    return write_synthetic_wesad(tmp_path_factory.mktemp("study") / "wesad", subjects=3, seed=1, minutes=6,
+                                 progress=False)
+
+
+@pytest.fixture(scope="module")
+def study(wesad, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return run_study(wesad, out, StudyOptions(**TINY), progress=False, command="pytest")
+
+
+def test_report_holds_every_protocol_variant_and_fold(study):
+    report = study.report
+    assert set(report["folds"]) == {"cv", "loso"}
+    assert len(report["folds"]["cv"]["pinn"]) == 2 and len(report["folds"]["loso"]["pinn"]) == 1
+    for protocol in ("cv", "loso"):
+        folds = report["folds"][protocol]
+        assert set(folds) == set(PINN_VARIANTS) | {"persistence", "svr", "gbt", "gbt+self-report"}
+        for fold in folds["pinn"]:
+            phys = fold["physics"]
+            assert phys["tau_s"] == pytest.approx(phys["gamma"] / phys["alpha_0"])
+            assert phys["gain_uS"] == pytest.approx(phys["beta"] / phys["alpha_0"])
+            assert 0.0 <= fold["class"]["macro_f1"] <= 1.0
+            assert np.array(fold["class"]["confusion"]).sum() == fold["test_windows"]
+            assert fold["eda"]["rmse_uS"] > 0 and -1.0 <= fold["eda"]["r"] <= 1.0
+        # Class-only has no trained EDA head, so no EDA metrics; the forecast baselines have no classes.
+        assert "eda" not in folds["class-only"][0] and "class" not in folds["svr"][0]
+    # LOSO tests a subject that no training fold saw.
+    assert len(report["folds"]["loso"]["pinn"][0]["test_subjects"]) == 1
+
+
+def test_report_is_labelled_synthetic_and_names_the_leak_and_the_scale(study):
+    report = study.report
+    assert report["data"]["synthetic"] is True and report["data"]["skipped_subjects"] == []
+    assert report["truth"]["tau_s"] == pytest.approx(18.75)
+    md = (study.out_dir / "report.md").read_text()
+    assert "SYNTHETIC" in md.upper() and "edgemer study physio --wesad" in md
+    assert "+self-report" in md and "leak" in md.lower()
+    assert "tau_s" in md and "gain_uS" in md
+    targets = {t["target"]: t for t in report["targets"]}
+    assert any("tau_s" in name for name in targets) and all(isinstance(t["met"], bool) for t in targets.values())
+    for png in ("eda_forecast.png", "confusion_cv.png", "confusion_loso.png", "physics_params.png"):
+        assert (study.out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((study.out_dir / "report.json").read_text())["command"] == "pytest"
+
+
+def test_rerun_resumes_from_the_cache(study, wesad):
+    runs = sorted((study.out_dir / "runs").rglob("*.json"))
+    before = {p: p.stat().st_mtime_ns for p in runs}
+    again = run_study(wesad, study.out_dir, StudyOptions(**TINY), progress=False)
+    assert {p: p.stat().st_mtime_ns for p in runs} == before
+    # (json.dumps: an undefined r is NaN, which never equals itself)
+    assert json.dumps(again.report["folds"]) == json.dumps(study.report["folds"])
+
+
+@pytest.fixture
+def broken_copy(wesad, tmp_path):
+    """A copy of the folder whose S3 pickle is truncated."""
+    root = tmp_path / "wesad"
+    shutil.copytree(wesad, root)
+    pkl = root / "S3" / "S3.pkl"
+    pkl.write_bytes(pkl.read_bytes()[:1000])
+    return root
+
+
+def test_bad_subject_stops_the_study_naming_the_file(broken_copy, tmp_path):
+    with pytest.raises(DatasetError, match=r"S3\.pkl.*--skip-bad"):
+        run_study(broken_copy, tmp_path / "r", StudyOptions(**TINY), progress=False)
+
+
+def test_skip_bad_lists_the_skipped_subject(broken_copy, tmp_path):
+    result = run_study(broken_copy, tmp_path / "r", StudyOptions(**TINY, protocols=("loso",), ablations=False,
+                                                                 baselines=False, skip_bad=True), progress=False)
+    skipped = result.report["data"]["skipped_subjects"]
+    assert [s["subject"] for s in skipped] == ["S3"] and "S3.pkl" in skipped[0]["file"]
+    assert "S3" in (result.out_dir / "report.md").read_text()
+    assert all("S3" not in f["test_subjects"] for f in result.report["folds"]["loso"]["pinn"])
+
+
+class _Hostile:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_hostile_pickle_is_refused_even_when_skipping(wesad, tmp_path, capsys):
+    root = tmp_path / "wesad"
+    shutil.copytree(wesad, root)
+    (root / "S2" / "S2.pkl").write_bytes(pickle.dumps({"signal": _Hostile()}))
+    with pytest.raises(UnsafePickleError, match="S2.pkl"):
+        run_study(root, tmp_path / "r", StudyOptions(**TINY), progress=False)
+    result = run_study(root, tmp_path / "r2", StudyOptions(**TINY, protocols=("loso",), ablations=False,
+                                                           baselines=False, skip_bad=True), progress=False)
+    assert [s["subject"] for s in result.report["data"]["skipped_subjects"]] == ["S2"]
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_too_few_subjects(wesad, tmp_path):
+    root = tmp_path / "wesad"
+    shutil.copytree(wesad, root)
+    for s in ("S3", "S4"):
+        shutil.rmtree(root / s)
+    with pytest.raises(DatasetError, match="at least 2"):
+        run_study(root, tmp_path / "r", StudyOptions(**TINY), progress=False)
+
+
+@pytest.mark.parametrize("bad", [dict(folds=1), dict(protocols=("holdout",)), dict(window_s=31.0),
+                                 dict(max_subjects=1), dict(epochs=0)])
+def test_bad_options(bad):
+    with pytest.raises(ConfigError):
+        StudyOptions(**bad)
+
+
+def test_cli_runs_a_small_study(wesad, tmp_path, capsys):
+    rc = main(["study", "physio", "--wesad", str(wesad), "--out", str(tmp_path / "r"), "--epochs", "1",
+               "--folds", "2", "--protocols", "loso", "--loso-folds", "1", "--window", "30", "--train-hop", "10",
+               "--no-ablations", "--no-baselines", "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "report.md" in out and "SYNTHETIC" in out
+    assert (tmp_path / "r" / "report.json").is_file()
+
+
+def test_cli_reports_a_missing_folder(tmp_path, capsys):
+    rc = main(["study", "physio", "--wesad", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r"), "--quiet"])
+    assert rc != 0 and "nowhere" in capsys.readouterr().err
