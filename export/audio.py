@@ -33,7 +33,7 @@ from edgemer.export.audio_verify import add_dimensions, verify_dimensions
 from edgemer.export.bundle_writer import SAMPLES_NAME, models_section, write_manifest, write_model_files, write_samples
 from edgemer.export.face import _check_bundle_runs, pick
 from edgemer.export.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
-from edgemer.export.verify import classifier_markdown, target_lines, verify_classifier, write_verification
+from edgemer.export.verify import classifier_markdown, verify_classifier, write_verification
 from edgemer.frontends.audio import DIMENSIONS, AudioFrontEndConfig
 
 
@@ -42,28 +42,19 @@ class AudioExportResult(BundleExportResult):
 
     def summary(self) -> str:
         """A few lines for the terminal: data, training, accuracy, regression parity, targets."""
-        m = self.manifest
-        prov = m["provenance"]
-        lines = [f"bundle    {m['name']} -> {self.bundle_dir}", f"data      {prov['dataset']}"]
-        if prov.get("synthetic_data"):
-            lines.append("          SYNTHETIC speech (espeak-ng): shows the pipeline working, not validated emotion "
-                         "recognition. Real data:")
-            lines.append(f"          {prov['train_on_real_data']}")
-        tr = m.get("training", {}).get("history")
-        if tr:
-            last = tr["epochs"][-1]
-            lines.append(f"training  {len(tr['epochs'])} epochs in {tr['seconds']:.0f} s; final loss {last['loss']:.3f}, "
-                         f"train accuracy {last['train_accuracy']:.3f}, held-out {last['heldout_accuracy']:.3f}, "
-                         f"held-out r arousal {last['heldout_r_arousal']:.3f} valence {last['heldout_r_valence']:.3f}")
+        history = self.manifest.get("training", {}).get("history")
+        extra = ""
+        if history:
+            last = history["epochs"][-1]
+            extra = f", held-out r arousal {last['heldout_r_arousal']:.3f} valence {last['heldout_r_valence']:.3f}"
+        lines = self._head_lines("speech (espeak-ng)") + self._training_line(extra)
         for key, row in self.verification["models"].items():
             lines.append(f"model     {key:12s} {row['bytes'] / 1024:7.1f} KiB  accuracy {row['accuracy']:.3f}  "
                          f"macro-F1 {row['macro_f1']:.3f}")
         for label, row in self.verification.get("dimensions", {}).get("comparisons", {}).items():
             per = ", ".join(f"{k} {v:.4f}" for k, v in row["r_per_dimension"].items())
             lines.append(f"parity    {label}: regression r {row['r']:.4f} ({per})")
-        lines += [f"target    {line}" for line in target_lines(self.verification)]
-        lines.append(f"overall   {'PASS' if self.passed else 'FAIL'}")
-        return "\n".join(lines)
+        return "\n".join(lines + self._closing_lines())
 
 
 def speech_io(front_end: AudioFrontEndConfig, n_classes: int) -> tuple[list[TensorSpec], list[TensorSpec]]:

@@ -117,7 +117,7 @@ def write_model_files(model: Any, example: Any, folder: Path, calibration: np.nd
     keys = ["fp32-onnx", "int8-onnx"]
     quant: dict[str, Any] = {"onnx": {**options.to_dict(), "calibration_windows": int(len(calibration))}}
     if tflite_fp32 or tflite_int8:
-        from edgemer.export.tflite import export_tflite_fp32, export_tflite_int8, tflite_io_quantisation
+        from edgemer.export.tflite import export_tflite_fp32, export_tflite_int8
 
         if tflite_fp32:
             export_tflite_fp32(model, example, folder / MODEL_FILES["fp32-tflite"][0])
@@ -126,14 +126,23 @@ def write_model_files(model: Any, example: Any, folder: Path, calibration: np.nd
             path = folder / MODEL_FILES["int8-tflite"][0]
             export_tflite_int8(model, example, path, calibration)
             keys.append("int8-tflite")
-            io = tflite_io_quantisation(path)
-            quant["tflite"] = {
-                "method": "litert-torch PT2E, symmetric per-channel static INT8 (fully integer)",
-                "calibration_windows": int(len(calibration)),
-                "inputs": {s.name: {"signature_name": sig, **q} for s, (sig, q) in zip(inputs, io["inputs"].items())},
-                "outputs": {s.name: {"signature_name": sig, **q} for s, (sig, q) in zip(outputs, io["outputs"].items())},
-            }
+            quant["tflite"] = tflite_quantisation_section(path, inputs, outputs, len(calibration))
     return keys, quant
+
+
+def tflite_quantisation_section(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                                calibration_windows: int) -> dict[str, Any]:
+    """The manifest ``quantisation.tflite`` entry of a fully-integer INT8 ``.tflite`` file: method and
+    each IO tensor's signature name, dtype, scale and zero point (IO specs in the forward's order)."""
+    from edgemer.export.tflite import tflite_io_quantisation
+
+    io = tflite_io_quantisation(path)
+    return {
+        "method": "litert-torch PT2E, symmetric per-channel static INT8 (fully integer)",
+        "calibration_windows": int(calibration_windows),
+        "inputs": {s.name: {"signature_name": sig, **q} for s, (sig, q) in zip(inputs, io["inputs"].items())},
+        "outputs": {s.name: {"signature_name": sig, **q} for s, (sig, q) in zip(outputs, io["outputs"].items())},
+    }
 
 
 def looks_like_bundle(path: Path) -> bool:
@@ -179,4 +188,31 @@ class BundleExportResult:
 
     def summary(self) -> str:
         """A few lines for the terminal."""
-        return f"bundle    {self.manifest['name']} -> {self.bundle_dir}"
+        return "\n".join(self._head_lines() + self._closing_lines())
+
+    def _head_lines(self, synthetic_what: str = "data") -> list[str]:
+        """The bundle line, the data line and, for synthetic data, the label and the real-data command."""
+        m = self.manifest
+        prov = m.get("provenance", {})
+        lines = [f"bundle    {m['name']} -> {self.bundle_dir}", f"data      {prov.get('dataset', 'unknown')}"]
+        if prov.get("synthetic_data"):
+            lines.append(f"          SYNTHETIC {synthetic_what}: shows the pipeline working, not validated "
+                         "recognition. Real data:")
+            lines.append(f"          {prov.get('train_on_real_data', '(see README)')}")
+        return lines
+
+    def _training_line(self, extra: str = "") -> list[str]:
+        """One line on the training history (epochs, time, final loss, accuracies), or none."""
+        tr = self.manifest.get("training", {}).get("history")
+        if not tr:
+            return []
+        last = tr["epochs"][-1]
+        return [f"training  {len(tr['epochs'])} epochs in {tr['seconds']:.0f} s; final loss {last['loss']:.3f}, "
+                f"train accuracy {last['train_accuracy']:.3f}, held-out {last['heldout_accuracy']:.3f}{extra}"]
+
+    def _closing_lines(self) -> list[str]:
+        """One line per verification target, then the overall verdict."""
+        from edgemer.export.verify import target_lines
+
+        lines = [f"target    {line}" for line in target_lines(self.verification)]
+        return lines + [f"overall   {'PASS' if self.passed else 'FAIL'}"]

@@ -33,7 +33,7 @@ from edgemer.export.face_config import TRAIN_ON_FER2013, USE_REAL_MODEL, FaceExp
 from edgemer.export.face_data import FaceDataset, load_face_data, occlude
 from edgemer.export.face_model import to_model_input
 from edgemer.export.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
-from edgemer.export.verify import BACKEND_OF_FORMAT, classifier_markdown, target_lines, verify_classifier
+from edgemer.export.verify import BACKEND_OF_FORMAT, classifier_markdown, verify_classifier
 from edgemer.export.verify import write_verification
 from edgemer.frontends.face import EXPRESSIONS, CropConfig, FaceFrontEndConfig
 from edgemer.frontends.face_detector import FaceDetectorOptions
@@ -48,18 +48,7 @@ class FaceExportResult(BundleExportResult):
 
     def summary(self) -> str:
         """A few lines for the terminal: data, training, accuracy with/without occlusion, targets."""
-        m = self.manifest
-        prov = m["provenance"]
-        lines = [f"bundle    {m['name']} -> {self.bundle_dir}", f"data      {prov['dataset']}"]
-        if prov.get("synthetic_data"):
-            lines.append("          SYNTHETIC drawn faces: shows the pipeline working, not validated expression "
-                         "recognition. Real data:")
-            lines.append(f"          {prov.get('train_on_real_data', TRAIN_ON_FER2013)}")
-        tr = m.get("training", {}).get("history")
-        if tr:
-            last = tr["epochs"][-1]
-            lines.append(f"training  {len(tr['epochs'])} epochs in {tr['seconds']:.0f} s; final loss {last['loss']:.3f}, "
-                         f"train accuracy {last['train_accuracy']:.3f}, held-out {last['heldout_accuracy']:.3f}")
+        lines = self._head_lines("drawn faces") + self._training_line()
         for key, row in self.verification["models"].items():
             occl = "  ".join(f"{v} {r['accuracy']:.3f}" for v, r in row.get("variants", {}).items())
             lines.append(f"model     {key:12s} {row['bytes'] / 1024:7.1f} KiB  accuracy {row['accuracy']:.3f}  "
@@ -69,9 +58,7 @@ class FaceExportResult(BundleExportResult):
             lines.append(f"reference {ref['file']}: argmax agreement with int8-tflite {ref['agreement_int8_tflite']:.1%}, "
                          f"with fp32-onnx {ref['agreement_fp32_onnx']:.1%}; p50 {ref['p50_ms']:.3f} ms vs "
                          f"edgemer int8-tflite {ref['edgemer_int8_tflite_p50_ms']:.3f} ms (1 thread)")
-        lines += [f"target    {line}" for line in target_lines(self.verification)]
-        lines.append(f"overall   {'PASS' if self.passed else 'FAIL'}")
-        return "\n".join(lines)
+        return "\n".join(lines + self._closing_lines())
 
 
 def face_io(crop: CropConfig, n_classes: int = len(EXPRESSIONS)) -> tuple[list[TensorSpec], list[TensorSpec]]:

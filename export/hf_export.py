@@ -45,7 +45,8 @@ from edgemer.export.audio_verify import outputs_markdown, verify_outputs
 from edgemer.export.bundle_writer import SAMPLES_NAME, models_section, write_manifest, write_samples
 from edgemer.export.face import _check_bundle_runs
 from edgemer.export.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
-from edgemer.export.verify import target_lines, write_verification
+from edgemer.export.targets import optimum_config_name, quant_options
+from edgemer.export.verify import write_verification
 from edgemer.frontends.audio import DIMENSIONS, AudioFeatures, AudioFrontEndConfig, DimensionsOutput
 from edgemer.frontends.vad import VadConfig
 
@@ -148,9 +149,7 @@ class HfExportResult(BundleExportResult):
         for label, row in self.verification["comparisons"].items():
             agree = f", argmax agreement {row['argmax_agreement']:.1%}" if "argmax_agreement" in row else ""
             lines.append(f"parity    {label}: output correlation r {row['r']:.5f}{agree}")
-        lines += [f"target    {line}" for line in target_lines(self.verification)]
-        lines.append(f"overall   {'PASS' if self.passed else 'FAIL'}")
-        return "\n".join(lines)
+        return "\n".join(lines + self._closing_lines())
 
 
 def _onnx_export(ckpt: Checkpoint, work: Path) -> Path:
@@ -175,7 +174,7 @@ def _quantize_dynamic(fp32: Path, work: Path, config: HfExportConfig) -> Path:
     configs = require("optimum.onnxruntime.configuration", "hf", "INT8 quantisation with optimum")
     try:
         quantizer = opt_q.ORTQuantizer.from_pretrained(str(fp32.parent), file_name=fp32.name)
-        qc = getattr(configs.AutoQuantizationConfig, config.target)(
+        qc = getattr(configs.AutoQuantizationConfig, optimum_config_name(config.target))(
             is_static=False, per_channel=config.target != "arm64", operators_to_quantize=list(config.operators))
         out_dir = work / "int8"
         quantizer.quantize(save_dir=str(out_dir), quantization_config=qc)
@@ -234,15 +233,15 @@ def export_hf(model_dir: Path, out_dir: Path, config: HfExportConfig = HfExportC
         if config.quantization == "dynamic":
             shutil.copy2(_quantize_dynamic(fp32, work, config), tmp / "model_int8.onnx")
             quant = {"method": "optimum ORTQuantizer, dynamic INT8", "target": config.target,
-                     "operators": list(config.operators)}
+                     "optimum_config": optimum_config_name(config.target), "operators": list(config.operators)}
         else:
-            from edgemer.export.config import OnnxQuantOptions
             from edgemer.export.quantize_onnx import quantize_onnx
 
             with export_stage("static INT8 quantisation", "Try --quantization dynamic."):
-                quantize_onnx(fp32, tmp / "model_int8.onnx", x_calib, OnnxQuantOptions(), input_name=INPUT_NAME)
+                quantize_onnx(fp32, tmp / "model_int8.onnx", x_calib, quant_options(config.target),
+                              input_name=INPUT_NAME)
             quant = {"method": "onnxruntime quantize_static (QDQ), calibrated on synthetic speech windows",
-                     "calibration_windows": int(len(x_calib))}
+                     "target": config.target, "calibration_windows": int(len(x_calib))}
         import onnxruntime as ort
 
         n_out = ort.InferenceSession(str(tmp / "model_fp32.onnx"), providers=["CPUExecutionProvider"]) \

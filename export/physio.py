@@ -41,7 +41,7 @@ from edgemer.export.bundle_writer import (
 from edgemer.export.datasets import LABELS, PhysioDataset, load_wesad_windows
 from edgemer.export.config import REAL_DATA_COMMAND, PhysioExportConfig
 from edgemer.export.synth_wesad import ODE_TEXT
-from edgemer.export.verify import BACKEND_OF_FORMAT, target_lines, verify_bundle, write_verification
+from edgemer.export.verify import BACKEND_OF_FORMAT, verify_bundle, write_verification
 from edgemer.frontends.physio import WristFrontEndConfig
 
 PHYSICS_UNITS = {"alpha_0": "1/s", "beta": "uS/s per unit drive", "gamma": "dimensionless", "tau_s": "s",
@@ -86,9 +86,7 @@ class ExportResult(BundleExportResult):
         for key, row in self.verification["models"].items():
             lines.append(f"model     {key:12s} {row['bytes'] / 1024:7.1f} KiB  macro-F1 {row['macro_f1']:.4f}  "
                          f"accuracy {row['accuracy']:.4f}  EDA forecast RMSE {row['eda_forecast_rmse_uS']:.4f} uS")
-        lines += [f"target    {line}" for line in target_lines(self.verification)]
-        lines.append(f"overall   {'PASS' if self.passed else 'FAIL'}")
-        return "\n".join(lines)
+        return "\n".join(lines + self._closing_lines())
 
 
 def read_truth(wesad_dir: Path) -> dict[str, Any] | None:
