@@ -35,6 +35,7 @@ import numpy as np
 from edgemer._extras import require
 from edgemer.errors import ConfigError
 from edgemer.export.audio_data import AudioDataset
+from edgemer.export.classifier_training import adamw_one_cycle, balanced_cross_entropy
 from edgemer.export.progress import progress_bar
 
 CLASS_OUTPUT = "emotion_logits"
@@ -136,12 +137,9 @@ def train_speech_cnn(data: AudioDataset, config: SpeechTrainConfig = SpeechTrain
     n_classes = len(data.labels)
     model = build_speech_cnn(n_classes, data.x_train.shape[2:], 3, config.width, config.dropout)
     trainable = [p for p in model.parameters() if p.requires_grad]  # not the fixed pooling kernel
-    opt = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    steps = max(1, int(np.ceil(len(data.y_train) / config.batch_size))) * config.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.2)
-    counts = np.bincount(data.y_train, minlength=n_classes).astype(np.float64)
-    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
-    ce = torch.nn.CrossEntropyLoss(weight=torch.tensor(w, dtype=torch.float32), label_smoothing=0.05)
+    opt, sched = adamw_one_cycle(torch, trainable, config.lr, config.weight_decay, len(data.y_train),
+                                 config.batch_size, config.epochs)
+    ce = balanced_cross_entropy(torch, data.y_train, n_classes)
     x_train = data.normalised(data.x_train)
     x_held = torch.from_numpy(data.normalised(data.x_heldout))
     history: dict[str, Any] = {"epochs": []}

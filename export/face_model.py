@@ -21,6 +21,7 @@ import numpy as np
 
 from edgemer._extras import require
 from edgemer.errors import ConfigError
+from edgemer.export.classifier_training import adamw_one_cycle, balanced_cross_entropy
 from edgemer.export.face_data import FaceDataset, occlude
 from edgemer.export.progress import progress_bar
 from edgemer.frontends.face import CropConfig
@@ -132,15 +133,9 @@ def train_expression_cnn(data: FaceDataset, crop: CropConfig, config: FaceTrainC
     rng = np.random.default_rng(config.seed)
     n_classes = len(data.labels)
     model = build_expression_cnn(crop.channels, n_classes, config.width, config.dropout)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = max(1, int(np.ceil(len(data.y_train) / config.batch_size))) * config.epochs
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.2)
-    counts = np.bincount(data.y_train, minlength=n_classes).astype(np.float64)
-    weights = None
-    if config.balance_classes:
-        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
-        weights = torch.tensor(w, dtype=torch.float32)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=0.05)
+    opt, sched = adamw_one_cycle(torch, model.parameters(), config.lr, config.weight_decay, len(data.y_train),
+                                 config.batch_size, config.epochs)
+    loss_fn = balanced_cross_entropy(torch, data.y_train, n_classes, config.balance_classes)
     x_held = torch.from_numpy(to_model_input(data.x_heldout, crop))
     history: dict[str, Any] = {"epochs": []}
     t0 = time.perf_counter()
