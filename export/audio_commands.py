@@ -110,6 +110,7 @@ def run_export_audio(args: argparse.Namespace) -> int:
 
 def configure_export_hf(parser: argparse.ArgumentParser) -> None:
     from edgemer.export.audio_config import HfExportConfig
+    from edgemer.export.targets import TARGETS
 
     d = HfExportConfig()
     parser.add_argument("--model-dir", type=Path, required=True, metavar="DIR",
@@ -124,8 +125,10 @@ def configure_export_hf(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantization", choices=("dynamic", "static"), default=d.quantization,
                         help="INT8 scheme: dynamic (weights INT8, activations at run time; default) or static "
                              "(calibrated activations)")
-    parser.add_argument("--target", choices=("avx512_vnni", "avx2", "arm64"), default=d.target,
-                        help="CPU family of the INT8 kernels: avx512_vnni / avx2 (x86) or arm64 (Jetson, Raspberry Pi)")
+    parser.add_argument("--target", choices=tuple(TARGETS), default=d.target,
+                        help=f"device preset of the INT8 model, as for export physio (default {d.target}): dynamic "
+                             "INT8 uses optimum's config for x86-avx2 (avx2), x86-vnni (avx512_vnni) or arm64; "
+                             "static INT8 (also jetson-trt) uses the preset's quantisation options")
     parser.add_argument("--dimensions", default=None, metavar="NAMES",
                         help="regression checkpoints: comma-separated output names in order, e.g. "
                              "arousal,dominance,valence (default: the checkpoint's id2label)")

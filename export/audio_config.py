@@ -128,8 +128,10 @@ class HfExportConfig:
     name: bundle name. window_s / hop_s: waveform window and runtime hop, s. quantization:
     ``dynamic`` (INT8 weights, activations quantised on the fly: the usual choice for
     transformers on CPU) or ``static`` (calibrated; needs ``calibration_windows``).
-    target: ``avx512_vnni``, ``avx2`` (x86) or ``arm64`` (Jetson, Raspberry Pi): the INT8
-    kernel family optimum configures. operators: ONNX ops to quantise (MatMul/Gemm by
+    target: a ``--target`` preset of :mod:`edgemer.export.targets` (``x86-vnni``, ``x86-avx2``,
+    ``arm64``; ``jetson-trt`` only with ``static``): dynamic INT8 uses optimum's config for that
+    kernel family (:data:`~edgemer.export.targets.OPTIMUM_DYNAMIC`), static INT8 the preset's
+    quantisation options. operators: ONNX ops to quantise (MatMul/Gemm by
     default; the convolutional feature encoder stays FP32). dimensions: for a regression
     checkpoint, names of its outputs in order (default: its ``id2label``). scale/offset:
     map regression outputs onto [-1, 1] (e.g. 2 and -1 for 0..1 outputs). verify_windows:
@@ -140,7 +142,7 @@ class HfExportConfig:
     window_s: float = 3.0
     hop_s: float = 1.0
     quantization: str = "dynamic"
-    target: str = "avx512_vnni"
+    target: str = "x86-vnni"
     operators: tuple[str, ...] = ("MatMul", "Gemm")
     dimensions: tuple[str, ...] | None = None
     scale: float = 1.0
@@ -157,8 +159,11 @@ class HfExportConfig:
             raise ConfigError(f"HfExportConfig.hop_s must be in (0, window_s] s, got {self.hop_s}")
         if self.quantization not in ("dynamic", "static"):
             raise ConfigError(f"HfExportConfig.quantization must be 'dynamic' or 'static', got {self.quantization!r}")
-        if self.target not in ("avx512_vnni", "avx2", "arm64"):
-            raise ConfigError(f"HfExportConfig.target must be 'avx512_vnni', 'avx2' or 'arm64', got {self.target!r}")
+        from edgemer.export.targets import check_target, optimum_config_name
+
+        check_target(self.target, "HfExportConfig.target")
+        if self.quantization == "dynamic":
+            optimum_config_name(self.target)  # jetson-trt: static only
         if not self.operators:
             raise ConfigError("HfExportConfig.operators must name at least one ONNX op, e.g. MatMul")
         for n in ("verify_windows", "calibration_windows"):

@@ -46,6 +46,7 @@ def run_synth_wesad(args: argparse.Namespace) -> int:
 def configure_export_physio(parser: argparse.ArgumentParser) -> None:
     """Options of ``edgemer export physio``."""
     from edgemer.export.config import PhysioExportConfig
+    from edgemer.export.targets import TARGETS
 
     d = PhysioExportConfig()  # defaults for the help texts (standard library only, no numpy/torch)
     parser.add_argument("--wesad", type=Path, required=True, metavar="DIR",
@@ -75,7 +76,7 @@ def configure_export_physio(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--physics-weight", type=float, default=d.physics_weight,
                         help=f"weight of the EDA ODE residual in the training loss (default {d.physics_weight:g})")
     parser.add_argument("--no-tflite", action="store_true", help="write ONNX models only (no FP32/INT8 TFLite)")
-    parser.add_argument("--target", choices=("x86-avx2", "x86-vnni", "arm64", "jetson-trt"), default=None,
+    parser.add_argument("--target", choices=tuple(TARGETS), default=None,
                         help="INT8 ONNX quantisation preset for the device that will run the bundle: x86-avx2 "
                              "(no VNNI: 7-bit weights against int16 saturation), x86-vnni, arm64 (Pi 4/5), "
                              "jetson-trt (symmetric QDQ for TensorRT); default: onnxruntime's S8S8 QDQ")
@@ -99,3 +100,10 @@ def run_export_physio(args: argparse.Namespace) -> int:
     result = export_physio(args.wesad, args.out, config, progress=not args.quiet, overwrite=args.overwrite)
     print(result.summary())
     return 1 if args.strict and not result.passed else 0
+
+
+def add_export_onnx_command(export_sub: argparse._SubParsersAction) -> None:
+    """Register ``edgemer export onnx`` (bring your own model; :mod:`edgemer.export.byo_commands`)."""
+    from edgemer.export.byo_commands import add_byo_commands
+
+    add_byo_commands(export_sub)

@@ -23,7 +23,8 @@ int8 dot products of the target's kernels behave:
   the output-channel axis. So: QInt8 activations and weights, ``ActivationSymmetric`` and
   ``WeightSymmetric``, per-channel, QDQ format (always used by edgemer).
 
-Use: ``edgemer export physio ... --target arm64`` (or :func:`quant_options`).
+Use: ``edgemer export physio ... --target arm64`` (or :func:`quant_options`). ``edgemer export hf``
+takes the same names (:data:`OPTIMUM_DYNAMIC` maps them onto optimum's dynamic-INT8 configs).
 """
 from __future__ import annotations
 
@@ -68,6 +69,42 @@ TARGETS: dict[str, TargetPreset] = {p.name: p for p in (
 )}
 
 
+OPTIMUM_DYNAMIC: dict[str, str] = {"x86-avx2": "avx2", "x86-vnni": "avx512_vnni", "arm64": "arm64"}
+"""``--target`` -> the ``optimum.onnxruntime.AutoQuantizationConfig`` constructor that
+``edgemer export hf --quantization dynamic`` uses (optimum's own names for the same kernel
+families). ``jetson-trt`` has none: TensorRT runs static (QDQ) INT8 only."""
+
+
+def check_target(target: str, owner: str = "--target") -> str:
+    """``target`` if it is a key of :data:`TARGETS`.
+
+    Raises
+    ------
+    ConfigError: unknown target; the message lists the valid ones, and names the preset an optimum
+    name (``avx2``, ``avx512_vnni``) corresponds to.
+    """
+    if target in TARGETS:
+        return target
+    hint = next((f"; optimum's '{target}' is edgemer's '{name}'" for name, opt in OPTIMUM_DYNAMIC.items()
+                 if opt == target), "")
+    raise ConfigError(f"{owner} must be one of {sorted(TARGETS)}, got {target!r}{hint}")
+
+
+def optimum_config_name(target: str) -> str:
+    """The optimum ``AutoQuantizationConfig`` method for dynamic INT8 on ``target`` (e.g. ``x86-vnni`` ->
+    ``avx512_vnni``).
+
+    Raises
+    ------
+    ConfigError: unknown target, or one without a dynamic-quantisation config (``jetson-trt``).
+    """
+    check_target(target)
+    if target not in OPTIMUM_DYNAMIC:
+        raise ConfigError(f"--target {target} needs static INT8 (TensorRT takes only calibrated Q/DQ graphs): use "
+                          f"--quantization static, or one of {sorted(OPTIMUM_DYNAMIC)} for dynamic INT8")
+    return OPTIMUM_DYNAMIC[target]
+
+
 def quant_options(target: str | None) -> OnnxQuantOptions:
     """The quantisation options of ``target`` (a key of :data:`TARGETS`); None = the defaults.
 
@@ -77,10 +114,7 @@ def quant_options(target: str | None) -> OnnxQuantOptions:
     """
     if target is None:
         return OnnxQuantOptions()
-    try:
-        return TARGETS[target].options
-    except KeyError:
-        raise ConfigError(f"--target must be one of {sorted(TARGETS)}, got {target!r}") from None
+    return TARGETS[check_target(target)].options
 
 
 def describe_targets() -> str:

@@ -1,0 +1,139 @@
+"""``--target`` quantisation presets (export/targets.py): options match the documented reasons, every
+command offering ``--target`` takes exactly these names, unknown names fail clearly, and a jetson-trt
+quantisation really is symmetric (zero point 0 everywhere)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgemer.cli import build_parser
+from edgemer.errors import ConfigError
+from edgemer.export import targets as targets_module
+from edgemer.export.targets import (OPTIMUM_DYNAMIC, TARGETS, check_target, describe_targets, optimum_config_name,
+                                    quant_options)
+
+
+def test_preset_names_are_the_documented_four():
+    assert list(TARGETS) == ["x86-avx2", "x86-vnni", "arm64", "jetson-trt"]
+    for name, preset in TARGETS.items():
+        assert preset.name == name and preset.options.target == name
+        assert f"``{name}``" in targets_module.__doc__  # each preset has its paragraph in the module docstring
+        assert preset.devices and preset.reason
+    assert describe_targets().splitlines() == [f"{p.name}: {p.devices}. {p.reason}." for p in TARGETS.values()]
+
+
+def test_x86_avx2_uses_7_bit_weights_and_uint8_activations_against_int16_saturation():
+    o = TARGETS["x86-avx2"].options
+    assert (o.reduce_range, o.activation_type, o.weight_type) == (True, "QUInt8", "QInt8")
+    assert dict(o.extra_options) == {}
+    # the reason's arithmetic: full-range u8 x s8 pairs overflow int16, 7-bit weights fit
+    assert 2 * 255 * 127 > 2**15 - 1 >= 2 * 255 * 63
+    assert "reduce_range" in TARGETS["x86-avx2"].reason and "int16" in TARGETS["x86-avx2"].reason
+
+
+@pytest.mark.parametrize("name", ["x86-vnni", "arm64"])
+def test_vnni_and_arm64_use_full_range_s8s8_per_channel(name):
+    o = TARGETS[name].options
+    assert (o.reduce_range, o.activation_type, o.weight_type, o.per_channel) == (False, "QInt8", "QInt8", True)
+    assert dict(o.extra_options) == {}
+    assert "int32" in TARGETS[name].reason
+
+
+def test_jetson_trt_is_symmetric_on_activations_and_weights_per_channel():
+    o = TARGETS["jetson-trt"].options
+    assert dict(o.extra_options) == {"ActivationSymmetric": True, "WeightSymmetric": True}
+    assert (o.activation_type, o.weight_type, o.per_channel, o.reduce_range) == ("QInt8", "QInt8", True, False)
+    assert "symmetric" in TARGETS["jetson-trt"].reason and "zero point 0" in TARGETS["jetson-trt"].reason
+    assert o.to_dict()["extra_options"] == {"ActivationSymmetric": True, "WeightSymmetric": True}
+
+
+def test_no_target_keeps_onnxruntime_defaults():
+    o = quant_options(None)
+    assert o.target is None and not o.reduce_range and dict(o.extra_options) == {}
+
+
+def _target_actions(parser: argparse.ArgumentParser, path: str = "edgemer"):
+    """(command path, --target action) for every (sub)command of ``parser`` that has --target."""
+    for action in parser._actions:
+        if "--target" in getattr(action, "option_strings", ()):
+            yield path, action
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _target_actions(sub, f"{path} {name}")
+
+
+def test_every_target_option_offers_exactly_the_presets():
+    found = dict(_target_actions(build_parser()))
+    assert {"edgemer export physio", "edgemer export hf"} <= set(found)
+    for command, action in found.items():
+        assert tuple(action.choices) == tuple(TARGETS), command
+
+
+def test_unknown_target_names_the_valid_ones():
+    with pytest.raises(ConfigError) as exc:
+        quant_options("x86-sse")
+    for name in TARGETS:
+        assert name in str(exc.value)
+    with pytest.raises(ConfigError, match="optimum's 'avx512_vnni' is edgemer's 'x86-vnni'"):
+        check_target("avx512_vnni")
+
+
+def test_hf_export_speaks_the_same_vocabulary():
+    from edgemer.export.audio_config import HfExportConfig
+
+    assert set(OPTIMUM_DYNAMIC) == set(TARGETS) - {"jetson-trt"}
+    assert [optimum_config_name(t) for t in ("x86-avx2", "x86-vnni", "arm64")] == ["avx2", "avx512_vnni", "arm64"]
+    assert HfExportConfig().target in TARGETS
+    assert HfExportConfig(target="arm64").target == "arm64"
+    assert HfExportConfig(target="jetson-trt", quantization="static").target == "jetson-trt"
+    with pytest.raises(ConfigError, match="--quantization static"):
+        HfExportConfig(target="jetson-trt", quantization="dynamic")
+    with pytest.raises(ConfigError, match="HfExportConfig.target .*'x86-avx2'"):
+        HfExportConfig(target="avx2")
+
+
+def _tiny_model(path: Path) -> None:
+    """[1, 8] -> MatMul 8x16 -> Relu -> MatMul 16x4: small enough to quantise in a second."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, 16)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "w2")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["signals", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["logits"])],
+        "tiny", [helper.make_tensor_value_info("signals", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4])], [w1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def _quantize_linear_zero_points(path: Path) -> dict[str, np.ndarray]:
+    """QuantizeLinear node name -> its zero point array."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.name: inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+
+
+def test_jetson_trt_quantisation_has_zero_point_0_everywhere(tmp_path):
+    pytest.importorskip("onnxruntime.quantization")
+    from edgemer.export.quantize_onnx import quantize_onnx
+
+    fp32 = tmp_path / "tiny.onnx"
+    _tiny_model(fp32)
+    # calibration windows offset from 0, so an asymmetric scheme would pick non-zero zero points
+    calibration = (np.random.default_rng(1).standard_normal((32, 8)) + 1.5).astype(np.float32)
+    default = _quantize_linear_zero_points(quantize_onnx(fp32, tmp_path / "default.onnx", calibration,
+                                                         quant_options(None)))
+    trt = _quantize_linear_zero_points(quantize_onnx(fp32, tmp_path / "trt.onnx", calibration,
+                                                     quant_options("jetson-trt")))
+    assert default and trt
+    assert any(np.any(zp != 0) for zp in default.values())  # the check can fail
+    assert all(zp.dtype == np.int8 and np.all(zp == 0) for zp in trt.values())
