@@ -27,6 +27,10 @@ variant                what
 ``svr``                baseline: scikit-learn SVR on the last 15 s of EDA (forecast)
 ``gbt``                baseline: scikit-learn histogram gradient-boosted trees on window statistics
 ``gbt+self-report``    the same with the self-report features (label leak, as above)
+``pinn+personalised``  LOSO only: the PINN's EDA, drive and tonic heads and physical parameters
+                       fine-tuned on the new wearer's first minutes of baseline (calibration),
+                       scored on the wearer's other windows, next to the plain PINN on the same
+                       windows
 =====================  ====================================================================
 
 Metrics per fold: 3-class (baseline / stress / amusement) and binary (stress vs rest)
@@ -72,6 +76,8 @@ from edgemer.frontends.physio import WristFrontEnd, WristFrontEndConfig
 from edgemer.wesad import find_subjects, load_subject
 
 PINN_VARIANTS = ("pinn", "pinn+self-report", "eda-only", "class-only", "no-physics")
+PERSONALISED = "pinn+personalised"
+"""LOSO only: the PINN fine-tuned on the test wearer's first ``personalise_s`` seconds of baseline."""
 BASELINES = ("persistence", "svr", "gbt", "gbt+self-report")
 PROTOCOLS = ("cv", "loso")
 SELF_REPORT_NOTE = ("Self-report features (PANAS, SAM valence/arousal, STAI) describe the condition a window comes "
@@ -99,6 +105,9 @@ class StudyOptions:
     protocols: any of ``cv``, ``loso``. ablations: run the ablation variants.
     baselines: run the scikit-learn baselines. skip_bad: skip unreadable or malformed
     subjects (listed in the report) instead of stopping with their error.
+    personalise_s: seconds of a new wearer's first baseline used to fine-tune the PINN in
+    each LOSO fold (the ``pinn+personalised`` variant; 0 = off). personalise_epochs:
+    full-batch fine-tuning steps.
     """
 
     window_s: float = 60.0
@@ -116,6 +125,8 @@ class StudyOptions:
     ablations: bool = True
     baselines: bool = True
     skip_bad: bool = False
+    personalise_s: float = 120.0
+    personalise_epochs: int = 30
 
     def __post_init__(self) -> None:
         if self.folds < 2:
@@ -132,6 +143,9 @@ class StudyOptions:
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
             raise ConfigError(f"StudyOptions.protocols must be a non-empty subset of {PROTOCOLS}, got {self.protocols}")
+        if self.personalise_s < 0 or self.personalise_epochs < 1:
+            raise ConfigError(f"StudyOptions.personalise_s must be >= 0 and personalise_epochs >= 1, got "
+                              f"{self.personalise_s}, {self.personalise_epochs}")
         if not self.lr > 0 or self.physics_weight < 0:
             raise ConfigError("StudyOptions.lr must be > 0 and physics_weight >= 0")
         if not self.window_s > 0 or abs(self.window_s / 2 - round(self.window_s / 2)) > 1e-9:
@@ -343,29 +357,76 @@ def eda_metrics(pred_uS: np.ndarray, true_uS: np.ndarray, last_uS: np.ndarray, r
 
 # --------------------------------------------------------------------------- variants
 
-def _pinn_run(variant: str, fd: FoldData, opts: StudyOptions) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    import torch
-
+def _train_variant(variant: str, fd: FoldData, opts: StudyOptions) -> tuple[Any, dict[str, Any]]:
+    """Train the PINN of one variant on a fold: (model, history)."""
     from edgemer.export.pinn import LossWeights
     from edgemer.export.train import TrainConfig, train_pinn
 
-    w = {"pinn": (1.0, 1.0, opts.physics_weight), "pinn+self-report": (1.0, 1.0, opts.physics_weight),
-         "eda-only": (1.0, 0.0, opts.physics_weight), "class-only": (0.0, 1.0, 0.0),
-         "no-physics": (1.0, 1.0, 0.0)}[variant]
-    ctx = variant.endswith("+self-report")
+    w = _LOSS_WEIGHTS[variant]
+    physics = opts.physics_weight if w[2] else 0.0
     cfg = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
-                      weights=LossWeights(eda=w[0], classification=w[1], physics=w[2]))
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model, history = train_pinn(fd.dataset, cfg, progress=False, context_train=fd.ctx_train if ctx else None)
-    ds = fd.dataset
+                      weights=LossWeights(eda=w[0], classification=w[1], physics=physics))
+    ctx = fd.ctx_train if variant.endswith("+self-report") else None
+    return train_pinn(fd.dataset, cfg, progress=False, context_train=ctx)
+
+
+_LOSS_WEIGHTS = {"pinn": (1.0, 1.0, 1.0), "pinn+self-report": (1.0, 1.0, 1.0), "eda-only": (1.0, 0.0, 1.0),
+                 "class-only": (0.0, 1.0, 0.0), "no-physics": (1.0, 1.0, 0.0), PERSONALISED: (1.0, 1.0, 1.0)}
+"""(EDA, classification, physics) loss switches per variant; physics is scaled by ``physics_weight``."""
+
+
+def _predict(model: Any, x: np.ndarray, ctx: np.ndarray | None, ds: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted classes [n], EDA forecast [n, F] in µS) of a PINN on standardised windows."""
+    import torch
+
     with torch.no_grad():
-        logits, eda, _, _ = model(torch.from_numpy(ds.x_heldout), torch.from_numpy(fd.ctx_test) if ctx else None)
-    n = ds.options.n_samples
-    pred_uS = eda[:, n:].numpy() * ds.eda_std_uS + ds.eda_mean_uS
+        logits, eda, _, _ = model(torch.from_numpy(x), None if ctx is None else torch.from_numpy(ctx))
+    return logits.argmax(1).numpy(), eda[:, ds.options.n_samples:].numpy() * ds.eda_std_uS + ds.eda_mean_uS
+
+
+def _pinn_run(variant: str, fd: FoldData, opts: StudyOptions) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    model, history = _train_variant(variant, fd, opts)
+    ds = fd.dataset
+    pred, pred_uS = _predict(model, ds.x_heldout, fd.ctx_test if variant.endswith("+self-report") else None, ds)
     out: dict[str, Any] = {"train_seconds": round(history["seconds"], 2), "physics": model.physical_parameters()}
+    w = _LOSS_WEIGHTS[variant]
     if w[1] > 0:
-        out["class"] = class_metrics(ds.y_heldout, logits.argmax(1).numpy())
+        out["class"] = class_metrics(ds.y_heldout, pred)
     return out, {"pred_uS": pred_uS} if w[0] > 0 else {}
+
+
+def calibration_windows(pool: Pool, test: np.ndarray, opts: StudyOptions) -> np.ndarray:
+    """Mask over ``test`` of the windows inside the test wearer's first ``personalise_s`` seconds of baseline."""
+    t = pool.t_start_s[test]
+    base = pool.labels[test] == 0
+    if not base.any():
+        return np.zeros(test.size, bool)
+    return base & (t + opts.window_s <= t[base].min() + max(opts.personalise_s, opts.window_s) + 1e-6)
+
+
+def _personalised_run(fd: FoldData, pool: Pool, test: np.ndarray, opts: StudyOptions) -> dict[str, Any]:
+    """The PINN before and after fine-tuning on the calibration windows, both scored on the other windows."""
+    from edgemer.export.train import fine_tune_pinn
+
+    calib = calibration_windows(pool, test, opts)
+    rest = ~calib
+    if not calib.any() or not rest.any():
+        return {"skipped": f"the test wearer has {int(calib.sum())} calibration and {int(rest.sum())} other windows"}
+    model, history = _train_variant(PERSONALISED, fd, opts)
+    ds = fd.dataset
+    tuned = fine_tune_pinn(model, ds.x_heldout[calib], ds.eda_heldout[calib], ds.y_heldout[calib], ds.eda_mean_uS,
+                           ds.eda_std_uS, epochs=opts.personalise_epochs, physics_weight=opts.physics_weight,
+                           seed=opts.seed)
+    idx = test[rest]
+    last, rng = pool.features[idx, 0, -1], pool.eda_range_uS[pool.subject[idx]]
+    scores = {}
+    for name, m in (("before", model), ("after", tuned)):
+        pred, pred_uS = _predict(m, ds.x_heldout[rest], None, ds)
+        scores[name] = {"class": class_metrics(ds.y_heldout[rest], pred),
+                        "eda": eda_metrics(pred_uS, pool.eda_future[idx], last, rng),
+                        "physics": m.physical_parameters()}
+    return {**scores["after"], "before": scores["before"], "calibration_windows": int(calib.sum()),
+            "test_windows": int(rest.sum()), "train_seconds": round(history["seconds"], 2)}
 
 
 def _window_stats(x: np.ndarray) -> np.ndarray:
@@ -422,7 +483,9 @@ def run_cell(variant: str, pool: Pool, train: np.ndarray, test: np.ndarray, opts
     last = pool.features[test, 0, -1]
     rng = pool.eda_range_uS[pool.subject[test]]
     preds: dict[str, np.ndarray] = {}
-    if variant in PINN_VARIANTS:
+    if variant == PERSONALISED:
+        res = _personalised_run(fold_data(pool, train, test, opts), pool, test, opts)
+    elif variant in PINN_VARIANTS:
         res, preds = _pinn_run(variant, fold_data(pool, train, test, opts), opts)
     elif variant == "persistence":
         res, preds = {}, {"pred_uS": np.repeat(last[:, None], pool.eda_future.shape[1], axis=1)}
@@ -434,13 +497,21 @@ def run_cell(variant: str, pool: Pool, train: np.ndarray, test: np.ndarray, opts
     if "pred_uS" in preds:
         res["eda"] = eda_metrics(preds["pred_uS"], pool.eda_future[test], last, rng)
     res["seconds"] = round(time.perf_counter() - started, 2)
-    res["test_windows"] = int(test.size)
+    res.setdefault("test_windows", int(test.size))
     res["test_subjects"] = sorted({pool.names[i] for i in pool.subject[test]})
     return res, preds
 
 
-def variants(opts: StudyOptions) -> list[str]:
+def _cache_suffix(variant: str, opts: StudyOptions) -> str:
+    """Options that only the personalised variant depends on go into its cache file's name."""
+    return f"-{opts.key('personalise_s', 'personalise_epochs')}" if variant == PERSONALISED else ""
+
+
+def variants(opts: StudyOptions, protocol: str) -> list[str]:
+    """The variants run under ``protocol`` (the personalised PINN only in LOSO)."""
     out = ["pinn", "pinn+self-report"]
+    if protocol == "loso" and opts.personalise_s > 0:
+        out.append(PERSONALISED)
     if opts.ablations:
         out += ["eda-only", "class-only", "no-physics"]
     if opts.baselines:
@@ -482,14 +553,14 @@ def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(
     pool = Pool.of(subjects)
     runs = out_dir / "runs" / opts.key(*TRAIN_FIELDS)
     runs.mkdir(parents=True, exist_ok=True)
-    names = variants(opts)
+    names = {p: variants(opts, p) for p in opts.protocols}
     cells = [(p, k, tr, te) for p in opts.protocols for k, (tr, te) in enumerate(fold_indices(pool, p, opts))]
-    results: dict[str, dict[str, list[dict[str, Any]]]] = {p: {v: [] for v in names} for p in opts.protocols}
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {p: {v: [] for v in names[p]} for p in opts.protocols}
     traces: dict[str, dict[str, Any]] = {}
-    bar = progress_bar(total=len(cells) * len(names), enabled=progress, desc="study", unit="run")
+    bar = progress_bar(total=sum(len(names[p]) for p, *_ in cells), enabled=progress, desc="study", unit="run")
     for protocol, k, train, test in cells:
-        for v in names:
-            f = runs / f"{protocol}-fold{k}-{v.replace('+', '_')}.json"
+        for v in names[protocol]:
+            f = runs / f"{protocol}-fold{k}-{v.replace('+', '_')}{_cache_suffix(v, opts)}.json"
             if f.is_file():
                 saved = json.loads(f.read_text())
             else:

@@ -40,6 +40,11 @@ def add_study_commands(sub: argparse._SubParsersAction) -> None:
     physio.add_argument("--seed", type=int, default=0, help="seed for folds and training (default 0)")
     physio.add_argument("--no-ablations", action="store_true", help="skip the ablation variants")
     physio.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
+    physio.add_argument("--personalise", type=float, default=120.0, metavar="SECONDS",
+                        help="LOSO: also fine-tune each fold's PINN on the new wearer's first SECONDS of baseline "
+                             "and score it on the wearer's other windows (default 120; 0 = off)")
+    physio.add_argument("--personalise-epochs", type=int, default=30,
+                        help="full-batch fine-tuning steps for --personalise (default 30)")
     physio.add_argument("--skip-bad", action="store_true",
                         help="skip subjects whose files are missing, unreadable, unsafe or malformed (listed in the "
                              "report) instead of stopping with the error")
@@ -55,7 +60,8 @@ def run_study_physio(args: argparse.Namespace) -> int:
                         physics_weight=args.physics_weight, seed=args.seed, folds=args.folds,
                         max_subjects=args.subjects, loso_folds=args.loso_folds,
                         protocols=tuple(p.strip() for p in args.protocols.split(",") if p.strip()),
-                        ablations=not args.no_ablations, baselines=not args.no_baselines, skip_bad=args.skip_bad)
+                        ablations=not args.no_ablations, baselines=not args.no_baselines, skip_bad=args.skip_bad,
+                        personalise_s=args.personalise, personalise_epochs=args.personalise_epochs)
     command = shlex.join(["edgemer"] + sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
     result = run_study(args.wesad, args.out, opts, progress=not args.quiet, command=command)
     print("\n".join(result.summary_lines))

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgemer._extras import require
 from edgemer.export.datasets import LABELS
-from edgemer.export.study import IDENTIFIABILITY, SELF_REPORT_NOTE, TARGETS, StudyOptions, SubjectData
+from edgemer.export.study import IDENTIFIABILITY, PERSONALISED, SELF_REPORT_NOTE, TARGETS, StudyOptions, SubjectData
 
 PHYSICS_KEYS = ("alpha_0", "beta", "gamma", "tau_s", "gain_uS")
 CLASS_KEYS = ("macro_f1", "accuracy", "binary_f1", "binary_accuracy")
@@ -37,12 +37,15 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = [r for r in rows if "skipped" not in r]
     out: dict[str, Any] = {}
     for section, keys in (("class", CLASS_KEYS), ("eda", EDA_KEYS), ("physics", PHYSICS_KEYS)):
         if rows and section in rows[0]:
             out[section] = {k: _summary([r[section][k] for r in rows]) for k in keys}
     if rows and "class" in rows[0]:
         out["confusion"] = np.sum([r["class"]["confusion"] for r in rows], axis=0).tolist()
+    if rows and "before" in rows[0]:
+        out["before"] = _aggregate([r["before"] for r in rows])
     return out
 
 
@@ -124,6 +127,34 @@ def _fmt(s: dict[str, float] | None, digits: int = 3) -> str:
     return f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
 
 
+def _personalisation_lines(report: dict[str, Any]) -> list[str]:
+    """The LOSO table of the PINN before and after fine-tuning on the new wearer's calibration windows."""
+    rows = report["folds"].get("loso", {}).get(PERSONALISED, [])
+    agg = report["summary"].get("loso", {}).get(PERSONALISED, {})
+    if not rows or "before" not in agg:
+        return []
+    o = report["options"]
+    n_cal = [r["calibration_windows"] for r in rows if "skipped" not in r]
+    lines = ["## Personalisation (LOSO)", "",
+             f"Each LOSO fold's PINN fine-tuned ({o['personalise_epochs']} full-batch steps: EDA, drive and tonic "
+             f"heads and the physical parameters; encoder and class head fixed) on the test wearer's first "
+             f"{o['personalise_s']:g} s of baseline ({min(n_cal)}-{max(n_cal)} windows), then scored on the "
+             "wearer's other windows, next to the same PINN without fine-tuning on the same windows. The encoder and "
+             "class head are not fine-tuned (the calibration holds baseline only), so the class columns are equal "
+             "by construction: compare the EDA columns and the parameters.", "",
+             "| PINN | macro-F1 (3) | acc (3) | RMSE µS | RMSE norm | r | r(change) | tau (s) | gain (µS/unit) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, a in (("without fine-tuning", agg["before"]), ("fine-tuned", agg)):
+        c, e, ph = a["class"], a["eda"], a["physics"]
+        lines.append(f"| {name} | {_fmt(c['macro_f1'])} | {_fmt(c['accuracy'])} | "
+                     + " | ".join(_fmt(e[k], 4) for k in EDA_KEYS) + f" | {_fmt(ph['tau_s'], 2)} | "
+                     f"{_fmt(ph['gain_uS'], 3)} |")
+    skipped = [f"fold {k}: {r['skipped']}" for k, r in enumerate(rows) if "skipped" in r]
+    if skipped:
+        lines += ["", "Not personalised: " + "; ".join(skipped)]
+    return lines + [""]
+
+
 def _markdown(report: dict[str, Any], plots: list[str]) -> str:
     o, d = report["options"], report["data"]
     lines = ["# edgemer physiology study", ""]
@@ -162,13 +193,14 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
             lines.append(f"| {v} | " + " | ".join(_fmt(c.get(k)) for k in CLASS_KEYS) + " | "
                          + " | ".join(_fmt(e.get(k), 4) for k in EDA_KEYS) + " |")
         lines += [""]
+    lines += _personalisation_lines(report)
     truth = report["truth"]
     lines += ["## Physical parameters", "", report["identifiability"], "",
               "| protocol / variant | fold | alpha_0 (1/s) | beta (µS/s) | gamma | tau (s) | gain (µS/unit) |",
               "|---|---|---|---|---|---|---|"]
     for p, per in report["folds"].items():
-        for v in ("pinn", "pinn+self-report", "eda-only", "no-physics"):
-            for k, r in enumerate(per.get(v, [])):
+        for v in ("pinn", "pinn+self-report", PERSONALISED, "eda-only", "no-physics"):
+            for k, r in enumerate(r for r in per.get(v, []) if "skipped" not in r):
                 ph = r["physics"]
                 lines.append(f"| {p} / {v} | {k} | " + " | ".join(f"{ph[x]:.4g}" for x in PHYSICS_KEYS) + " |")
             if per.get(v):

@@ -114,3 +114,39 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     history["seconds"] = time.perf_counter() - started
     model.eval()
     return model, history
+
+
+def fine_tune_pinn(model: PhysioPINN, x: np.ndarray, eda: np.ndarray, y: np.ndarray, eda_mean_uS: float,
+                   eda_std_uS: float, epochs: int = 30, lr: float = 1e-3, physics_weight: float = 1.0,
+                   seed: int = 0) -> PhysioPINN:
+    """A copy of ``model`` personalised on a new wearer's calibration windows.
+
+    x [n, 4, N] and eda [n, N+F] are standardised like the training data; y [n] their
+    classes (only used by the loss's bookkeeping: the classification weight is 0). The
+    encoder and the class head stay fixed; the EDA, drive and tonic heads and the three
+    physical parameters are trained on the EDA + physics loss for ``epochs`` full-batch
+    Adam steps at ``lr``. ``model`` itself is not changed.
+    """
+    import copy
+
+    import torch
+
+    torch.manual_seed(seed)
+    tuned = copy.deepcopy(model)
+    heads = [tuned.eda_head, tuned.drive_head, tuned.tonic_head]
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    params = [p for h in heads for p in h.parameters()] + [tuned.raw_alpha_0, tuned.raw_beta, tuned.raw_gamma]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=lr)
+    weights = LossWeights(eda=1.0, classification=0.0, physics=physics_weight)
+    xt, et, yt = torch.from_numpy(x), torch.from_numpy(eda), torch.from_numpy(y)
+    tuned.train()
+    for _ in range(epochs):
+        loss, _ = pinn_loss(tuned, tuned(xt), et, yt, eda_mean_uS, eda_std_uS, weights)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tuned.eval()
+    return tuned

@@ -15,10 +15,11 @@ import pytest
 
 from edgemer.cli import main
 from edgemer.errors import ConfigError, DatasetError, UnsafePickleError
-from edgemer.export.study import PINN_VARIANTS, StudyOptions, run_study
+from edgemer.export.study import PERSONALISED, PINN_VARIANTS, Pool, StudyOptions, calibration_windows, run_study
 from edgemer.export.synth_wesad import write_synthetic_wesad
 
-TINY = dict(window_s=30.0, train_hop_s=10.0, epochs=1, folds=2, loso_folds=1)
+TINY = dict(window_s=30.0, train_hop_s=10.0, epochs=1, folds=2, loso_folds=1, personalise_s=60.0,
+            personalise_epochs=3)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,10 @@ def test_report_holds_every_protocol_variant_and_fold(study):
     report = study.report
     assert set(report["folds"]) == {"cv", "loso"}
     assert len(report["folds"]["cv"]["pinn"]) == 2 and len(report["folds"]["loso"]["pinn"]) == 1
+    assert PERSONALISED in report["folds"]["loso"] and PERSONALISED not in report["folds"]["cv"]
     for protocol in ("cv", "loso"):
         folds = report["folds"][protocol]
-        assert set(folds) == set(PINN_VARIANTS) | {"persistence", "svr", "gbt", "gbt+self-report"}
+        assert set(folds) - {PERSONALISED} == set(PINN_VARIANTS) | {"persistence", "svr", "gbt", "gbt+self-report"}
         for fold in folds["pinn"]:
             phys = fold["physics"]
             assert phys["tau_s"] == pytest.approx(phys["gamma"] / phys["alpha_0"])
@@ -51,6 +53,29 @@ def test_report_holds_every_protocol_variant_and_fold(study):
         assert "eda" not in folds["class-only"][0] and "class" not in folds["svr"][0]
     # LOSO tests a subject that no training fold saw.
     assert len(report["folds"]["loso"]["pinn"][0]["test_subjects"]) == 1
+
+
+def test_personalised_pinn_is_scored_before_and_after_on_the_same_windows(study):
+    plain = study.report["folds"]["loso"]["pinn"][0]
+    tuned = study.report["folds"]["loso"][PERSONALISED][0]
+    assert tuned["calibration_windows"] >= 1
+    assert tuned["test_windows"] + tuned["calibration_windows"] == plain["test_windows"]
+    for part in (tuned, tuned["before"]):
+        assert np.array(part["class"]["confusion"]).sum() == tuned["test_windows"]
+        assert part["eda"]["rmse_uS"] > 0
+    # The class head is not fine-tuned: the same predictions before and after.
+    assert tuned["class"] == tuned["before"]["class"]
+    assert "## Personalisation (LOSO)" in (study.out_dir / "report.md").read_text()
+
+
+def test_calibration_windows_are_the_first_baseline_seconds():
+    t = np.array([0.0, 10, 20, 30, 100, 110, 400], float)
+    labels = np.array([0, 0, 0, 0, 1, 1, 0])
+    pool = Pool(np.zeros((7, 4, 8), np.float32), np.zeros((7, 2)), labels, np.zeros(7, int), np.zeros((7, 5)), t,
+                ["S2"], np.ones(1))
+    opts = StudyOptions(window_s=20.0, personalise_s=40.0)
+    # windows [0, 20], [10, 30], [20, 40] lie inside the first 40 s of baseline; [30, 50] does not.
+    assert calibration_windows(pool, np.arange(7), opts).tolist() == [True, True, True, False, False, False, False]
 
 
 def test_report_is_labelled_synthetic_and_names_the_leak_and_the_scale(study):
@@ -128,7 +153,8 @@ def test_too_few_subjects(wesad, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [dict(folds=1), dict(protocols=("holdout",)), dict(window_s=31.0),
-                                 dict(max_subjects=1), dict(epochs=0)])
+                                 dict(max_subjects=1), dict(epochs=0), dict(personalise_s=-1.0),
+                                 dict(personalise_epochs=0)])
 def test_bad_options(bad):
     with pytest.raises(ConfigError):
         StudyOptions(**bad)
