@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     from edgemer.export.audio_commands import add_audio_commands
 
     add_audio_commands(data_sub, export_sub)
+    from edgemer.export.commands import add_export_onnx_command
+
+    add_export_onnx_command(export_sub)
     add_models_commands(sub)
     from edgemer.export.study_commands import add_study_commands
 

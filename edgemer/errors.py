@@ -110,3 +110,17 @@ class ConfigError(EdgemerError, ValueError):
 
 class ResultSchemaError(EdgemerError, ValueError):
     """A benchmark result file has a schema version this edgemer cannot read or migrate."""
+
+
+class ModelCheckError(ExportError):
+    """A model brought to ``edgemer export onnx`` cannot be used as it is (corrupt file, failed
+    checker, dynamic shape that cannot be fixed, unsupported op); the message says what to change."""
+
+
+class CalibrationDataError(DatasetError):
+    """A calibration or evaluation folder is empty or does not match the model (image size,
+    channel count, sample rate, window length)."""
+
+
+class AccuracyGuardError(ExportError):
+    """``--strict``: INT8 lost more than ``--max-drop`` points against FP32."""
