@@ -4,7 +4,9 @@
 (schema ``edgemer.bench/*``), checking the schema version (:func:`load_result`);
 ``markdown_report(results)`` renders, per device, a table of p50 latency per bundle x
 model x engine x precision x threads and the INT8/FP32 ratios, plus the pipeline lines
-where they were measured. Suite results (kind ``suite``) are expanded into one bundle
+where they were measured and a table of the three-modality pipeline runs (kind
+``multimodal``: overhead, face detector, real-time factor, peak RSS, soak) with the newest
+run's targets. Suite results (kind ``suite``) are expanded into one bundle
 result per bundle x engine (:func:`expand_results`). When one device measured one
 bundle on one engine several times, the newest result is shown.
 
@@ -103,7 +105,7 @@ def expand_results(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
             out.append({**common, **e, "kind": "bundle" if e.get("status", "ok") == "ok" else "bundle-failed"})
         p = r.get("pipeline")
         if p and p.get("status") == "ok":
-            out.append({**common, **p, "kind": "multimodal"})
+            out.append({**common, **p, "kind": "multimodal", "note": p.get("note") or "short run inside the suite"})
     return out
 
 
@@ -181,15 +183,55 @@ def _pipeline_section(p: Mapping[str, Any]) -> list[str]:
             f"{goal['threshold'] * 100:.0f} %: {mark}); real-time factor {_num(p['real_time_factor'], '.4f')}.")]
 
 
-def _multimodal_section(p: Mapping[str, Any]) -> list[str]:
-    o, rt = p.get("overhead") or {}, p.get("real_time") or {}
-    lat = o.get("latency_ms") or {}
-    names = ", ".join(b.get("name", "?") for b in (p.get("bundle") or {}).get("bundles", []))
-    return [f"Three-modality pipeline ({names}), measured {p.get('created_utc')}: latency p50 "
-            f"{_num(lat.get('p50'), '.1f')} ms, p99 {_num(lat.get('p99'), '.1f')} ms (newest sample → estimate); "
-            f"real-time factor on one core {_num(rt.get('real_time_factor'), '.1f')} (stream s per CPU s); "
-            f"overhead beyond inference {_num(None if o.get('overhead') is None else o['overhead'] * 100, '.0f')} %; "
-            f"peak RSS {_num(p.get('peak_rss_mib'), '.0f')} MiB."]
+def _pct(x: float | None, spec: str = ".0f") -> str:
+    return "–" if x is None else format(x * 100, spec) + " %"
+
+
+def _mark(met: bool | None) -> str:
+    return "–" if met is None else ("met" if met else "**not met**")
+
+
+def _multimodal_section(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The three-modality pipeline runs of one device (oldest first): one table row per run, then
+    the targets of the newest run. Suite runs (short, no soak) leave the soak columns empty."""
+    newest = runs[-1]
+    names = ", ".join(b.get("name", "?") for b in (newest.get("bundle") or {}).get("bundles", []))
+    config = Path(str((newest.get("settings") or {}).get("config") or "?")).name
+    lines = [f"**Three-modality pipeline** ({config}: {names}), {len(runs)} run(s), newest last. Overhead = "
+             f"pipeline time beyond the backends' inference calls at real time, as a share of inference time; the "
+             f"face detector (OpenCV Haar cascade, run by the front-end) counts as overhead in the target, and is "
+             f"also shown on its own.", "",
+             "| measured (UTC) | overhead (goal <= 10 %) | face detector | overhead without detector | latency p50 / "
+             "p99 ms | real-time factor, 1 core (goal >= 20) | peak RSS MiB (goal <= 150) | soak | soak RSS growth "
+             "MiB (< 5) | soak p99 change (within 10 %) | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+    for r in runs:
+        o, rt, soak = r.get("overhead") or {}, r.get("real_time") or {}, r.get("soak")
+        lat = o.get("latency_ms") or {}
+        soak_text = "–"
+        if soak:
+            soak_text = (f"{_num(soak.get('stream_s', 0) / 3600, '.2g')} h at "
+                         f"{_num(soak.get('requested_speed'), 'g')}x: achieved {_num(soak.get('achieved_speed'), '.1f')}x, "
+                         f"{soak.get('dropped_samples', '?')} samples and {soak.get('dropped_estimates', '?')} "
+                         f"estimates dropped")
+        lines.append(
+            f"| {str(r.get('created_utc', '?'))[:16].replace('T', ' ')} | {_pct(o.get('overhead'))} | "
+            f"{_pct(o.get('detector_vs_inference'))} | {_pct(o.get('overhead_excluding_detector'))} | "
+            f"{_num(lat.get('p50'), '.1f')} / {_num(lat.get('p99'), '.1f')} | "
+            f"{_num(rt.get('real_time_factor'), '.1f')} | "
+            f"{_num(r.get('peak_rss_mib'), '.0f')} | {soak_text} | "
+            f"{_num(None if not soak else soak.get('rss_growth_mib'), '.1f')} | "
+            f"{_pct(None if not soak else soak.get('latency_p99_change'), '+.1f')} | {r.get('note') or ''} |")
+    targets = newest.get("targets") or []
+    if targets:
+        lines += ["", f"Targets of the newest run ({newest.get('created_utc')}):", "",
+                  "| target | goal | measured | |", "|---|---|---:|---|"]
+        for t in targets:
+            v = t.get("value")
+            value = "–" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+            lines.append(f"| {t.get('id')}: {t.get('description')} | {t.get('threshold')} | {value} | "
+                         f"{_mark(t.get('met'))} |")
+    return lines
 
 
 def _suite_notes(results: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
@@ -227,7 +269,8 @@ def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] =
     """One Markdown document: plots (file names relative to the report), then a section per device
     with a table per bundle x engine, ratios and pipeline lines; files left out are listed last."""
     notes = _suite_notes(results)
-    latest = latest_per_key(expand_results(results))
+    expanded = expand_results(results)
+    latest = latest_per_key(expanded)
     devices: dict[str, list[Mapping[str, Any]]] = {}
     for key, r in sorted(latest.items()):
         devices.setdefault(key[0], []).append(r)
@@ -250,8 +293,10 @@ def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] =
                 lines += [f"**{r['bundle']['name']}**: failed — {r.get('reason')}", ""]
             elif kind == "pipeline":
                 lines += _pipeline_section(r) + [""]
-            elif kind == "multimodal":
-                lines += _multimodal_section(r) + [""]
+            elif kind == "multimodal":  # every run of this device, not only the newest
+                runs = sorted((m for m in expanded if m.get("kind") == "multimodal" and device_id(m) == dev),
+                              key=lambda m: str(m.get("created_utc", "")))
+                lines += _multimodal_section(runs) + [""]
     if problems:
         lines += ["## Files left out", ""] + [f"- {p}" for p in problems] + [""]
     return "\n".join(lines).rstrip() + "\n"

@@ -7,8 +7,10 @@ measurement in a fresh Python process, and prints PASS/FAIL per target:
 - ``overhead``: at real time (speed 1), everything the pipeline does beyond the backends'
   inference calls, as a fraction of inference time: ``(Σprocessing - Σinference) /
   Σinference`` over all estimates (front-ends, windowing, fusion, sinks). Goal <= 10 %.
-  Also reported: without the front-ends (the pipeline's own glue), and for the whole
-  process (CPU seconds of every thread, sources included, minus inference).
+  Also reported: the face detector on its own line (OpenCV's Haar cascade is a model, but
+  the front-end runs it, not a bundle's backend, so the target counts it as overhead; the
+  second view counts it as neither), without the front-ends (the pipeline's own glue), and
+  for the whole process (CPU seconds of every thread, sources included, minus inference).
 - ``real_time_factor``: pinned to one CPU core, stream seconds processed per CPU second of
   the whole process (what one core sustains), and the speed actually achieved at
   ``rtf_speed`` with no sample dropped. Goal >= 20x.
@@ -62,8 +64,9 @@ def run_measured(config: str | Path, speed: float, duration_s: float, loop: bool
     """Run a pipeline file in this process and return per-estimate timings and counters.
 
     ``rows`` holds, per estimate: stream time from the start (s), latency (s), processing,
-    inference and front-end wall time (s), wall time since the start (s), and the RSS (MiB)
-    every ``rss_every`` estimates (null otherwise).
+    inference and front-end wall time (s), wall time since the start (s), the RSS (MiB)
+    every ``rss_every`` estimates (null otherwise) and the face detector's wall time (s,
+    part of the front-end time).
     """
     from edgemer.config import load_pipeline_file
 
@@ -77,7 +80,7 @@ def run_measured(config: str | Path, speed: float, duration_s: float, loop: bool
     with pipe:
         for k, e in enumerate(pipe):
             rows.append([e.elapsed_s, e.latency_s, e.processing_s, e.inference_s, e.frontend_s,
-                         time.perf_counter() - wall0, _rss_mib() if k % rss_every == 0 else None])
+                         time.perf_counter() - wall0, _rss_mib() if k % rss_every == 0 else None, e.detector_s])
     cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
     stats = pipe.stats()
     return {"rows": rows, "cpu_s": cpu_s, "wall_s": wall_s, "peak_rss_mib": _peak_rss_mib(),
@@ -108,10 +111,13 @@ def summarise_overhead(run: Mapping[str, Any]) -> dict[str, Any]:
     """Overhead beyond inference from a real-time run (fractions of inference time)."""
     r = np.asarray([row[:6] for row in run["rows"]], np.float64).reshape(-1, 6)
     proc, inf, fe = r[:, 2].sum(), r[:, 3].sum(), r[:, 4].sum()
+    det = float(sum(row[7] for row in run["rows"] if len(row) > 7))
     stream_s = float(r[-1, 0] - r[0, 0]) if len(r) > 1 else 0.0
     return {"estimates": int(len(r)), "stream_s": stream_s, "processing_s": float(proc), "inference_s": float(inf),
-            "frontend_s": float(fe), "cpu_s": run["cpu_s"],
+            "frontend_s": float(fe), "detector_s": det, "cpu_s": run["cpu_s"],
             "overhead": float((proc - inf) / inf) if inf > 0 else None,
+            "detector_vs_inference": det / float(inf) if inf > 0 else None,
+            "overhead_excluding_detector": float((proc - inf - det) / inf) if inf > 0 else None,
             "overhead_excluding_frontend": float((proc - inf - fe) / inf) if inf > 0 else None,
             "overhead_whole_process": float((run["cpu_s"] - inf) / inf) if inf > 0 else None,
             "latency_ms": {"p50": _pct(r[:, 1] * 1e3, 50), "p99": _pct(r[:, 1] * 1e3, 99)},
@@ -156,7 +162,7 @@ def _target(tid: str, description: str, value: float | None, threshold: str, met
 
 def bench_multimodal(config: str | Path = DEFAULT_CONFIG, overhead_duration_s: float = 65.0, rtf_speed: float = 40.0,
                      rtf_duration_s: float = 240.0, soak_hours: float | None = 1.0, soak_speed: float = 100.0,
-                     progress: bool = True) -> dict[str, Any]:
+                     progress: bool = True, note: str | None = None) -> dict[str, Any]:
     """Measure the multimodal targets, each in a fresh process (see the module docstring).
 
     Parameters
@@ -164,7 +170,8 @@ def bench_multimodal(config: str | Path = DEFAULT_CONFIG, overhead_duration_s: f
     config: pipeline file. overhead_duration_s: stream seconds of the real-time run (its
         wall time too; the first physiology window needs 60 s). rtf_speed, rtf_duration_s:
         speed and stream seconds of the one-core run. soak_hours: stream hours of the soak
-        (None: no soak); soak_speed: its speed.
+        (None: no soak); soak_speed: its speed. note: free text stored with the result (e.g. that
+        other jobs shared the machine); the report shows it.
     """
     from edgemer.benchmarks.fingerprint import device_fingerprint
 
@@ -226,7 +233,7 @@ def bench_multimodal(config: str | Path = DEFAULT_CONFIG, overhead_duration_s: f
                          "rtf_duration_s": rtf_duration_s, "soak_hours": soak_hours, "soak_speed": soak_speed,
                          "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
             "overhead": overhead, "real_time": rtf, "peak_rss_mib": rt["peak_rss_mib"], "soak": soak,
-            "targets": targets}
+            "targets": targets, "note": note}
 
 
 def _f(x: float | None, spec: str, scale: float = 1.0) -> str:
@@ -239,11 +246,16 @@ def format_multimodal(result: Mapping[str, Any]) -> str:
     names = ", ".join(f"{b['name']} ({b['modality']})" for b in result["bundle"]["bundles"])
     lines = [f"multimodal pipeline {Path(result['settings']['config']).name}: {names}",
              (f"  real time, {o['stream_s']:.0f} s: inference {o['inference_s'] * 1e3:.0f} ms, front-ends "
-              f"{o['frontend_s'] * 1e3:.0f} ms, all processing {o['processing_s'] * 1e3:.0f} ms, process CPU "
-              f"{o['cpu_s'] * 1e3:.0f} ms; overhead {_f(o['overhead'], '.0f', 100)} % of inference, without "
-              f"front-ends {_f(o['overhead_excluding_frontend'], '.1f', 100)} %, whole process "
-              f"{_f(o['overhead_whole_process'], '.0f', 100)} %; latency p50 {_f(o['latency_ms']['p50'], '.1f')} ms, "
-              f"p99 {_f(o['latency_ms']['p99'], '.1f')} ms"),
+              f"{o['frontend_s'] * 1e3:.0f} ms (face detector {_f(o.get('detector_s'), '.0f', 1e3)} ms), all "
+              f"processing {o['processing_s'] * 1e3:.0f} ms, process CPU {o['cpu_s'] * 1e3:.0f} ms; latency p50 "
+              f"{_f(o['latency_ms']['p50'], '.1f')} ms, p99 {_f(o['latency_ms']['p99'], '.1f')} ms"),
+             (f"  overhead beyond inference (the target's definition: the face detector counts as overhead) "
+              f"{_f(o['overhead'], '.0f', 100)} % of inference"),
+             (f"  with the face detector on its own line (neither inference nor overhead): detector "
+              f"{_f(o.get('detector_vs_inference'), '.0f', 100)} % of inference, overhead "
+              f"{_f(o.get('overhead_excluding_detector'), '.0f', 100)} %; without any front-end "
+              f"{_f(o['overhead_excluding_frontend'], '.1f', 100)} %; whole process "
+              f"{_f(o['overhead_whole_process'], '.0f', 100)} %"),
              (f"  one core (cpu {r['cpu_affinity']}), speed {r['requested_speed']:g}x requested: achieved "
               f"{_f(r['achieved_speed'], '.1f')}x, {r['stream_s']:.0f} stream s in {r['cpu_s']:.1f} CPU s, "
               f"{r['dropped_samples']} samples dropped")]
@@ -283,6 +295,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-soak", action="store_true", help="skip the soak")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE_OR_DIR",
                         help="write the result as JSON (a folder such as benchmarks/results gets a dated file name)")
+    parser.add_argument("--note", default=None, metavar="TEXT",
+                        help="free text stored with the result and shown in the report, e.g. 'shared machine: "
+                             "other jobs running'")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -306,11 +321,13 @@ def run_cli(args: argparse.Namespace) -> int:
 
     result = bench_multimodal(args.config, overhead_duration_s=args.overhead_duration, rtf_speed=args.rtf_speed,
                               rtf_duration_s=args.rtf_duration, soak_hours=None if args.no_soak else args.soak_hours,
-                              soak_speed=args.soak_speed)
+                              soak_speed=args.soak_speed, note=getattr(args, "note", None))
     print(device_line(result["device"]))
     if any(b["synthetic_data"] for b in result["bundle"]["bundles"]):
         print("bundles trained on synthetic data: timings are real, accuracy is not")
     print(format_multimodal(result))
+    if result.get("note"):
+        print(f"note: {result['note']}")
     if args.json is not None:
         print(f"\nwrote {write_result(result, args.json)}")
     return 0

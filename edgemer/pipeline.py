@@ -58,7 +58,10 @@ class PipelineConfig:
 
     backend: ``onnxruntime`` or ``litert``. precision: ``int8`` or ``fp32``.
     threads: inference threads per model. providers: onnxruntime execution providers
-    (``cpu``, ``cuda``, ``tensorrt``); None = CPU. max_wait_s: stream seconds a window
+    (``cpu``, ``cuda``, ``tensorrt``, with options such as ``tensorrt:fp16=1``); None = the
+    best available here (TensorRT, then CUDA, then CPU; see
+    :func:`edgemer.backends.onnxruntime_backend.choose_providers`); a requested provider that
+    is missing falls back to CPU with a one-line warning. max_wait_s: stream seconds a window
     waits for late samples before it is cut with what arrived; at least
     ``min_wait_wall_s`` wall seconds, so that faster-than-real-time runs are not cut
     short by thread scheduling jitter. buffer_s: extra seconds each ring buffer holds
@@ -101,7 +104,7 @@ class BundleSpec:
 
     bundle: folder, shipped name or loaded :class:`Bundle`. backend: ``onnxruntime`` or
     ``litert``. precision: ``int8`` or ``fp32``. threads: inference threads.
-    providers: onnxruntime execution providers.
+    providers: onnxruntime execution providers (as :attr:`PipelineConfig.providers`).
     """
 
     bundle: str | Path | Bundle
@@ -135,6 +138,8 @@ class ModelRunner:
         self.flat_windows = 0
         self.windows = 0
         self.last_levels: dict[str, float] | None = None
+        self.last_frontend_s = 0.0
+        self.last_detector_s = 0.0
 
     @property
     def modality(self) -> str:
@@ -150,16 +155,26 @@ class ModelRunner:
             log.debug("bundle '%s': warm-up inference failed (%s)", self.bundle.name, exc)
 
     def run(self, window: Window) -> ModalityEstimate:
-        """Front-end, inference and interpretation of one window, timed separately."""
+        """Front-end, inference and interpretation of one window, timed separately.
+
+        ``last_frontend_s`` / ``last_detector_s`` hold this call's front-end and face-detector
+        wall seconds also when the front-end raises (e.g. no face), so no time goes uncounted.
+        """
         t0 = time.perf_counter()
-        feeds, info = self.front_end.prepare(window)
+        self.last_frontend_s = self.last_detector_s = 0.0
+        try:
+            feeds, info = self.front_end.prepare(window)
+        finally:
+            self.last_frontend_s = time.perf_counter() - t0
+            self.last_detector_s = float(getattr(self.front_end, "last_detector_s", 0.0))
         self.last_levels = info.get("levels")
         t1 = time.perf_counter()
         outputs = self.session.run(feeds)
         t2 = time.perf_counter()
         est = self.front_end.interpret(outputs, window.t_end, self.bundle.name)
         self.windows += 1
-        return dataclasses.replace(est, inference_s=t2 - t1, frontend_s=(t1 - t0) + (time.perf_counter() - t2))
+        self.last_frontend_s = (t1 - t0) + (time.perf_counter() - t2)
+        return dataclasses.replace(est, inference_s=t2 - t1, frontend_s=self.last_frontend_s)
 
 
 class Pipeline:
@@ -526,7 +541,7 @@ class Pipeline:
 
     def _tick(self, t: float, due: list[int], latest: dict[str, ModalityEstimate | None]) -> None:
         started = time.perf_counter()
-        inference_s = frontend_s = 0.0
+        inference_s = frontend_s = detector_s = 0.0
         last_arrival = 0.0
         ran: list[ModelRunner] = []
         for i in due:
@@ -562,10 +577,12 @@ class Pipeline:
                 latest[r.modality] = None
                 self._mark_absent(r.modality, f"bad input: {exc}", t, expected=False)
                 continue
+            finally:  # front-end time counts also when it found nothing to analyse
+                frontend_s += r.last_frontend_s
+                detector_s += r.last_detector_s
             if self._absent.pop(r.modality, None) is not None:
                 log.info("modality '%s' rejoined at t=%.1f s", r.modality, t - self.clock.start)
             inference_s += est.inference_s
-            frontend_s += est.frontend_s
             ran.append(r)
             latest[r.modality] = est
         calibrating = self._calibrate(t, ran)
@@ -589,7 +606,8 @@ class Pipeline:
             modalities={m: e for m, e in latest.items() if e is not None and fused.available.get(m)},
             available=fused.available, contributions=fused.contributions,
             latency_s=max(0.0, now - last_arrival) if last_arrival else 0.0,
-            processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, reference=self._reference(t),
+            processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, detector_s=detector_s,
+            reference=self._reference(t),
             calibrating=calibrating, absent=absent,
             sources={src.name: h for src in self.sources if (h := src.health())})
         for sink in self.sinks:

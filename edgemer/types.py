@@ -159,7 +159,10 @@ class Estimate:
     latency_s: wall seconds from the arrival of the newest sample in the window to this estimate.
     processing_s: wall seconds spent cutting windows, front-ends, inference, fusion and sinks.
     inference_s: wall seconds spent inside the inference backends.
-    frontend_s: wall seconds spent in front-ends (feature extraction).
+    frontend_s: wall seconds spent in front-ends (feature extraction, face detection), also
+        for windows in which they found nothing to analyse (no face, no speech).
+    detector_s: the part of ``frontend_s`` spent in face detectors (a model of its own, e.g.
+        OpenCV's Haar cascade, run by the front-end rather than by a bundle's backend).
     reference: ground-truth condition from a simulated or replayed source's ``condition``
         stream (most frequent in the window), None for live data.
     sources: source name -> health counters of sources that report them (e.g. a serial
@@ -185,6 +188,7 @@ class Estimate:
     processing_s: float
     inference_s: float
     frontend_s: float = 0.0
+    detector_s: float = 0.0
     reference: str | None = None
     sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     calibrating: bool = False

@@ -137,3 +137,38 @@ def test_jetson_fields_parse_and_tolerate_absence():
     assert l4t_release("") is None
     assert jetson_power_mode("pmode:0000 fmode:quiet", "< POWER_MODEL ID=0 NAME=MAXN >") == "0 (MAXN)"
     assert jetson_power_mode("pmode:0003", "") == "3" and jetson_power_mode("", "") is None
+
+
+def _multimodal(created: str, overhead: float, rss: float, soak: dict | None = None, note: str | None = None,
+                detector: float | None = None) -> dict:
+    o = {"overhead": overhead, "latency_ms": {"p50": 5.5, "p99": 12.0}}
+    if detector is not None:
+        o.update(detector_vs_inference=detector, overhead_excluding_detector=overhead - detector)
+    return {"schema": "edgemer.bench/1", "kind": "multimodal", "created_utc": created,
+            "device": {"device_id": "pi5", "cpu_model": "Cortex-A76", "logical_cores": 4},
+            "bundle": {"name": "multimodal", "bundles": [{"name": "physio-demo"}, {"name": "face-demo"}]},
+            "settings": {"config": "/x/examples/full.toml"}, "overhead": o, "real_time": {"real_time_factor": 68.0},
+            "peak_rss_mib": rss, "soak": soak, "note": note,
+            "targets": [{"id": "pipeline_overhead", "description": "beyond inference", "value": overhead,
+                         "threshold": "<= 0.1", "met": overhead <= 0.1},
+                        {"id": "peak_rss", "description": "peak RSS, MiB", "value": rss, "threshold": "<= 150",
+                         "met": rss <= 150}]}
+
+
+def test_multimodal_runs_render_as_one_table_with_the_newest_runs_targets(tmp_path):
+    soak = {"stream_s": 3600.0, "requested_speed": 100.0, "achieved_speed": 98.8, "dropped_samples": 1232,
+            "dropped_estimates": 0, "rss_growth_mib": 2.6, "latency_p99_change": 0.003}
+    (tmp_path / "a.json").write_text(json.dumps(_multimodal("2026-12-02T04:31:10+00:00", 4.12, 177.4, soak)))
+    (tmp_path / "b.json").write_text(json.dumps(_multimodal("2026-12-02T12:00:00+00:00", 3.2, 109.0,
+                                                            note="shared machine", detector=2.5)))
+    text = markdown_report(collect_results(tmp_path))
+    assert "**Three-modality pipeline** (full.toml: physio-demo, face-demo), 2 run(s)" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 2026-12-02")]
+    assert len(rows) == 2  # both runs, oldest first
+    assert rows[0].startswith("| 2026-12-02 04:31 | 412 % | – | – | 5.5 / 12.0 | 68.0 | 177 | "
+                              "1 h at 100x: achieved 98.8x, 1232 samples and 0 estimates dropped | 2.6 | +0.3 % |")
+    assert rows[1] == ("| 2026-12-02 12:00 | 320 % | 250 % | 70 % | 5.5 / 12.0 | 68.0 | 109 | – | – | – "
+                       "| shared machine |")
+    assert "Targets of the newest run (2026-12-02T12:00:00+00:00)" in text
+    assert "| pipeline_overhead: beyond inference | <= 0.1 | 3.2 | **not met** |" in text
+    assert "| peak_rss: peak RSS, MiB | <= 150 | 109 | met |" in text

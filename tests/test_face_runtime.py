@@ -188,6 +188,37 @@ def test_crops_follow_the_manifest_size_and_colour(astronaut):
     assert np.array_equal(a, b)
 
 
+def test_crop_blurs_only_the_region_it_reads_with_the_whole_frame_result(astronaut):
+    """Shrinking crops blur just the part of the frame the warp reads; the pixels are those a
+    whole-frame blur gives (at the frame's edges too)."""
+    import math
+
+    def whole_frame_crop(image, det, crop):  # the reference: blur the whole frame, then warp
+        conversions = {"grey": cv2.COLOR_BGR2GRAY, "rgb": cv2.COLOR_BGR2RGB}
+        src = cv2.cvtColor(image, conversions[crop.colour]) if crop.colour in conversions else image
+        x, y, w, h = det.box
+        cx, cy, side = x + w / 2, y + h / 2, max(w, h) * (1 + 2 * crop.margin)
+        (rx, ry), (lx, ly) = det.landmarks[0], det.landmarks[1]
+        t = math.atan2(ly - ry, lx - rx) if crop.align == "eyes" else 0.0
+        sx, sy = crop.size[0] / side, crop.size[1] / side
+        m = np.array([[sx * math.cos(t), sx * math.sin(t), 0.0], [-sy * math.sin(t), sy * math.cos(t), 0.0]])
+        m[0, 2] = crop.size[0] / 2 - (m[0, 0] * cx + m[0, 1] * cy)
+        m[1, 2] = crop.size[1] / 2 - (m[1, 0] * cx + m[1, 1] * cy)
+        if side / max(crop.size) > 2.0:
+            src = cv2.GaussianBlur(src, (0, 0), 0.4 * side / max(crop.size))
+        return cv2.warpAffine(src, m, crop.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    rng = np.random.default_rng(5)
+    for k in range(40):  # 512x512 frame, faces 90-200 px (shrunk > 2x) anywhere, past the edges too, tilted or not
+        s = float(rng.uniform(90, 200))
+        x, y = float(rng.uniform(-s / 2, 512 - s / 2)), float(rng.uniform(-s / 2, 512 - s / 2))
+        lm = ((x + 0.3 * s, y + 0.35 * s), (x + 0.7 * s, y + 0.35 * s + float(rng.uniform(-15, 15))),
+              (0, 0), (0, 0), (0, 0))
+        det = Detection((x, y, s, s), landmarks=lm)
+        crop = CropConfig(size=(48, 48), colour=("grey", "rgb", "bgr")[k % 3], align=("none", "eyes")[k % 2])
+        assert np.array_equal(face_crop(astronaut, det, crop), whole_frame_crop(astronaut, det, crop)), (k, det)
+
+
 def _window(frame: np.ndarray) -> Window:
     return Window(t_end=1.0, length_s=0.2, streams={"video": frame[None]}, coverage={"video": 1.0})
 
@@ -316,6 +347,9 @@ def test_pipeline_replays_an_image_folder_and_reports_no_face(face_demo, image_d
     assert astro.available["face"] and astro.modalities["face"].extras["faces"] == 1
     assert sum(astro.probabilities.values()) == pytest.approx(1.0)
     assert not blank.available["face"] and blank.absent == {"face": "no face"} and blank.stress_probability is None
+    # the detector's time counts, on its own line and inside the front-end's, also when it finds no face
+    assert 0 < blank.detector_s <= blank.frontend_s and blank.inference_s == 0
+    assert 0 < astro.detector_s < astro.frontend_s and astro.inference_s > 0
     assert "face" not in blank.modalities and blank.to_dict()["absent"] == {"face": "no face"}
     assert drawn.available["face"]
     assert src.health() == {"frames": 3, "unreadable_images": 1, "decode_failures": 0}

@@ -1,4 +1,4 @@
-"""Audio signal processing with numpy and scipy only: log-mel spectrograms and resampling.
+"""Audio signal processing with numpy (and scipy.fft): log-mel spectrograms and resampling.
 
 Log-mel (:func:`log_mel`, :class:`LogMelExtractor`) reproduces librosa's
 ``power_to_db(melspectrogram(...))`` for the same parameters (Slaney mel scale and
@@ -9,6 +9,13 @@ with zero padding, power spectrum, ``10 * log10(max(amin, S) / ref)`` then clipp
 Resampling is polyphase: :func:`resample` is :func:`scipy.signal.resample_poly` for a
 whole signal, and :class:`StreamingResampler` gives the same samples block by block
 for a live stream (the same Kaiser-windowed FIR low-pass, its state kept between blocks).
+
+Only :func:`resample` (a whole file at another rate) imports :mod:`scipy.signal`, when it
+is called: the module would add about 50 MiB of resident memory to every pipeline.
+:class:`LogMelExtractor` imports :mod:`scipy.fft` when it is created (about 27 MiB, only
+in pipelines with a log-mel audio bundle): its batched real FFT is 4-8x faster than
+numpy's on a window's frames (about 0.15 against 1 ms per 3 s window on this project's
+x86 VM), which matters more than the memory on the hot path.
 """
 from __future__ import annotations
 
@@ -19,10 +26,9 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
-import scipy.fft
-from scipy import signal
 
 from edgemer.errors import ConfigError, ManifestError
+from edgemer.frontends.signal_np import firwin_lowpass
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,7 @@ def hann_window(win_length: int, n_fft: int) -> np.ndarray:
     """Periodic Hann window of ``win_length`` samples, centred in ``n_fft`` zeros, float32 (read-only)."""
     w = np.zeros(n_fft, np.float64)
     start = (n_fft - win_length) // 2
-    w[start:start + win_length] = signal.get_window("hann", win_length, fftbins=True)
+    w[start:start + win_length] = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win_length) / win_length)
     out = w.astype(np.float32)
     out.flags.writeable = False
     return out
@@ -146,6 +152,9 @@ class LogMelExtractor:
     block_frames = 128
 
     def __init__(self, config: MelConfig = MelConfig()) -> None:
+        import scipy.fft  # here, not at module level: see the module docstring
+
+        self._rfft = scipy.fft.rfft
         self.config = config
         self.window = hann_window(config.win_length, config.n_fft)
         self._offset = (config.n_fft - config.win_length) // 2
@@ -168,8 +177,13 @@ class LogMelExtractor:
         # Only the window's non-zero span is framed; rfft zero-pads each frame back to n_fft.
         frames = np.lib.stride_tricks.sliding_window_view(padded, c.win_length)[self._offset::c.hop_length][:n]
         mel = np.empty((n, c.n_mels), np.float32)
+        # windowed frames go into the first win_length columns of a zeroed n_fft-wide block (what
+        # rfft(..., n=n_fft) would pad to, without numpy's padding copy per call)
+        block = np.zeros((min(n, self.block_frames), c.n_fft), np.float32)
         for i in range(0, n, self.block_frames):
-            spec = scipy.fft.rfft(frames[i:i + self.block_frames] * self._short_window, n=c.n_fft, axis=-1)
+            m = min(self.block_frames, n - i)
+            np.multiply(frames[i:i + m], self._short_window, out=block[:m, :c.win_length])
+            spec = self._rfft(block[:m], axis=-1)
             power = spec.real * spec.real
             power += spec.imag * spec.imag
             np.matmul(power, self._filters_t, out=mel[i:i + self.block_frames])
@@ -219,6 +233,8 @@ def resample(x: np.ndarray, from_hz: float, to_hz: float) -> np.ndarray:
     x = np.asarray(x, np.float64)
     if up == down:
         return x.astype(np.float32)
+    from scipy import signal  # here, not at module level: see the module docstring
+
     return signal.resample_poly(x, up, down, axis=0).astype(np.float32)
 
 
@@ -243,7 +259,7 @@ class StreamingResampler:
         max_rate = max(self.up, self.down)
         self.half_len = 0 if self.passthrough else 10 * max_rate
         h = np.ones(1) if self.passthrough else \
-            signal.firwin(2 * self.half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
+            firwin_lowpass(2 * self.half_len + 1, 1.0 / max_rate, beta=5.0) * self.up
         self.taps = -(-h.size // self.up)
         padded = np.zeros(self.taps * self.up)
         padded[:h.size] = h
