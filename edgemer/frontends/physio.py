@@ -261,19 +261,21 @@ class WristFrontEnd:
         self._baseline_shift = shift
 
     def interpret(self, outputs: Mapping[str, np.ndarray], t_end: float, bundle: str) -> ModalityEstimate:
-        probs = softmax(np.asarray(outputs["class_logits"], np.float64).reshape(-1))
+        # The PINN's outputs by name; a plain classifier (edgemer export onnx) gives its logits first.
+        logits = outputs["class_logits"] if "class_logits" in outputs else next(iter(outputs.values()))
+        probs = softmax(np.asarray(logits, np.float64).reshape(-1))
         probabilities = {lab: float(p) for lab, p in zip(self.labels, probs)}
         stress = probabilities.get("stress", 0.0)
         arousal = sum(p * CIRCUMPLEX.get(lab, (0.0, 0.0))[0] for lab, p in probabilities.items())
         valence = sum(p * CIRCUMPLEX.get(lab, (0.0, 0.0))[1] for lab, p in probabilities.items())
-        eda_mean, eda_std = float(self._mean[0, 0]), float(self._std[0, 0])
-        eda = np.asarray(outputs["eda"], np.float64).reshape(-1) * eda_std + eda_mean
-        extras = {
-            "eda_forecast_uS": eda[self.config.n_samples:].round(4).tolist(),
-            "eda_forecast_rate_hz": FEATURE_RATE_HZ,
-            "drive": float(np.asarray(outputs["drive"]).reshape(-1)[self.config.n_samples - 1]),
-            "physics": self.physics,
-        }
+        extras: dict[str, Any] = {"physics": self.physics}
+        if "eda" in outputs:
+            eda_mean, eda_std = float(self._mean[0, 0]), float(self._std[0, 0])
+            eda = np.asarray(outputs["eda"], np.float64).reshape(-1) * eda_std + eda_mean
+            extras["eda_forecast_uS"] = eda[self.config.n_samples:].round(4).tolist()
+            extras["eda_forecast_rate_hz"] = FEATURE_RATE_HZ
+        if "drive" in outputs:
+            extras["drive"] = float(np.asarray(outputs["drive"]).reshape(-1)[self.config.n_samples - 1])
         confidence = float(probs.max())
         return ModalityEstimate(modality=self.modality, bundle=bundle, t_end=t_end, probabilities=probabilities,
                                 stress_probability=stress, arousal=float(arousal), valence=float(valence),
