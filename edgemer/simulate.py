@@ -4,11 +4,18 @@ EDA follows the first-order dynamics of DESIGN.md::
 
     gamma * dEDA/dt = -alpha_0 * (EDA - EDA_tonic) + beta * u(t)
 
-driven by a latent arousal drive ``u(t)`` in [0, 1]: a condition level (stress high,
-amusement moderate, baseline and meditation low) with slow noise, plus brief pulses
-that produce skin-conductance responses through the same ODE (so the simulated EDA
-satisfies the ODE exactly, up to sensor noise). Heart rate, pulse amplitude, skin
-temperature and motion respond to the condition too.
+driven by a latent arousal drive ``u(t)`` in [0, 1]. Two drive models:
+
+- ``bursty`` (the default, used by the demo): a condition level (stress high, amusement
+  moderate, baseline and meditation low) approached over ~20 s with slow noise, plus
+  brief pulses that produce skin-conductance responses through the same ODE.
+- ``condition``: exactly the condition's level, switching at condition boundaries, with
+  the levels rescaled so that baseline is 0 and stress is 1 (:func:`anchored_levels`).
+  This is what the PINN's constrained drive can represent, so it is the data on which
+  the identifiability of the time constant and gain is checked.
+
+Either way the simulated EDA satisfies the ODE exactly, up to sensor noise. Heart rate,
+pulse amplitude, skin temperature and motion respond to the condition too.
 
 Streams and units (WESAD wrist): ``eda`` 4 Hz µS, ``bvp`` 64 Hz (arbitrary PPG
 units), ``temp`` 4 Hz °C, ``acc`` 32 Hz 3 axes in 1/64 g.
@@ -60,6 +67,19 @@ PROFILES = {
     3: ConditionProfile(drive=0.35, hr_offset_bpm=6.0, temp_offset_c=0.1, motion=6.0, scr_rate_hz=0.06),
     4: ConditionProfile(drive=0.00, hr_offset_bpm=-5.0, temp_offset_c=0.2, motion=0.5, scr_rate_hz=0.01),
 }
+
+
+DRIVE_MODELS = ("bursty", "condition")
+
+
+def anchored_levels() -> dict[int, float]:
+    """Drive level per WESAD code, rescaled so that baseline is 0 and stress is 1 (clipped to [0, 1]).
+
+    These anchors fix the scale of u(t): one unit of drive is the step from rest to the
+    stress condition, so the gain beta / alpha_0 is the steady EDA rise from rest to stress (µS).
+    """
+    base, stress = PROFILES[1].drive, PROFILES[2].drive
+    return {c: float(np.clip((p.drive - base) / (stress - base), 0.0, 1.0)) for c, p in PROFILES.items()}
 
 
 @dataclass(frozen=True)
@@ -126,10 +146,17 @@ class WristSimulator:
     traits: per-wearer constants.
     seed: random seed; the same seed gives the same signals.
     loop: repeat the scenario forever (live demo) or stop after one pass.
+    drive: ``bursty`` (condition level with slow noise and SCR pulses) or ``condition``
+        (exactly the anchored condition level; see the module docstring).
     """
 
     def __init__(self, scenario: Sequence[tuple[int, float]] = DEMO_SCENARIO, dynamics: EdaDynamics = EdaDynamics(),
-                 traits: SubjectTraits = SubjectTraits(), seed: int = 0, loop: bool = True) -> None:
+                 traits: SubjectTraits = SubjectTraits(), seed: int = 0, loop: bool = True,
+                 drive: str = "bursty") -> None:
+        if drive not in DRIVE_MODELS:
+            raise ConfigError(f"WristSimulator.drive must be one of {DRIVE_MODELS}, got {drive!r}")
+        self.drive_model = drive
+        self._anchored = anchored_levels()
         if not scenario:
             raise ConfigError("WristSimulator.scenario must hold at least one (label, seconds) step")
         for code, dur in scenario:
@@ -183,15 +210,18 @@ class WristSimulator:
         for i in range(n_blocks):
             code = self.condition_at(s.t)
             prof = PROFILES[code]
-            # Condition level with a ~20 s approach and slow noise.
-            s.drive_level += (prof.drive - s.drive_level) * (BLOCK_S / 20.0) + 0.01 * rng.standard_normal()
-            s.drive_level = float(np.clip(s.drive_level, 0.0, 1.0))
-            # SCR pulses: a short burst of extra drive.
-            if s.pulse_left_s <= 0 and rng.random() < prof.scr_rate_hz * BLOCK_S:
-                s.pulse_left_s = float(rng.uniform(1.0, 2.5))
-            pulse = 0.6 if s.pulse_left_s > 0 else 0.0
-            s.pulse_left_s -= BLOCK_S
-            u = float(np.clip(s.drive_level + pulse, 0.0, 1.0))
+            if self.drive_model == "condition":
+                u = s.drive_level = self._anchored[code]
+            else:
+                # Condition level with a ~20 s approach and slow noise.
+                s.drive_level += (prof.drive - s.drive_level) * (BLOCK_S / 20.0) + 0.01 * rng.standard_normal()
+                s.drive_level = float(np.clip(s.drive_level, 0.0, 1.0))
+                # SCR pulses: a short burst of extra drive.
+                if s.pulse_left_s <= 0 and rng.random() < prof.scr_rate_hz * BLOCK_S:
+                    s.pulse_left_s = float(rng.uniform(1.0, 2.5))
+                pulse = 0.6 if s.pulse_left_s > 0 else 0.0
+                s.pulse_left_s -= BLOCK_S
+                u = float(np.clip(s.drive_level + pulse, 0.0, 1.0))
             # Exact integration of the linear ODE over the block (u constant within it).
             decay = np.exp(-dyn.alpha_0 / dyn.gamma * BLOCK_S)
             target = tr.tonic_uS + dyn.beta * u / dyn.alpha_0

@@ -27,6 +27,11 @@ def configure_synth_wesad(parser: argparse.ArgumentParser) -> None:
                         help="per-subject variation of the EDA ODE parameters alpha_0, beta, gamma: each is "
                              "multiplied by exp(SIGMA * N(0,1)) per subject, listed in truth.json under "
                              "subject_dynamics (default 0: one shared parameter set)")
+    parser.add_argument("--drive", choices=("bursty", "condition"), default="bursty",
+                        help="latent arousal drive u(t): 'bursty' (default, as in the demo: condition level with "
+                             "slow noise and skin-conductance bursts) or 'condition' (exactly the condition's level, "
+                             "baseline 0 and stress 1: the data on which the PINN's time constant and gain are "
+                             "identifiable)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace DIR if it holds an earlier synth-wesad output (recognised by its truth.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -37,7 +42,8 @@ def run_synth_wesad(args: argparse.Namespace) -> int:
     from edgemer.export.synth_wesad import write_synthetic_wesad
 
     out = write_synthetic_wesad(args.out, subjects=args.subjects, seed=args.seed, minutes=args.minutes,
-                                progress=not args.quiet, overwrite=args.overwrite, param_spread=args.param_spread)
+                                progress=not args.quiet, overwrite=args.overwrite, param_spread=args.param_spread,
+                                drive=args.drive)
     print(f"wrote {args.subjects} synthetic subjects (WESAD layout) and truth.json to {out}")
     print(f"next: edgemer export physio --wesad {shlex.quote(str(out))} --out my-physio-bundle")
     return 0

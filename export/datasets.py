@@ -10,6 +10,9 @@ Labels: the WESAD code covering at least ``min_label_fraction`` of the window's 
 labels; codes 1 (baseline), 2 (stress), 3 (amusement) become classes 0, 1, 2 and every
 other window is dropped. The EDA target is the window's EDA followed by the next
 ``forecast_s`` seconds of 4 Hz EDA (windows without that much future are dropped).
+For the PINN's physics term each window also carries the WESAD code of every 4 Hz sample
+of window + forecast (the condition, which drives u(t)) and its subject's resting EDA
+(:func:`resting_eda`, the tonic level of the ODE).
 Subjects are split by subject: the last ``heldout_fraction`` of them (at least one) are
 held out for verification.
 """
@@ -79,6 +82,8 @@ class SubjectWindows:
     features: [n, 4, n_samples] float32 (eda µS, hr bpm, temp °C, motion g; hr may be NaN).
     eda_future: [n, n_forecast] float32, µS. labels: [n] int64 class index.
     t_start_s: [n] float64, window start in the recording, seconds.
+    codes: [n, n_samples + n_forecast] int8, WESAD code (0-4; 5-7 read as 0) of every 4 Hz
+    sample of window + forecast. tonic_uS: [n] float32, the subject's resting EDA, µS.
     """
 
     subject: str
@@ -86,6 +91,26 @@ class SubjectWindows:
     eda_future: np.ndarray
     labels: np.ndarray
     t_start_s: np.ndarray
+    codes: np.ndarray
+    tonic_uS: np.ndarray
+
+
+def resting_eda(eda_4hz: np.ndarray, codes_4hz: np.ndarray) -> float:
+    """A subject's resting (tonic) EDA in µS: the median over its baseline samples (code 1), or,
+    without a baseline, the 5th percentile of all its EDA. NaN samples are ignored."""
+    eda = np.asarray(eda_4hz, np.float64).reshape(-1)
+    base = eda[(codes_4hz[:eda.size] == 1) & np.isfinite(eda)]
+    if base.size:
+        return float(np.median(base))
+    finite = eda[np.isfinite(eda)]
+    return float(np.percentile(finite, 5)) if finite.size else 0.0
+
+
+def codes_at_4hz(label_700: np.ndarray, n4: int) -> np.ndarray:
+    """[n4] int8: the WESAD code at the start of every 4 Hz sample (codes 5-7, "ignore", read as 0)."""
+    per_4hz = int(round(LABEL_RATE_HZ / FEATURE_RATE_HZ))
+    c = np.asarray(label_700[:n4 * per_4hz:per_4hz], np.int64)
+    return np.where((c >= 0) & (c <= 4), c, 0).astype(np.int8)
 
 
 @dataclass(frozen=True)
@@ -95,6 +120,8 @@ class PhysioDataset:
     x_*: [n, 4, n_samples] float32 model inputs (standardised).
     eda_*: [n, n_samples + n_forecast] float32 standardised EDA target (window, then forecast).
     y_*: [n] int64 class index into :data:`LABELS`.
+    codes_*: [n, n_samples + n_forecast] int8 WESAD code per 4 Hz sample (drives u(t) in training).
+    tonic_*: [n] float32 the subject's resting EDA, standardised like ``eda_*``.
     mean/std: per feature channel (eda µS, hr bpm, temp °C, motion g), training subjects only.
     """
 
@@ -109,6 +136,10 @@ class PhysioDataset:
     subjects_train: tuple[str, ...]
     subjects_heldout: tuple[str, ...]
     options: WindowOptions
+    codes_train: np.ndarray
+    codes_heldout: np.ndarray
+    tonic_train: np.ndarray
+    tonic_heldout: np.ndarray
 
     @property
     def eda_mean_uS(self) -> float:
@@ -147,7 +178,9 @@ def subject_windows(rec: WesadSubject, opts: WindowOptions) -> SubjectWindows:
     fractions = _label_fractions(rec.label, codes, starts * per_4hz, n * per_4hz)
     best = fractions.argmax(axis=1) if starts.size else np.zeros(0, int)
     keep = fractions[np.arange(starts.size), best] >= opts.min_label_fraction if starts.size else np.zeros(0, bool)
-    feats, future, labels, t0 = [], [], [], []
+    codes_4hz = codes_at_4hz(rec.label, n4)
+    tonic = resting_eda(rec.wrist["eda"][:n4, 0], codes_4hz)
+    feats, future, labels, t0, seq = [], [], [], [], []
     for s, j in zip(starts[keep], best[keep]):
         eda_future = rec.wrist["eda"][s + n:s + n + f, 0]
         if not np.isfinite(eda_future).all():
@@ -160,12 +193,15 @@ def subject_windows(rec: WesadSubject, opts: WindowOptions) -> SubjectWindows:
         future.append(eda_future)
         labels.append(CLASS_OF_CODE[codes[j]])
         t0.append(t)
+        seq.append(codes_4hz[s:s + n + f])
     return SubjectWindows(
         subject=rec.subject,
         features=np.asarray(feats, np.float32).reshape(-1, len(CHANNELS), n),
         eda_future=np.asarray(future, np.float32).reshape(-1, f),
         labels=np.asarray(labels, np.int64),
         t_start_s=np.asarray(t0, np.float64),
+        codes=np.asarray(seq, np.int8).reshape(-1, n + f),
+        tonic_uS=np.full(len(labels), tonic, np.float32),
     )
 
 
@@ -225,16 +261,39 @@ def _read_subjects(files: list[Path], opts: WindowOptions, root: Path, progress:
     return out
 
 
-def _stack(parts: list[SubjectWindows], front_end: WristFrontEnd, opts: WindowOptions
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class StackedWindows:
+    """Windows of several subjects, standardised: x [n, 4, N], eda [n, N+F], y [n], codes [n, N+F],
+    tonic [n] (standardised EDA units)."""
+
+    x: np.ndarray
+    eda: np.ndarray
+    y: np.ndarray
+    codes: np.ndarray
+    tonic: np.ndarray
+
+
+def stack_windows(parts: list[SubjectWindows], front_end: WristFrontEnd) -> StackedWindows:
+    """Concatenate subjects' windows and standardise them with ``front_end`` (the runtime's own)."""
     feats = np.concatenate([p.features for p in parts])
     future = np.concatenate([p.eda_future for p in parts])
-    y = np.concatenate([p.labels for p in parts])
     x = front_end.normalise(feats)
     eda_mean, eda_std = front_end.config.mean[0], front_end.config.std[0]
     future_z = (future - eda_mean) / eda_std
-    eda = np.concatenate([x[:, 0, :], future_z], axis=1).astype(np.float32)
-    return x.astype(np.float32), eda, y
+    tonic_z = (np.concatenate([p.tonic_uS for p in parts]) - eda_mean) / eda_std
+    return StackedWindows(x.astype(np.float32), np.concatenate([x[:, 0, :], future_z], axis=1).astype(np.float32),
+                          np.concatenate([p.labels for p in parts]), np.concatenate([p.codes for p in parts]),
+                          tonic_z.astype(np.float32))
+
+
+def physio_dataset(train: StackedWindows, held: StackedWindows, mean: tuple[float, ...], std: tuple[float, ...],
+                   subjects_train: tuple[str, ...], subjects_heldout: tuple[str, ...],
+                   options: WindowOptions) -> "PhysioDataset":
+    """A :class:`PhysioDataset` from stacked training and held-out windows."""
+    return PhysioDataset(x_train=train.x, eda_train=train.eda, y_train=train.y, x_heldout=held.x,
+                         eda_heldout=held.eda, y_heldout=held.y, mean=mean, std=std, subjects_train=subjects_train,
+                         subjects_heldout=subjects_heldout, options=options, codes_train=train.codes,
+                         codes_heldout=held.codes, tonic_train=train.tonic, tonic_heldout=held.tonic)
 
 
 def load_wesad_windows(wesad_dir: Path, opts: WindowOptions = WindowOptions(), hop_s: float = 5.0,
@@ -265,8 +324,5 @@ def load_wesad_windows(wesad_dir: Path, opts: WindowOptions = WindowOptions(), h
     mean, std = channel_stats(np.concatenate([p.features for p in train]))
     config = WristFrontEndConfig(window_s=opts.window_s, hop_s=hop_s, forecast_s=opts.forecast_s, mean=mean, std=std)
     front_end = WristFrontEnd(config, LABELS)
-    x_tr, eda_tr, y_tr = _stack(train, front_end, opts)
-    x_ho, eda_ho, y_ho = _stack(held, front_end, opts)
-    return PhysioDataset(x_train=x_tr, eda_train=eda_tr, y_train=y_tr, x_heldout=x_ho, eda_heldout=eda_ho,
-                         y_heldout=y_ho, mean=mean, std=std, subjects_train=tuple(p.subject for p in train),
-                         subjects_heldout=tuple(p.subject for p in held), options=opts)
+    return physio_dataset(stack_windows(train, front_end), stack_windows(held, front_end), mean, std,
+                          tuple(p.subject for p in train), tuple(p.subject for p in held), opts)

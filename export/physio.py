@@ -45,11 +45,34 @@ from edgemer.export.verify import BACKEND_OF_FORMAT, verify_bundle, write_verifi
 from edgemer.frontends.physio import WristFrontEndConfig
 
 PHYSICS_UNITS = {"alpha_0": "1/s", "beta": "uS/s per unit drive", "gamma": "dimensionless", "tau_s": "s",
-                 "gain_uS": "uS per unit drive", "EDA": "uS", "u": "0..1 (latent drive output)"}
-IDENTIFIABILITY_NOTE = ("The ODE is unchanged when alpha_0, beta and gamma are multiplied by the same factor, so "
-                        "EDA data can fix at most tau_s = gamma/alpha_0 and gain_uS = beta/alpha_0. The latent drive "
-                        "is kept slow (a few knots per window) so that the EDA relaxation constrains tau_s, but only "
-                        "weakly: compare tau_s and gain_uS with the truth as a diagnostic, not a measurement.")
+                 "gain_uS": "uS per unit drive (rest -> stress)", "EDA": "uS",
+                 "u": "0..1 (drive: baseline 0, stress 1)", "level_*": "0..1 (learned drive level of a condition)"}
+IDENTIFIABILITY_NOTE = (
+    "The ODE gamma*dEDA/dt = -alpha_0*(EDA - EDA_tonic) + beta*u is unchanged when alpha_0, beta and gamma are "
+    "multiplied by one factor, so only tau_s = gamma/alpha_0 (the EDA time constant, s) and gain_uS = beta/alpha_0 "
+    "(the steady EDA rise per unit drive, µS) can be learned. A drive free at every time step could mimic any time "
+    "constant and a drive of free scale any gain, so in training the drive is tied to the condition: one learned "
+    "level per WESAD condition, anchored at baseline = 0 and stress = 1 (one unit of drive is the step from rest to "
+    "stress, time is in seconds), and EDA_tonic is the wearer's resting EDA measured on the baseline. tau_s then "
+    "shows in how EDA approaches each new level after a condition change and gain_uS in the level differences. Both "
+    "are identifiable when the true drive follows this constraint (edgemer data synth-wesad --drive condition); on "
+    "the default bursty simulator, skin-conductance bursts and wandering arousal that a condition level cannot "
+    "follow bias them, and on real data they describe the wearer's average response to the protocol's conditions.")
+
+
+def truth_physics(truth: dict[str, Any] | None) -> dict[str, float] | None:
+    """truth.json's ODE parameters in the PINN's units, or None (real data).
+
+    alpha_0 and gamma as they are; beta and gain_uS per unit of the PINN's anchored drive
+    (baseline 0, stress 1), i.e. times the simulator's stress-minus-baseline drive level
+    from ``drive_levels`` (1 for ``--drive condition``; 0.75 for the bursty default).
+    """
+    if not truth or not all(k in truth for k in ("alpha_0", "beta", "gamma")):
+        return None
+    levels = truth.get("drive_levels") or {}
+    scale = float(levels["2"]) - float(levels["1"]) if "1" in levels and "2" in levels else 1.0
+    a, b, g = float(truth["alpha_0"]), float(truth["beta"]) * scale, float(truth["gamma"])
+    return {"alpha_0": a, "beta": b, "gamma": g, "tau_s": g / a, "gain_uS": b / a}
 
 
 @dataclass(frozen=True)
@@ -140,10 +163,9 @@ def _write_models(model: Any, data: PhysioDataset, config: PhysioExportConfig, f
 def _physics_section(params: dict[str, float], truth: dict[str, Any] | None) -> dict[str, Any]:
     section: dict[str, Any] = {"ode": ODE_TEXT, **params, "units": PHYSICS_UNITS,
                                "identifiability": IDENTIFIABILITY_NOTE}
-    if truth and all(k in truth for k in ("alpha_0", "beta", "gamma")):
-        section["truth"] = {k: float(truth[k]) for k in ("alpha_0", "beta", "gamma")}
-        section["truth"]["tau_s"] = section["truth"]["gamma"] / section["truth"]["alpha_0"]
-        section["truth"]["gain_uS"] = section["truth"]["beta"] / section["truth"]["alpha_0"]
+    true = truth_physics(truth)
+    if true:
+        section["truth"] = true
     return section
 
 

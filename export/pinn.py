@@ -7,9 +7,10 @@ temp, motion at 4 Hz; N = window_s * 4, 240 for 60 s). Outputs, in this order:
 class_logits   [B, 3]        baseline / stress / amusement logits
 eda            [B, N + F]    standardised EDA: reconstruction over the window, then
                              the F-sample (forecast_s * 4) forecast
-drive          [B, N + F]    latent arousal drive u(t) in [0, 1] on the same grid:
-                             slowly varying, linear between ``drive_knots`` knots
-eda_tonic      [B, 1]        standardised tonic EDA level
+drive          [B, N + F]    latent arousal drive u in [0, 1] (baseline 0, stress 1),
+                             constant over the grid: the window's predicted condition
+                             level, trained towards the learned level of its condition
+eda_tonic      [B, 1]        standardised tonic EDA level (the wearer's resting EDA)
 =============  ============  =====================================================
 
 The physical parameters of ``gamma * dEDA/dt = -alpha_0 * (EDA - EDA_tonic) + beta * u``
@@ -20,14 +21,17 @@ exported graph holds the four inference outputs and nothing else.
 Identifiability. The ODE is unchanged when alpha_0, beta and gamma are scaled together,
 so EDA can pin down at most the time constant ``tau_s = gamma / alpha_0`` and the gain
 ``gain_uS = beta / alpha_0``; the residual is divided by gamma so the loss cannot shrink
-by scaling all three towards zero. If u(t) could take any shape, the residual could be
-zeroed for any tau by reshaping u, so the drive is deliberately slow: a few knots per
-window (``drive_knots``, default 3: start, middle, end), linearly interpolated. Fast
-skin-conductance responses then cannot be explained by the drive, and the relaxation
-after each one -- whose speed is tau -- must be explained by the ODE. This is a weak
-constraint: on the synthetic data tau comes out 20-35 % short of the truth depending on
-initialisation and schedule, and the gain is held mainly by u(t) saturating at 1, so
-treat both as diagnostics. A free, full-rate drive leaves them wholly unconstrained.
+by scaling all three towards zero. A drive free at every time step could mimic any time
+constant, and a drive of free scale any gain, so in training u(t) is tied to the
+condition: u(t) = level[condition at t], one learned level per WESAD condition code
+with two anchors that fix the scale -- baseline 0 and stress 1, so one unit of drive is
+the step from rest to stress and the gain is the steady EDA rise from rest to stress in
+µS -- and EDA_tonic is the wearer's resting EDA measured on the baseline (not a free
+output). The time constant then shows in how EDA approaches each new level after a
+condition change, and the gain in the level differences. On data whose drive follows
+this constraint (``edgemer data synth-wesad --drive condition``) both are recovered; on
+the default bursty simulator (skin-conductance bursts and wandering arousal that a
+condition level cannot follow) they are biased, and the study report says by how much.
 """
 from __future__ import annotations
 
@@ -48,15 +52,10 @@ def _inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-def interpolation_matrix(knots: int, n: int) -> torch.Tensor:
-    """[n, knots] weights that interpolate ``knots`` evenly spaced values linearly onto ``n`` samples."""
-    pos = torch.linspace(0, knots - 1, n, dtype=torch.float64)
-    left = pos.floor().clamp(max=knots - 2).long()
-    frac = pos - left
-    w = torch.zeros(n, knots, dtype=torch.float64)
-    w[torch.arange(n), left] = 1 - frac
-    w[torch.arange(n), left + 1] = frac
-    return w.float()
+N_CODES = 5
+"""WESAD condition codes with a drive level: 0 transient, 1 baseline, 2 stress, 3 amusement, 4 meditation."""
+ANCHORS = {1: 0.0, 2: 1.0}
+"""Fixed drive levels that set the scale of u: baseline 0, stress 1."""
 
 
 @dataclass(frozen=True)
@@ -65,10 +64,10 @@ class PhysioPINNConfig:
 
     n_samples: window samples at 4 Hz (240 for 60 s). n_forecast: forecast samples (40 for 10 s).
     width: channels of the conv encoder. squeeze: channels after the 1x1 bottleneck conv.
-    latent: size of the shared window embedding. drive_knots: values of the slow drive
-    per window + forecast, linearly interpolated onto the 4 Hz grid (>= 2).
+    latent: size of the shared window embedding.
     init_alpha_0 (1/s), init_beta (µS/s), init_gamma: starting physical parameters,
-    deliberately away from the simulator's truth (0.08, 0.16, 1.5).
+    deliberately away from the simulator's truth (0.08, 0.16, 1.5). init_level: starting
+    drive level of the conditions without an anchor (transient, amusement, meditation).
     n_context: size of an optional per-window context vector (e.g. standardised
     self-report features) added to the shared embedding; 0 (the exported model) for none.
     """
@@ -80,10 +79,10 @@ class PhysioPINNConfig:
     width: int = 48
     squeeze: int = 16
     latent: int = 64
-    drive_knots: int = 3
     init_alpha_0: float = 0.2
     init_beta: float = 0.2
     init_gamma: float = 1.0
+    init_level: float = 0.3
     n_context: int = 0
 
     def __post_init__(self) -> None:
@@ -93,8 +92,8 @@ class PhysioPINNConfig:
         if self.n_samples % 8:
             raise ConfigError(f"PhysioPINNConfig.n_samples must be a multiple of 8 (three stride-2 convs), "
                               f"got {self.n_samples}")
-        if self.drive_knots < 2:
-            raise ConfigError(f"PhysioPINNConfig.drive_knots must be >= 2, got {self.drive_knots}")
+        if not 0 < self.init_level < 1:
+            raise ConfigError(f"PhysioPINNConfig.init_level must be in (0, 1), got {self.init_level}")
         if self.n_context < 0:
             raise ConfigError(f"PhysioPINNConfig.n_context must be >= 0, got {self.n_context}")
         if self.n_forecast < 0:
@@ -123,13 +122,13 @@ class PhysioPINN(nn.Module):
         self.context = nn.Linear(c.n_context, c.latent) if c.n_context else None
         self.class_head = nn.Sequential(nn.Linear(c.latent, 32), nn.ReLU(), nn.Linear(32, c.n_classes))
         self.eda_head = nn.Linear(c.latent, n_out)
-        self.drive_head = nn.Linear(c.latent, c.drive_knots)
-        # Linear interpolation knots -> 4 Hz grid as a frozen Linear layer (not a matmul with
-        # a constant), so that PT2E quantises it like every other layer.
-        self.drive_interp = nn.Linear(c.drive_knots, n_out, bias=False)
+        self.drive_head = nn.Linear(c.latent, 1)
+        # The drive, constant over the grid, is broadcast by a frozen Linear layer of ones (not
+        # an expand), so that PT2E quantises it like every other layer.
+        self.drive_broadcast = nn.Linear(1, n_out, bias=False)
         with torch.no_grad():
-            self.drive_interp.weight.copy_(interpolation_matrix(c.drive_knots, n_out))
-        self.drive_interp.requires_grad_(False)
+            self.drive_broadcast.weight.fill_(1.0)
+        self.drive_broadcast.requires_grad_(False)
         self.tonic_head = nn.Linear(c.latent, 1)
         # The EDA output is a skip connection -- the window's own EDA, then its last value
         # held over the forecast -- plus a learned correction that starts at zero. The EDA
@@ -146,6 +145,8 @@ class PhysioPINN(nn.Module):
         self.raw_alpha_0 = nn.Parameter(torch.tensor(_inverse_softplus(c.init_alpha_0)))
         self.raw_beta = nn.Parameter(torch.tensor(_inverse_softplus(c.init_beta)))
         self.raw_gamma = nn.Parameter(torch.tensor(_inverse_softplus(c.init_gamma)))
+        free = N_CODES - len(ANCHORS)
+        self.raw_levels = nn.Parameter(torch.full((free,), math.log(c.init_level / (1 - c.init_level))))
 
     @property
     def alpha_0(self) -> torch.Tensor:
@@ -162,11 +163,25 @@ class PhysioPINN(nn.Module):
         """Time scaling, dimensionless (> 0)."""
         return F.softplus(self.raw_gamma)
 
+    def code_levels(self) -> torch.Tensor:
+        """[N_CODES] drive level of each WESAD condition code: the anchors and sigmoid(learned) in [0, 1]."""
+        free = iter(torch.sigmoid(self.raw_levels).unbind())
+        return torch.stack([torch.tensor(ANCHORS[c], dtype=self.raw_levels.dtype) if c in ANCHORS else next(free)
+                            for c in range(N_CODES)])
+
+    def drive_of_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """u(t) of the training loss: the level of the condition at each sample. codes: [B, T] int (0-4)."""
+        return self.code_levels()[codes.long()]
+
     def physical_parameters(self) -> dict[str, float]:
-        """alpha_0 (1/s), beta (µS/s), gamma, and the two the data can constrain:
-        tau_s = gamma / alpha_0 (s) and gain_uS = beta / alpha_0 (µS)."""
+        """alpha_0 (1/s), beta (µS/s), gamma, the two the data can constrain --
+        tau_s = gamma / alpha_0 (s) and gain_uS = beta / alpha_0 (µS from rest to stress) --
+        and the learned drive level of each condition (``level_<condition>``, 0..1)."""
         a, b, g = self.alpha_0.item(), self.beta.item(), self.gamma.item()
-        return {"alpha_0": a, "beta": b, "gamma": g, "tau_s": g / a, "gain_uS": b / a}
+        levels = self.code_levels().tolist()
+        names = ("transient", "baseline", "stress", "amusement", "meditation")
+        return {"alpha_0": a, "beta": b, "gamma": g, "tau_s": g / a, "gain_uS": b / a,
+                **{f"level_{n}": float(v) for n, v in zip(names, levels)}}
 
     def forward(self, signals: torch.Tensor, context: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -181,7 +196,7 @@ class PhysioPINN(nn.Module):
         delta = self.eda_head(z)
         eda_in = torch.flatten(self.eda_skip(signals), 1)
         eda = torch.cat([eda_in + delta[:, :n], eda_in[:, n - 1:n] + delta[:, n:]], dim=1)
-        drive = self.drive_interp(torch.sigmoid(self.drive_head(z)))
+        drive = self.drive_broadcast(torch.sigmoid(self.drive_head(z)))
         return self.class_head(z), eda, drive, self.tonic_head(z)
 
 
@@ -204,34 +219,54 @@ class LossWeights:
 
 
 def physics_residual(model: PhysioPINN, eda: torch.Tensor, drive: torch.Tensor, eda_tonic: torch.Tensor,
-                     eda_mean_uS: float, eda_std_uS: float) -> torch.Tensor:
-    """ODE residual divided by gamma, in standardised EDA units per second: [B, N+F-1].
+                     eda_mean_uS: float, eda_std_uS: float, detach_parameters: bool = False) -> torch.Tensor:
+    """ODE residual divided by gamma, in standardised EDA units per second: [B, T-1].
 
     ``r = gamma * dEDA/dt + alpha_0 * (EDA - EDA_tonic) - beta * u`` with EDA in µS
     (de-standardised), forward differences at 4 Hz (dt = 0.25 s) and EDA, u taken at the
     interval midpoints (so sensor noise in the derivative and the level is uncorrelated).
+    ``detach_parameters``: no gradient reaches alpha_0, beta, gamma (only ``eda``).
     """
+    a, b, g = model.alpha_0, model.beta, model.gamma
+    if detach_parameters:
+        a, b, g = a.detach(), b.detach(), g.detach()
     e = eda * eda_std_uS + eda_mean_uS
     tonic = eda_tonic * eda_std_uS + eda_mean_uS
     de_dt = (e[:, 1:] - e[:, :-1]) / FEATURE_DT_S
     e_mid = 0.5 * (e[:, 1:] + e[:, :-1])
     u_mid = 0.5 * (drive[:, 1:] + drive[:, :-1])
-    r = model.gamma * de_dt + model.alpha_0 * (e_mid - tonic) - model.beta * u_mid
-    return r / (model.gamma * eda_std_uS)
+    return (g * de_dt + a * (e_mid - tonic) - b * u_mid) / (g * eda_std_uS)
 
 
 def pinn_loss(model: PhysioPINN, outputs: tuple[torch.Tensor, ...], eda_target: torch.Tensor, labels: torch.Tensor,
-              eda_mean_uS: float, eda_std_uS: float, weights: LossWeights = LossWeights(),
-              class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+              codes: torch.Tensor, tonic_target: torch.Tensor, eda_mean_uS: float, eda_std_uS: float,
+              weights: LossWeights = LossWeights(), class_weights: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total training loss and its parts (floats, for logging).
 
-    eda_target: [B, N+F] standardised EDA. labels: [B] int64 class index.
+    eda_target: [B, N+F] standardised EDA. labels: [B] int64 class index. codes: [B, N+F]
+    WESAD condition code per sample (the drive of the physics term). tonic_target: [B]
+    the wearer's resting EDA, standardised (the ODE's tonic level; the tonic head is
+    trained towards it with the EDA weight, and the drive head towards the learned level of
+    the window's conditions).
     """
-    logits, eda, drive, tonic = outputs
+    logits, eda, drive_out, tonic = outputs
     eda_mse = F.mse_loss(eda, eda_target)
+    tonic_mse = F.mse_loss(tonic[:, 0], tonic_target)
     ce = F.cross_entropy(logits, labels, weight=class_weights)
-    phys = physics_residual(model, eda, drive, tonic, eda_mean_uS, eda_std_uS).pow(2).mean()
-    total = weights.eda * eda_mse + weights.classification * ce + weights.physics * phys
+    # Two parts of one residual: on the measured EDA of the window it fits the physical
+    # parameters and drive levels (a learned reconstruction could bend towards any of them);
+    # on the model's forecast, with those parameters held fixed, it teaches the network to
+    # continue the EDA as the ODE does.
+    n = model.config.n_samples
+    drive = model.drive_of_codes(codes)
+    drive_mse = F.mse_loss(drive_out, drive.detach())
+    tonic_t = tonic_target[:, None]
+    fit = physics_residual(model, eda_target[:, :n], drive[:, :n], tonic_t, eda_mean_uS, eda_std_uS)
+    follow = physics_residual(model, eda[:, n - 1:], drive[:, n - 1:].detach(), tonic_t, eda_mean_uS, eda_std_uS,
+                              detach_parameters=True)
+    phys = torch.cat([fit, follow], dim=1).pow(2).mean()
+    total = weights.eda * (eda_mse + tonic_mse + drive_mse) + weights.classification * ce + weights.physics * phys
     parts = {"loss": float(total.detach()), "eda": float(eda_mse.detach()), "ce": float(ce.detach()),
              "phys": float(phys.detach())}
     return total, parts

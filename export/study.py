@@ -42,7 +42,7 @@ forecast *change* from the window's last sample (harder, and more telling).
 
 Physics per fold (PINN variants): alpha_0 (1/s), beta (µS/s per unit drive), gamma and the
 identifiable ``tau_s = gamma / alpha_0`` (s) and ``gain_uS = beta / alpha_0`` (µS per unit
-drive), against ``truth.json`` when the folder is synthetic. See :data:`IDENTIFIABILITY`.
+drive), against ``truth.json`` when the folder is synthetic. See :data:`edgemer.export.physio.IDENTIFIABILITY_NOTE`.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ import json
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +64,10 @@ from edgemer.export.datasets import (
     LABELS,
     SubjectWindows,
     WindowOptions,
-    _stack,
     channel_stats,
     check_subject,
+    physio_dataset,
+    stack_windows,
     subject_windows,
 )
 from edgemer.export.physio import read_truth
@@ -83,14 +84,6 @@ PROTOCOLS = ("cv", "loso")
 SELF_REPORT_NOTE = ("Self-report features (PANAS, SAM valence/arousal, STAI) describe the condition a window comes "
                     "from, one answer per subject and condition: a model given them can read the label off them "
                     "(a label leak). Rows marked '+self-report' are not physiology-only results.")
-IDENTIFIABILITY = (
-    "The ODE gamma*dEDA/dt = -alpha_0*(EDA - EDA_tonic) + beta*u is unchanged when alpha_0, beta and gamma are "
-    "multiplied by one factor, so only tau_s = gamma/alpha_0 (the EDA time constant, s) and gain_uS = beta/alpha_0 "
-    "(the steady EDA rise per unit drive, µS) can be learned; the drive's scale is fixed by u in [0, 1] (a sigmoid) "
-    "and time is in seconds. The PINN's drive u(t) is constrained to be slow (linear between a few knots per window), "
-    "so that fast skin-conductance responses cannot be explained by the drive and their relaxation must be explained "
-    "by the ODE. This is a weak constraint: the simulator's own drive wanders on a ~20 s scale (close to tau) and "
-    "has short pulses the slow drive cannot follow, so compare tau and gain with the truth as diagnostics.")
 TARGETS = {"tau_rel": 0.05, "gain_rel": 0.05, "eda_r": 0.99, "loso_f1": 0.90}
 
 
@@ -194,22 +187,25 @@ class StudyResult:
 def _cache_file(cache: Path, path: Path, opts: StudyOptions) -> Path:
     st = path.stat()
     tag = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:10]
-    return cache / f"{path.stem}-{opts.key(*WINDOW_FIELDS)}-{tag}.npz"
+    return cache / f"{path.stem}-{opts.key(*WINDOW_FIELDS)}-{tag}-v{WINDOW_CACHE_VERSION}.npz"
+
+
+WINDOW_CACHE_VERSION = 2
+"""Bumped when :class:`SubjectWindows` changes (2: codes and tonic_uS)."""
 
 
 def _load_windows(path: Path, opts: StudyOptions, cache: Path) -> SubjectWindows:
     """A subject's windows, from the cache when it holds them for these window options and this file."""
     f = _cache_file(cache, path, opts)
+    names = [x.name for x in fields(SubjectWindows)]
     if f.is_file():
         with np.load(f, allow_pickle=False) as z:
-            return SubjectWindows(subject=str(z["subject"]), features=z["features"], eda_future=z["eda_future"],
-                                  labels=z["labels"], t_start_s=z["t_start_s"])
+            return SubjectWindows(**{n: str(z[n]) if n == "subject" else z[n] for n in names})
     rec = load_subject(path)
     check_subject(rec)
     w = subject_windows(rec, opts.window_options())
     tmp = f.with_suffix(".tmp.npz")
-    np.savez(tmp, subject=np.array(w.subject), features=w.features, eda_future=w.eda_future, labels=w.labels,
-             t_start_s=w.t_start_s)
+    np.savez(tmp, **{n: np.asarray(getattr(w, n)) for n in names})
     tmp.replace(f)
     return w
 
@@ -270,6 +266,8 @@ class Pool:
     t_start_s: np.ndarray     # [n]
     names: list[str]
     eda_range_uS: np.ndarray  # [n_subjects]
+    codes: np.ndarray         # [n, N+F] WESAD code per 4 Hz sample
+    tonic_uS: np.ndarray      # [n] the window's subject's resting EDA
 
     @classmethod
     def of(cls, subjects: list[SubjectData]) -> "Pool":
@@ -278,10 +276,12 @@ class Pool:
                    np.concatenate([x.labels for x in w]),
                    np.concatenate([np.full(x.labels.size, i) for i, x in enumerate(w)]),
                    np.concatenate([s.context for s in subjects]), np.concatenate([x.t_start_s for x in w]),
-                   [x.subject for x in w], np.array([s.eda_range_uS for s in subjects]))
+                   [x.subject for x in w], np.array([s.eda_range_uS for s in subjects]),
+                   np.concatenate([x.codes for x in w]), np.concatenate([x.tonic_uS for x in w]))
 
     def part(self, idx: np.ndarray) -> SubjectWindows:
-        return SubjectWindows("pool", self.features[idx], self.eda_future[idx], self.labels[idx], self.t_start_s[idx])
+        return SubjectWindows("pool", self.features[idx], self.eda_future[idx], self.labels[idx], self.t_start_s[idx],
+                              self.codes[idx], self.tonic_uS[idx])
 
 
 def fold_indices(pool: Pool, protocol: str, opts: StudyOptions) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -307,20 +307,15 @@ class FoldData:
 
 
 def fold_data(pool: Pool, train: np.ndarray, test: np.ndarray, opts: StudyOptions) -> FoldData:
-    from edgemer.export.datasets import PhysioDataset
-
     wo = opts.window_options()
     mean, std = channel_stats(pool.features[train])
     fe = WristFrontEnd(WristFrontEndConfig(window_s=opts.window_s, forecast_s=opts.forecast_s, mean=mean, std=std),
                        LABELS)
-    x_tr, eda_tr, y_tr = _stack([pool.part(train)], fe, wo)
-    x_te, eda_te, y_te = _stack([pool.part(test)], fe, wo)
     c_mean = pool.context[train].mean(0)
     c_std = np.where(pool.context[train].std(0) > 1e-6, pool.context[train].std(0), 1.0)
-    ds = PhysioDataset(x_train=x_tr, eda_train=eda_tr, y_train=y_tr, x_heldout=x_te, eda_heldout=eda_te,
-                       y_heldout=y_te, mean=mean, std=std,
-                       subjects_train=tuple(sorted({pool.names[i] for i in pool.subject[train]})),
-                       subjects_heldout=tuple(sorted({pool.names[i] for i in pool.subject[test]})), options=wo)
+    ds = physio_dataset(stack_windows([pool.part(train)], fe), stack_windows([pool.part(test)], fe), mean, std,
+                        tuple(sorted({pool.names[i] for i in pool.subject[train]})),
+                        tuple(sorted({pool.names[i] for i in pool.subject[test]})), wo)
     return FoldData(ds, ((pool.context[train] - c_mean) / c_std).astype(np.float32),
                     ((pool.context[test] - c_mean) / c_std).astype(np.float32), test)
 
@@ -414,9 +409,9 @@ def _personalised_run(fd: FoldData, pool: Pool, test: np.ndarray, opts: StudyOpt
         return {"skipped": f"the test wearer has {int(calib.sum())} calibration and {int(rest.sum())} other windows"}
     model, history = _train_variant(PERSONALISED, fd, opts)
     ds = fd.dataset
-    tuned = fine_tune_pinn(model, ds.x_heldout[calib], ds.eda_heldout[calib], ds.y_heldout[calib], ds.eda_mean_uS,
-                           ds.eda_std_uS, epochs=opts.personalise_epochs, physics_weight=opts.physics_weight,
-                           seed=opts.seed)
+    tuned = fine_tune_pinn(model, ds.x_heldout[calib], ds.eda_heldout[calib], ds.y_heldout[calib],
+                           ds.codes_heldout[calib], ds.tonic_heldout[calib], ds.eda_mean_uS, ds.eda_std_uS,
+                           epochs=opts.personalise_epochs, physics_weight=opts.physics_weight, seed=opts.seed)
     idx = test[rest]
     last, rng = pool.features[idx, 0, -1], pool.eda_range_uS[pool.subject[idx]]
     scores = {}

@@ -12,7 +12,8 @@ import numpy as np
 
 from edgemer._extras import require
 from edgemer.export.datasets import LABELS
-from edgemer.export.study import IDENTIFIABILITY, PERSONALISED, SELF_REPORT_NOTE, TARGETS, StudyOptions, SubjectData
+from edgemer.export.physio import IDENTIFIABILITY_NOTE, truth_physics
+from edgemer.export.study import PERSONALISED, SELF_REPORT_NOTE, TARGETS, StudyOptions, SubjectData
 
 PHYSICS_KEYS = ("alpha_0", "beta", "gamma", "tau_s", "gain_uS")
 CLASS_KEYS = ("macro_f1", "accuracy", "binary_f1", "binary_accuracy")
@@ -47,13 +48,6 @@ def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if rows and "before" in rows[0]:
         out["before"] = _aggregate([r["before"] for r in rows])
     return out
-
-
-def _truth_physics(truth: dict[str, Any] | None) -> dict[str, float] | None:
-    if not truth or not all(k in truth for k in ("alpha_0", "beta", "gamma")):
-        return None
-    a, b, g = (float(truth[k]) for k in ("alpha_0", "beta", "gamma"))
-    return {"alpha_0": a, "beta": b, "gamma": g, "tau_s": g / a, "gain_uS": b / a}
 
 
 def _targets(agg: dict[str, dict[str, Any]], truth: dict[str, float] | None) -> list[dict[str, Any]]:
@@ -94,7 +88,7 @@ def build_report(results: dict[str, dict[str, list[dict[str, Any]]]], opts: Stud
     from edgemer import __version__
 
     agg = {p: {v: _aggregate(rows) for v, rows in per.items()} for p, per in results.items()}
-    true_phys = _truth_physics(truth)
+    true_phys = truth_physics(truth)
     synthetic = bool(truth and truth.get("synthetic") is True)
     return {
         "study": "edgemer study physio",
@@ -113,7 +107,7 @@ def build_report(results: dict[str, dict[str, list[dict[str, Any]]]], opts: Stud
                  "questionnaire_problems": [p for s in subjects for p in s.quest_problems]},
         "labels": list(LABELS),
         "self_report_note": SELF_REPORT_NOTE,
-        "identifiability": IDENTIFIABILITY,
+        "identifiability": IDENTIFIABILITY_NOTE,
         "truth": true_phys,
         "folds": results,
         "summary": agg,

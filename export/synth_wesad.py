@@ -32,12 +32,14 @@ from edgemer import __version__
 from edgemer.errors import DatasetError, MissingExtraError
 from edgemer.simulate import (
     BLOCK_S,
+    DRIVE_MODELS,
     PROFILES,
     WESAD_CONDITIONS,
     WESAD_PROTOCOL,
     EdaDynamics,
     SubjectTraits,
     WristSimulator,
+    anchored_levels,
 )
 from edgemer.wesad import LABEL_RATE_HZ
 from edgemer.export.atomic import atomic_directory
@@ -132,10 +134,11 @@ def _resample(x: np.ndarray, rate_hz: float, n_out: int, out_rate_hz: float) -> 
 
 
 def simulate_subject(subject: str, protocol: tuple[tuple[int, float], ...], dynamics: EdaDynamics,
-                     traits: SubjectTraits, seed: int, nk: Any) -> dict[str, Any]:
+                     traits: SubjectTraits, seed: int, nk: Any, drive: str = "bursty") -> dict[str, Any]:
     """One subject as the WESAD pickle's dict (``subject``, ``signal`` -> wrist/chest, ``label``)."""
     sim_seed, chest_seed = np.random.SeedSequence(seed).generate_state(2)
-    sim = WristSimulator(scenario=protocol, dynamics=dynamics, traits=traits, seed=int(sim_seed), loop=False)
+    sim = WristSimulator(scenario=protocol, dynamics=dynamics, traits=traits, seed=int(sim_seed), loop=False,
+                         drive=drive)
     wrist = sim.generate(sim.duration_s)
     n_blocks = wrist["eda"].shape[0]
     n_chest = n_blocks * CHEST_SAMPLES_PER_BLOCK
@@ -170,8 +173,8 @@ def _dynamics_dict(d: EdaDynamics) -> dict[str, float]:
 
 
 def truth_dict(dynamics: EdaDynamics, protocol: tuple[tuple[int, float], ...], traits: dict[str, SubjectTraits],
-               seed: int, per_subject: dict[str, EdaDynamics] | None = None, param_spread: float = 0.0
-               ) -> dict[str, Any]:
+               seed: int, per_subject: dict[str, EdaDynamics] | None = None, param_spread: float = 0.0,
+               drive: str = "bursty") -> dict[str, Any]:
     """What ``truth.json`` holds: the ODE, its parameters, the protocol and per-subject traits
     (and, with a parameter spread, each subject's own ODE parameters under ``subject_dynamics``)."""
     extra: dict[str, Any] = {}
@@ -192,6 +195,9 @@ def truth_dict(dynamics: EdaDynamics, protocol: tuple[tuple[int, float], ...], t
         "units": {"alpha_0": "1/s", "beta": "uS/s per unit drive", "gamma": "dimensionless",
                   "tau_s": "s", "gain_uS": "uS per unit drive", "EDA": "uS", "u": "0..1"},
         "eda_noise_uS": 0.005,
+        "drive": drive,
+        "drive_levels": {str(c): (anchored_levels()[c] if drive == "condition" else p.drive)
+                         for c, p in PROFILES.items()},
         "protocol": [{"code": c, "condition": WESAD_CONDITIONS[c], "seconds": d} for c, d in protocol],
         "subjects": {s: asdict(t) for s, t in traits.items()},
         **extra,
@@ -204,7 +210,8 @@ def _looks_like_synthetic_wesad(path: Path) -> bool:
 
 def write_synthetic_wesad(out_dir: Path, subjects: int = 15, seed: int = 0, minutes: float | None = None,
                           progress: bool = True, overwrite: bool = False,
-                          dynamics: EdaDynamics = EdaDynamics(), param_spread: float = 0.0) -> Path:
+                          dynamics: EdaDynamics = EdaDynamics(), param_spread: float = 0.0,
+                          drive: str = "bursty") -> Path:
     """Write ``subjects`` synthetic subjects (S2, S3, ...) and ``truth.json`` into ``out_dir``.
 
     Parameters
@@ -218,6 +225,8 @@ def write_synthetic_wesad(out_dir: Path, subjects: int = 15, seed: int = 0, minu
     dynamics: the EDA ODE parameters (the truth a PINN should recover).
     param_spread: per-subject variation of alpha_0, beta and gamma (log-normal sigma,
         e.g. 0.1 for about 10 %); 0 gives every subject ``dynamics`` (the default).
+    drive: the simulator's drive model, ``bursty`` (default) or ``condition`` (see
+        :mod:`edgemer.simulate`; the condition levels used are in truth.json ``drive_levels``).
 
     Returns the absolute ``out_dir``. The folder appears only when complete.
 
@@ -228,6 +237,8 @@ def write_synthetic_wesad(out_dir: Path, subjects: int = 15, seed: int = 0, minu
     """
     if subjects < 1:
         raise DatasetError(f"subjects must be >= 1, got {subjects}")
+    if drive not in DRIVE_MODELS:
+        raise DatasetError(f"drive must be one of {DRIVE_MODELS}, got {drive!r}")
     if not 0 <= param_spread <= 1:
         raise DatasetError(f"param_spread must be in [0, 1] (log-normal sigma), got {param_spread}")
     protocol = scaled_protocol(minutes)
@@ -245,12 +256,12 @@ def write_synthetic_wesad(out_dir: Path, subjects: int = 15, seed: int = 0, minu
             traits[name] = SubjectTraits.random(rng)
             sim_seed = int(rng.integers(2**31 - 1))
             per_subject[name] = subject_dynamics(dynamics, param_spread, rng)
-            data = simulate_subject(name, protocol, per_subject[name], traits[name], sim_seed, nk)
+            data = simulate_subject(name, protocol, per_subject[name], traits[name], sim_seed, nk, drive)
             (tmp / name).mkdir()
             with open(tmp / name / f"{name}.pkl", "wb") as f:
                 pickle.dump(data, f, protocol=4)
             quest_rng = np.random.default_rng(np.random.SeedSequence([seed, i, 7]))
             (tmp / name / f"{name}_quest.csv").write_text(synthetic_quest(name, quest_rng))
-        truth = truth_dict(dynamics, protocol, traits, seed, per_subject, param_spread)
+        truth = truth_dict(dynamics, protocol, traits, seed, per_subject, param_spread, drive)
         (tmp / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return out_dir

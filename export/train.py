@@ -22,7 +22,9 @@ from edgemer.export.progress import progress_bar
 class TrainConfig:
     """epochs: passes over the training windows. batch_size: windows per step.
     lr: Adam learning rate of the network. physics_lr: learning rate of the three
-    physical parameters (they move slowly at the network's rate). seed: weights and
+    physical parameters and the drive levels (Adam with a short second-moment memory,
+    beta2 = 0.9: the time constant lies along a flat valley of the loss, where Adam's
+    default memory of the large early gradients would keep its steps tiny). seed: weights and
     shuffling. balance_classes: weight the cross-entropy by inverse class frequency.
     weights: loss term weights. Both learning rates follow a cosine decay to 5 %.
     """
@@ -30,7 +32,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 3e-3
-    physics_lr: float = 1e-2
+    physics_lr: float = 5e-2
     seed: int = 0
     balance_classes: bool = True
     weights: LossWeights = field(default_factory=LossWeights)
@@ -77,10 +79,13 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     x = torch.from_numpy(data.x_train)
     eda = torch.from_numpy(data.eda_train)
     y = torch.from_numpy(data.y_train)
+    codes = torch.from_numpy(data.codes_train.astype(np.int64))
+    tonic = torch.from_numpy(data.tonic_train)
     cw = torch.from_numpy(class_weights(data.y_train, n_classes)) if config.balance_classes else None
-    physical = [model.raw_alpha_0, model.raw_beta, model.raw_gamma]
+    physical = [model.raw_alpha_0, model.raw_beta, model.raw_gamma, model.raw_levels]
     network = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("raw_")]
-    opt = torch.optim.Adam([{"params": network, "lr": config.lr}, {"params": physical, "lr": config.physics_lr}])
+    opt = torch.optim.Adam([{"params": network, "lr": config.lr},
+                            {"params": physical, "lr": config.physics_lr, "betas": (0.9, 0.9)}])
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda epoch: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs)))
     history: dict[str, Any] = {"epochs": [], "physics": []}
@@ -94,8 +99,8 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
         for i in range(0, x.shape[0], config.batch_size):
             idx = order[i:i + config.batch_size]
             outputs = model(x[idx], None if ctx is None else ctx[idx])
-            loss, parts = pinn_loss(model, outputs, eda[idx], y[idx], data.eda_mean_uS, data.eda_std_uS,
-                                    config.weights, cw)
+            loss, parts = pinn_loss(model, outputs, eda[idx], y[idx], codes[idx], tonic[idx], data.eda_mean_uS,
+                                    data.eda_std_uS, config.weights, cw)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -116,16 +121,17 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     return model, history
 
 
-def fine_tune_pinn(model: PhysioPINN, x: np.ndarray, eda: np.ndarray, y: np.ndarray, eda_mean_uS: float,
-                   eda_std_uS: float, epochs: int = 30, lr: float = 1e-3, physics_weight: float = 1.0,
-                   seed: int = 0) -> PhysioPINN:
+def fine_tune_pinn(model: PhysioPINN, x: np.ndarray, eda: np.ndarray, y: np.ndarray, codes: np.ndarray,
+                   tonic: np.ndarray, eda_mean_uS: float, eda_std_uS: float, epochs: int = 30, lr: float = 1e-3,
+                   physics_weight: float = 1.0, seed: int = 0) -> PhysioPINN:
     """A copy of ``model`` personalised on a new wearer's calibration windows.
 
-    x [n, 4, N] and eda [n, N+F] are standardised like the training data; y [n] their
-    classes (only used by the loss's bookkeeping: the classification weight is 0). The
-    encoder and the class head stay fixed; the EDA, drive and tonic heads and the three
-    physical parameters are trained on the EDA + physics loss for ``epochs`` full-batch
-    Adam steps at ``lr``. ``model`` itself is not changed.
+    x [n, 4, N], eda [n, N+F] and tonic [n] are standardised like the training data; y [n]
+    their classes (only for the loss's bookkeeping: the classification weight is 0);
+    codes [n, N+F] their condition codes. The encoder, the class head and the drive
+    levels stay fixed; the EDA and tonic heads and alpha_0, beta, gamma are trained on the
+    EDA + physics loss for ``epochs`` full-batch Adam steps at ``lr``. ``model`` itself is
+    not changed.
     """
     import copy
 
@@ -133,18 +139,18 @@ def fine_tune_pinn(model: PhysioPINN, x: np.ndarray, eda: np.ndarray, y: np.ndar
 
     torch.manual_seed(seed)
     tuned = copy.deepcopy(model)
-    heads = [tuned.eda_head, tuned.drive_head, tuned.tonic_head]
     for p in tuned.parameters():
         p.requires_grad_(False)
-    params = [p for h in heads for p in h.parameters()] + [tuned.raw_alpha_0, tuned.raw_beta, tuned.raw_gamma]
+    params = [*tuned.eda_head.parameters(), *tuned.tonic_head.parameters(), tuned.raw_alpha_0, tuned.raw_beta,
+              tuned.raw_gamma]
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
     weights = LossWeights(eda=1.0, classification=0.0, physics=physics_weight)
-    xt, et, yt = torch.from_numpy(x), torch.from_numpy(eda), torch.from_numpy(y)
+    batch = [torch.from_numpy(a) for a in (x, eda, y, codes.astype(np.int64), tonic)]
     tuned.train()
     for _ in range(epochs):
-        loss, _ = pinn_loss(tuned, tuned(xt), et, yt, eda_mean_uS, eda_std_uS, weights)
+        loss, _ = pinn_loss(tuned, tuned(batch[0]), *batch[1:], eda_mean_uS, eda_std_uS, weights)
         opt.zero_grad()
         loss.backward()
         opt.step()

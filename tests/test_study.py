@@ -72,7 +72,7 @@ def test_calibration_windows_are_the_first_baseline_seconds():
     t = np.array([0.0, 10, 20, 30, 100, 110, 400], float)
     labels = np.array([0, 0, 0, 0, 1, 1, 0])
     pool = Pool(np.zeros((7, 4, 8), np.float32), np.zeros((7, 2)), labels, np.zeros(7, int), np.zeros((7, 5)), t,
-                ["S2"], np.ones(1))
+                ["S2"], np.ones(1), np.ones((7, 10), np.int8), np.ones(7, np.float32))
     opts = StudyOptions(window_s=20.0, personalise_s=40.0)
     # windows [0, 20], [10, 30], [20, 40] lie inside the first 40 s of baseline; [30, 50] does not.
     assert calibration_windows(pool, np.arange(7), opts).tolist() == [True, True, True, False, False, False, False]
