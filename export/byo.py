@@ -50,7 +50,7 @@ from edgemer.export.guard import coverage, run_guard
 from edgemer.export.onnx_check import CheckedModel, check_onnx_model
 from edgemer.export.onnx_tflite import TfliteOutcome, tflite_from_module, tflite_from_onnx
 from edgemer.export.quantize_onnx import preprocess_onnx
-from edgemer.export.verify import classifier_markdown, target_lines, verify_classifier, write_verification
+from edgemer.export.verify import classifier_markdown, verify_classifier, write_verification
 from edgemer.frontends.physio import CHANNELS
 
 FP32_NAME, INT8_NAME, TFLITE_NAME = "model_fp32.onnx", "model_int8.onnx", "model_int8.tflite"
@@ -81,8 +81,8 @@ class ByoExportResult(BundleExportResult):
             lines.append(f"ops       not known to convert to TFLite: {', '.join(r['model_check']['tflite_risky_ops'])}")
         t = r["tflite"]
         lines.append(f"tflite    {'written (' + t['route'] + ')' if t['written'] else 'not written: ' + t['reason']}")
-        lines += [f"target    {line}" for line in target_lines(self.verification)]
-        lines.append(f"overall   {'PASS' if self.passed else 'FAIL'}  (report: {self.bundle_dir / REPORT_MD})")
+        lines += self._closing_lines()
+        lines.append(f"report    {self.bundle_dir / REPORT_MD}")
         return "\n".join(lines)
 
 

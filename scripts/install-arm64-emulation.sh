@@ -8,20 +8,4 @@
 # Run as root (or with sudo). Idempotent.
 set -euo pipefail
 
-PACKAGES=(qemu-user-static debootstrap binfmt-support)
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    SUDO="sudo"
-fi
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -eq 0 ]; then
-    echo "arm64 emulation packages already installed: ${PACKAGES[*]}"
-    exit 0
-fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update
-$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+exec bash "$(dirname "$0")/install-system-packages.sh" qemu-user-static debootstrap binfmt-support

@@ -262,3 +262,36 @@ def test_cli_reports_a_missing_port(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edgemer", "run", "--source", f"serial:{tmp_path}/ttyACM7", "--bundle",
                         "physio-demo"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_reader_reports_an_os_error_of_a_vanished_device_as_lost():
+    """pyserial lets EIO from in_waiting escape its reader loop; the source must still hear of the loss."""
+    import serial.threaded
+
+    from edgemer.sources.serial_wearable import _guarded_reader
+
+    class VanishedPort:
+        is_open = True
+        timeout = None
+
+        @property
+        def in_waiting(self):
+            raise OSError(5, "Input/output error")
+
+        def read(self, size):  # pragma: no cover - in_waiting raises first
+            return b""
+
+        def cancel_read(self):
+            pass
+
+    lost = []
+
+    class Protocol(serial.threaded.Protocol):
+        def connection_lost(self, exc):
+            lost.append(exc)
+
+    reader = _guarded_reader(serial.threaded)(VanishedPort(), Protocol)
+    reader.start()
+    reader.join(timeout=5)
+    assert not reader.is_alive()
+    assert len(lost) == 1 and isinstance(lost[0], OSError) and lost[0].errno == 5

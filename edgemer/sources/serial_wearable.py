@@ -272,7 +272,7 @@ class SerialWearable(ThreadedSource):
             self._wake.set()
 
         self.decoder.reset()
-        reader = threaded.ReaderThread(handle, lambda: FramePacketizer(self.decoder, self._on_frames, on_lost))
+        reader = _guarded_reader(threaded)(handle, lambda: FramePacketizer(self.decoder, self._on_frames, on_lost))
         reader.name = f"edgemer-serial-reader-{self.port}"
         reader.start()
         self._answered = False
@@ -448,3 +448,23 @@ class SerialWearable(ThreadedSource):
 
 
 __all__ = ["PortUnavailableError", "SERIAL_STREAMS", "SerialLinkConfig", "SerialWearable", "open_port"]
+
+
+def _guarded_reader(threaded: Any) -> type:
+    """pyserial's ``ReaderThread`` that also reports an ``OSError`` as a lost connection.
+
+    pyserial catches only ``SerialException`` in its read loop; when a device vanishes,
+    ``in_waiting`` can raise a bare ``OSError`` (EIO), which would end the thread with a
+    traceback and never tell the protocol, leaving the source waiting on a dead port.
+    """
+
+    class GuardedReaderThread(threaded.ReaderThread):  # type: ignore[misc, valid-type]
+        def run(self) -> None:
+            try:
+                super().run()
+            except OSError as exc:
+                self.alive = False
+                if self.protocol is not None:
+                    self.protocol.connection_lost(exc)
+
+    return GuardedReaderThread
