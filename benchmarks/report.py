@@ -234,6 +234,22 @@ def _multimodal_section(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _arm64_parity_section(r: Mapping[str, Any]) -> list[str]:
+    """The emulated-aarch64 parity check: argmax agreement per model file and emulated CPU."""
+    emu = r.get("emulation") or {}
+    summ = r.get("summary") or {}
+    lines = [f"**ARM64 parity under emulation** ({emu.get('emulator', 'qemu')}; "
+             f"{summ.get('disagreeing_windows', '?')} of {summ.get('windows', '?')} windows disagree; timings "
+             f"{emu.get('timing_note', 'emulated')})", "",
+             "| bundle | model | CPU | status | argmax agreement vs x86-64 | max abs error |", "|---|---|---|---|---|---|"]
+    for row in r.get("results") or []:
+        parity = row.get("parity") or {}
+        lines.append(f"| {row.get('bundle')} | {row.get('model')} | {row.get('cpu')} | {row.get('status')} | "
+                     f"{_pct(parity.get('argmax_agreement'), '.1f')} | "
+                     f"{_num(parity.get('first_output_max_abs_error'), '.2g')} |")
+    return lines
+
+
 def _suite_notes(results: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """Per device: the newest suite's overhead and repeat-spread lines."""
     notes: dict[str, list[str]] = {}
@@ -293,6 +309,8 @@ def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] =
                 lines += [f"**{r['bundle']['name']}**: failed — {r.get('reason')}", ""]
             elif kind == "pipeline":
                 lines += _pipeline_section(r) + [""]
+            elif kind == "arm64-parity":
+                lines += _arm64_parity_section(r) + [""]
             elif kind == "multimodal":  # every run of this device, not only the newest
                 runs = sorted((m for m in expanded if m.get("kind") == "multimodal" and device_id(m) == dev),
                               key=lambda m: str(m.get("created_utc", "")))

@@ -172,3 +172,13 @@ def test_multimodal_runs_render_as_one_table_with_the_newest_runs_targets(tmp_pa
     assert "Targets of the newest run (2026-12-02T12:00:00+00:00)" in text
     assert "| pipeline_overhead: beyond inference | <= 0.1 | 3.2 | **not met** |" in text
     assert "| peak_rss: peak RSS, MiB | <= 150 | 109 | met |" in text
+
+
+def test_arm64_parity_result_renders_its_table():
+    committed = sorted((Path(__file__).parent.parent / "benchmarks" / "results").glob("arm64-parity-*.json"))
+    assert committed, "the emulated aarch64 parity result is committed"
+    result = load_result(committed[-1])
+    md = markdown_report([result])
+    assert "ARM64 parity under emulation" in md and "meaningless for speed" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "cortex-a7" in line]
+    assert len(rows) == len(result["results"]) and all("100.0 %" in row for row in rows)
