@@ -10,6 +10,7 @@ import json
 import logging
 import signal
 import statistics
+import threading
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -215,13 +216,26 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
     if args.out is not None:
         pipe.sinks.append(JsonlSink(args.out))
     latencies = []
-    interrupted = False
+    stop_requested = threading.Event()
+
+    def request_stop(signum, frame) -> None:
+        # Only flags the stop: raising KeyboardInterrupt at an arbitrary point of the main thread
+        # (e.g. inside a queue's lock) could leave the worker blocked. The iteration then ends
+        # once the worker has finished its window, and leaving the block stops and flushes everything.
+        stop_requested.set()
+        pipe.request_stop()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pipe:
             for est in pipe:
                 latencies.append(est.latency_s)
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt:  # a Ctrl-C before the handler was in place
+        stop_requested.set()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    interrupted = stop_requested.is_set()
     stats = pipe.stats()
     dropped = sum(s["dropped_samples"] for s in stats["streams"].values())
     nans = sum(s["nan_samples"] for s in stats["streams"].values())

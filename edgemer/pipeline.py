@@ -350,6 +350,12 @@ class Pipeline:
             raise
         self._worker.start()
 
+    def request_stop(self) -> None:
+        """Ask the pipeline to stop without waiting (safe from a signal handler): the worker ends
+        after the window it is on and iteration ends; leaving the ``with`` block (or :meth:`stop`)
+        then stops the sources and closes the sinks."""
+        self._stop.set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop sources and worker, close sinks. Safe to call twice."""
         self._stop.set()
