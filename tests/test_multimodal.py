@@ -284,7 +284,7 @@ def test_python_api_stops_from_a_sigterm_handler(tmp_path, face_2fps):
     audio = WavReplay("speech-example", speed=5, loop=True)
     faces = VideoReplay(shipped_example("face-example"), speed=5, fps=2, loop=True)
     pipe = Pipeline([audio, faces], ["audio-demo", face_2fps], sinks=[JsonlSink(out)])
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: pipe.stop())
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: pipe.request_stop())
     try:
         got = []
         with pipe:
