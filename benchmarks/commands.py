@@ -41,6 +41,9 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
                         help="TFLite delegate library for the LiteRT cells, e.g. /usr/lib/libedgetpu.so.1")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="with --suite: run the whole grid N times and print each cell's p50 spread")
+    parser.add_argument("--best-of", type=int, default=1, metavar="K",
+                        help="with --suite: run the grid K times per run and keep each cell's lowest p50 (noise "
+                             "only adds time; steadier numbers on shared or virtual machines; default 1)")
     parser.add_argument("--pipeline-seconds", type=float, default=70.0, metavar="SECONDS",
                         help="with --suite: stream seconds of the three-modality pipeline run (0 = skip; default 70)")
     parser.add_argument("--out", type=Path, default=Path("report"), metavar="FOLDER",
@@ -153,7 +156,8 @@ def run_suite_cli(args: argparse.Namespace) -> int:
         extra.insert(0, args.bundle)
     result = run_suite(suite_bundles(extra), standard_engines(args.delegate, args.providers),
                        precisions=args.precisions, threads=args.threads, max_time_s=args.max_time,
-                       repeat=args.repeat, pipeline_s=args.pipeline_seconds, progress=not args.quiet)
+                       repeat=args.repeat, best_of=args.best_of, pipeline_s=args.pipeline_seconds,
+                       progress=not args.quiet)
     print(device_line(result["device"]))
     print()
     print(format_suite(result))

@@ -12,6 +12,7 @@ import pytest
 from edgemer.benchmarks.cell import measure_overhead
 from edgemer.benchmarks.suite import (Engine, ProgressBar, format_suite, overhead_summary, repeat_spread, run_suite,
                                       standard_engines)
+from edgemer.errors import ConfigError
 
 from test_bench import FAST, _parse, build_tiny_bundle
 
@@ -117,3 +118,24 @@ def test_suite_cli_writes_a_suite_json(tiny_dir, tmp_path, capsys, monkeypatch):
 def test_engine_is_a_plain_record():
     e = Engine("litert-delegate", "litert", None, "/x.so")
     assert e.delegate == "/x.so" and e.providers is None
+
+
+def test_best_of_keeps_each_cells_lowest_p50_and_lists_the_passes():
+    from edgemer.benchmarks.suite import best_of_passes
+
+    def entry(p50s):
+        cells = [{"precision": "fp32", "threads": t, "status": "ok" if p is not None else "failed",
+                  **({"latency_ms": {"p50": p}} if p is not None else {})} for t, p in enumerate(p50s, 1)]
+        return {"engine": "onnxruntime", "bundle": {"name": "b"}, "cells": cells}
+
+    merged = best_of_passes([[entry([0.30, None])], [entry([0.20, 0.50])], [entry([0.25, 0.40])]])
+    first, second = merged[0]["cells"]
+    assert first["latency_ms"]["p50"] == 0.20 and first["p50_passes_ms"] == [0.30, 0.20, 0.25]
+    assert second["latency_ms"]["p50"] == 0.40 and second["p50_passes_ms"] == [None, 0.50, 0.40]
+
+
+def test_best_of_must_be_positive():
+    from edgemer.benchmarks.suite import run_suite, standard_engines
+
+    with pytest.raises(ConfigError, match="best_of"):
+        run_suite(["physio-demo"], standard_engines(), best_of=0, progress=False)
