@@ -1,9 +1,11 @@
 """Fully-integer INT8 TFLite for a model that may exist only as ONNX.
 
-Route: ONNX -> ``torch.fx.GraphModule`` with ``onnx2torch`` -> litert-torch's PT2E INT8
-conversion (:func:`edgemer.export.tflite.export_tflite_int8`, the same path every edgemer
-bundle uses). This needs no TensorFlow: ``onnx2tf`` would pull TensorFlow (~600 MB),
-which the ``[export]`` extra does not carry.
+Route: ONNX -> torch module -> litert-torch's PT2E INT8 conversion
+(:func:`edgemer.export.tflite.export_tflite_int8`, the same path every edgemer bundle
+uses). The ONNX -> torch step is edgemer's own converter for CNN/MLP graphs
+(:mod:`edgemer.export.onnx_torch`, no extra package), or ``onnx2torch`` when it is
+installed (far more ops). This needs no TensorFlow: ``onnx2tf`` would pull TensorFlow
+(~600 MB), which the ``[export]`` extra does not carry.
 
 ``onnx2torch`` (1.5.15) declares a dependency on ``torchvision`` only for its NMS and
 RoiAlign converters; torchvision's PyPI wheels are built against torch's CUDA wheels
@@ -186,11 +188,10 @@ def tflite_from_module(module: Any, example: np.ndarray, calibration: np.ndarray
 
 def tflite_from_onnx(proto: Any, example: np.ndarray, calibration: np.ndarray, path: Path, inputs: list[Any],
                      outputs: list[Any], risky_ops: list[str]) -> TfliteOutcome:
-    """ONNX -> torch (onnx2torch) -> INT8 TFLite; never raises for an impossible conversion."""
-    o2t = load_onnx2torch()
-    if o2t is None:
-        return TfliteOutcome(False, "none", f"no ONNX -> TFLite converter installed: edgemer converts ONNX-only models "
-                                            f"through onnx2torch ({INSTALL_HINT}); onnx2tf would need TensorFlow")
+    """ONNX -> torch (onnx2torch if installed, else the built-in converter) -> INT8 TFLite; never raises for an
+    impossible conversion."""
+    if load_onnx2torch() is None:
+        return _tflite_via_builtin(proto, example, calibration, path, inputs, outputs)
     route = f"onnx2torch {_version('onnx2torch')} -> litert-torch PT2E"
     try:
         module = onnx_to_torch(proto)
@@ -201,3 +202,16 @@ def tflite_from_onnx(proto: Any, example: np.ndarray, calibration: np.ndarray, p
     if not outcome.written and risky_ops:
         outcome.reason = f"{outcome.reason} (ops outside the known-convertible set: {', '.join(risky_ops)})"
     return outcome
+
+
+def _tflite_via_builtin(proto: Any, example: np.ndarray, calibration: np.ndarray, path: Path, inputs: list[Any],
+                        outputs: list[Any]) -> TfliteOutcome:
+    """ONNX -> torch with edgemer's own converter (:mod:`edgemer.export.onnx_torch`) -> INT8 TFLite."""
+    from edgemer.export.onnx_torch import UnsupportedOnnxError, onnx_to_module
+
+    route = "edgemer onnx_torch -> litert-torch PT2E"
+    try:
+        module = onnx_to_module(proto)
+    except UnsupportedOnnxError as exc:
+        return TfliteOutcome(False, route, f"{exc} ({INSTALL_HINT}); onnx2tf would need TensorFlow")
+    return tflite_from_module(module, example, calibration, path, inputs, outputs, route)

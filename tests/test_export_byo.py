@@ -342,15 +342,52 @@ def test_mismatched_calibration_folders_are_named(tmp_path):
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
-def test_missing_tflite_converter_is_recorded_not_fatal(tmp_path, monkeypatch):
+def test_without_onnx2torch_the_builtin_converter_writes_a_fully_integer_tflite(tmp_path, monkeypatch):
+    pytest.importorskip("litert_torch")
     import edgemer.export.onnx_tflite as ot
 
     monkeypatch.setattr(ot, "load_onnx2torch", lambda: None)
     model = face_cnn(tmp_path / "face.onnx")
+    cal = write_images(tmp_path / "cal", 16)
+    res = export_onnx_model(model, cal, tmp_path / "b", ByoExportConfig(modality="face", calibration_samples=16))
+    m = load_bundle(tmp_path / "b").manifest
+    assert "int8-tflite" in m.models and m.raw["tflite"]["route"].startswith("edgemer onnx_torch")
+    q = m.raw["quantisation"]["tflite"]
+    assert q["inputs"]["image"]["dtype"] == "int8" and q["outputs"]["logits"]["dtype"] == "int8"
+    assert res.verification["comparisons"]["int8-tflite vs fp32-onnx"]["argmax_agreement"] >= 0.9
+
+
+def test_builtin_converter_matches_onnxruntime_and_names_what_it_cannot_convert(tmp_path):
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from edgemer.export.onnx_torch import UnsupportedOnnxError, onnx_to_module
+
+    path = face_cnn(tmp_path / "face.onnx", channels=3, size=24)
+    x = np.random.default_rng(0).random((1, 3, 24, 24), dtype=np.float32)
+    ref = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    with torch.no_grad():
+        got = onnx_to_module(onnx.load(str(path)))(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    proto = onnx.load(str(path))
+    proto.graph.node[1].op_type = "Elu"  # the first Relu
+    with pytest.raises(UnsupportedOnnxError, match="Elu"):
+        onnx_to_module(proto)
+
+
+def test_unconvertible_model_is_recorded_not_fatal(tmp_path, monkeypatch):
+    import edgemer.export.onnx_tflite as ot
+
+    monkeypatch.setattr(ot, "load_onnx2torch", lambda: None)
+    model = face_cnn(tmp_path / "face.onnx")
+    proto = __import__("onnx").load(str(model))
+    proto.graph.node[1].op_type = "Elu"  # onnxruntime runs it; the built-in converter does not
+    __import__("onnx").save(proto, str(model))
     cal = write_images(tmp_path / "cal", 8)
     res = export_onnx_model(model, cal, tmp_path / "b", ByoExportConfig(modality="face", calibration_samples=8))
     t = load_bundle(tmp_path / "b").manifest.raw["tflite"]
-    assert t["written"] is False and "onnx2torch" in t["reason"] and "TensorFlow" in t["reason"]
+    assert t["written"] is False and "Elu" in t["reason"] and "onnx2torch" in t["reason"]
     assert "Not written" in (tmp_path / "b" / "report.md").read_text() and "int8-tflite" not in res.manifest["models"]
     with pytest.raises(ModelCheckError, match="--require-tflite"):
         export_onnx_model(model, cal, tmp_path / "c", ByoExportConfig(modality="face", require_tflite=True))
