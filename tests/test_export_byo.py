@@ -342,16 +342,21 @@ def test_mismatched_calibration_folders_are_named(tmp_path):
     assert not (tmp_path / "out").exists() and leftovers(tmp_path) == []
 
 
-def test_without_onnx2torch_the_builtin_converter_writes_a_fully_integer_tflite(tmp_path, monkeypatch):
+@pytest.mark.parametrize("route", ["edgemer onnx_torch", "onnx2torch"])
+def test_onnx_only_model_gets_a_fully_integer_tflite(tmp_path, monkeypatch, route):
+    """Without torch source: edgemer's own converter (always there), or onnx2torch when installed."""
     pytest.importorskip("litert_torch")
     import edgemer.export.onnx_tflite as ot
 
-    monkeypatch.setattr(ot, "load_onnx2torch", lambda: None)
+    if route == "onnx2torch" and ot.load_onnx2torch() is None:
+        pytest.skip("onnx2torch not installed (pip install --no-deps onnx2torch==1.5.15)")
+    if route == "edgemer onnx_torch":
+        monkeypatch.setattr(ot, "load_onnx2torch", lambda: None)
     model = face_cnn(tmp_path / "face.onnx")
     cal = write_images(tmp_path / "cal", 16)
     res = export_onnx_model(model, cal, tmp_path / "b", ByoExportConfig(modality="face", calibration_samples=16))
     m = load_bundle(tmp_path / "b").manifest
-    assert "int8-tflite" in m.models and m.raw["tflite"]["route"].startswith("edgemer onnx_torch")
+    assert "int8-tflite" in m.models and m.raw["tflite"]["route"].startswith(route)
     q = m.raw["quantisation"]["tflite"]
     assert q["inputs"]["image"]["dtype"] == "int8" and q["outputs"]["logits"]["dtype"] == "int8"
     assert res.verification["comparisons"]["int8-tflite vs fp32-onnx"]["argmax_agreement"] >= 0.9
@@ -392,23 +397,6 @@ def test_unconvertible_model_is_recorded_not_fatal(tmp_path, monkeypatch):
     with pytest.raises(ModelCheckError, match="--require-tflite"):
         export_onnx_model(model, cal, tmp_path / "c", ByoExportConfig(modality="face", require_tflite=True))
     assert not (tmp_path / "c").exists()
-
-
-def test_onnx_only_model_gets_fully_integer_tflite_via_onnx2torch(tmp_path):
-    from edgemer.export.onnx_tflite import load_onnx2torch
-
-    if load_onnx2torch() is None:
-        pytest.skip("onnx2torch not installed (pip install --no-deps onnx2torch==1.5.15)")
-    pytest.importorskip("litert_torch")
-    model = face_cnn(tmp_path / "face.onnx")
-    cal = write_images(tmp_path / "cal", 16)
-    res = export_onnx_model(model, cal, tmp_path / "b", ByoExportConfig(modality="face", calibration_samples=16))
-    m = load_bundle(tmp_path / "b").manifest
-    assert "int8-tflite" in m.models and m.raw["tflite"]["route"].startswith("onnx2torch")
-    q = m.raw["quantisation"]["tflite"]
-    assert q["inputs"]["image"]["dtype"] == "int8" and q["outputs"]["logits"]["dtype"] == "int8"
-    assert res.verification["comparisons"]["int8-tflite vs fp32-onnx"]["argmax_agreement"] >= 0.9
-    assert "onnx2torch" in res.report["versions"]
 
 
 def test_torch_module_export_with_tflite_is_reproducible(tmp_path):
