@@ -35,6 +35,7 @@ from edgemer.export.bundle_writer import (
     toolchain_versions,
     models_section,
     physio_io,
+    tflite_quantisation_section,
     write_manifest,
     write_samples,
 )
@@ -144,19 +145,12 @@ def _write_models(model: Any, data: PhysioDataset, config: PhysioExportConfig, f
     quantize_onnx(folder / "model_fp32.onnx", folder / "model_int8.onnx", calibration, config.onnx_quantisation)
     quant: dict[str, Any] = {"onnx": {**config.onnx_quantisation.to_dict(), "calibration_windows": len(calibration)}}
     if config.tflite:
-        from edgemer.export.tflite import export_tflite_fp32, export_tflite_int8, tflite_io_quantisation
+        from edgemer.export.tflite import export_tflite_fp32, export_tflite_int8
 
         export_tflite_fp32(model, example, folder / "model_fp32.tflite")
         export_tflite_int8(model, example, folder / "model_int8.tflite", calibration)
-        io = tflite_io_quantisation(folder / "model_int8.tflite")
         inputs, outputs = physio_io(data.options.n_samples, data.options.n_forecast)
-        quant["tflite"] = {
-            "method": "litert-torch PT2E, symmetric per-channel static INT8 (fully integer)",
-            "calibration_windows": len(calibration),
-            "inputs": {spec.name: {"signature_name": sig, **q} for spec, (sig, q) in zip(inputs, io["inputs"].items())},
-            "outputs": {spec.name: {"signature_name": sig, **q}
-                        for spec, (sig, q) in zip(outputs, io["outputs"].items())},
-        }
+        quant["tflite"] = tflite_quantisation_section(folder / "model_int8.tflite", inputs, outputs, len(calibration))
     return quant
 
 
