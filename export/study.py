@@ -366,7 +366,7 @@ def _train_variant(variant: str, fd: FoldData, opts: StudyOptions) -> tuple[Any,
 
 
 _LOSS_WEIGHTS = {"pinn": (1.0, 1.0, 1.0), "pinn+self-report": (1.0, 1.0, 1.0), "eda-only": (1.0, 0.0, 1.0),
-                 "class-only": (0.0, 1.0, 0.0), "no-physics": (1.0, 1.0, 0.0), PERSONALISED: (1.0, 1.0, 1.0)}
+                 "class-only": (0.0, 1.0, 0.0), "no-physics": (1.0, 1.0, 0.0)}
 """(EDA, classification, physics) loss switches per variant; physics is scaled by ``physics_weight``."""
 
 
@@ -379,8 +379,31 @@ def _predict(model: Any, x: np.ndarray, ctx: np.ndarray | None, ds: Any) -> tupl
     return logits.argmax(1).numpy(), eda[:, ds.options.n_samples:].numpy() * ds.eda_std_uS + ds.eda_mean_uS
 
 
-def _pinn_run(variant: str, fd: FoldData, opts: StudyOptions) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    model, history = _train_variant(variant, fd, opts)
+class FoldRun:
+    """The work the variants of one fold share: its standardised data (built once, on first use) and
+    the trained PINNs (the personalised variant starts from the plain ``pinn`` model, not a retrained copy)."""
+
+    def __init__(self, pool: Pool, train: np.ndarray, test: np.ndarray, opts: StudyOptions) -> None:
+        self.pool, self.train, self.test, self.opts = pool, train, test, opts
+        self._data: FoldData | None = None
+        self._models: dict[str, tuple[Any, dict[str, Any]]] = {}
+
+    @property
+    def data(self) -> FoldData:
+        if self._data is None:
+            self._data = fold_data(self.pool, self.train, self.test, self.opts)
+        return self._data
+
+    def trained(self, variant: str) -> tuple[Any, dict[str, Any]]:
+        """(model, history) of ``variant``, trained on this fold once."""
+        if variant not in self._models:
+            self._models[variant] = _train_variant(variant, self.data, self.opts)
+        return self._models[variant]
+
+
+def _pinn_run(variant: str, fold: FoldRun) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    fd = fold.data
+    model, history = fold.trained(variant)
     ds = fd.dataset
     pred, pred_uS = _predict(model, ds.x_heldout, fd.ctx_test if variant.endswith("+self-report") else None, ds)
     out: dict[str, Any] = {"train_seconds": round(history["seconds"], 2), "physics": model.physical_parameters()}
@@ -399,16 +422,17 @@ def calibration_windows(pool: Pool, test: np.ndarray, opts: StudyOptions) -> np.
     return base & (t + opts.window_s <= t[base].min() + max(opts.personalise_s, opts.window_s) + 1e-6)
 
 
-def _personalised_run(fd: FoldData, pool: Pool, test: np.ndarray, opts: StudyOptions) -> dict[str, Any]:
-    """The PINN before and after fine-tuning on the calibration windows, both scored on the other windows."""
+def _personalised_run(fold: FoldRun) -> dict[str, Any]:
+    """The fold's PINN before and after fine-tuning on the calibration windows, both scored on the other windows."""
     from edgemer.export.train import fine_tune_pinn
 
+    pool, test, opts = fold.pool, fold.test, fold.opts
     calib = calibration_windows(pool, test, opts)
     rest = ~calib
     if not calib.any() or not rest.any():
         return {"skipped": f"the test wearer has {int(calib.sum())} calibration and {int(rest.sum())} other windows"}
-    model, history = _train_variant(PERSONALISED, fd, opts)
-    ds = fd.dataset
+    model, history = fold.trained("pinn")
+    ds = fold.data.dataset
     tuned = fine_tune_pinn(model, ds.x_heldout[calib], ds.eda_heldout[calib], ds.y_heldout[calib],
                            ds.codes_heldout[calib], ds.tonic_heldout[calib], ds.eda_mean_uS, ds.eda_std_uS,
                            epochs=opts.personalise_epochs, physics_weight=opts.physics_weight, seed=opts.seed)
@@ -471,17 +495,19 @@ def _gbt_classes(pool: Pool, train: np.ndarray, test: np.ndarray, opts: StudyOpt
     return model.fit(x[train], pool.labels[train]).predict(x[test])
 
 
-def run_cell(variant: str, pool: Pool, train: np.ndarray, test: np.ndarray, opts: StudyOptions
-             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """One variant on one fold: (metrics dict, predictions for plots)."""
+def run_cell(variant: str, pool: Pool, train: np.ndarray, test: np.ndarray, opts: StudyOptions,
+             fold: FoldRun | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One variant on one fold: (metrics dict, predictions for plots). ``fold``: the fold's shared
+    work, when several variants of it run one after the other."""
+    fold = fold or FoldRun(pool, train, test, opts)
     started = time.perf_counter()
     last = pool.features[test, 0, -1]
     rng = pool.eda_range_uS[pool.subject[test]]
     preds: dict[str, np.ndarray] = {}
     if variant == PERSONALISED:
-        res = _personalised_run(fold_data(pool, train, test, opts), pool, test, opts)
+        res = _personalised_run(fold)
     elif variant in PINN_VARIANTS:
-        res, preds = _pinn_run(variant, fold_data(pool, train, test, opts), opts)
+        res, preds = _pinn_run(variant, fold)
     elif variant == "persistence":
         res, preds = {}, {"pred_uS": np.repeat(last[:, None], pool.eda_future.shape[1], axis=1)}
     elif variant == "svr":
@@ -554,13 +580,14 @@ def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(
     traces: dict[str, dict[str, Any]] = {}
     bar = progress_bar(total=sum(len(names[p]) for p, *_ in cells), enabled=progress, desc="study", unit="run")
     for protocol, k, train, test in cells:
+        fold = FoldRun(pool, train, test, opts)
         for v in names[protocol]:
             f = runs / f"{protocol}-fold{k}-{v.replace('+', '_')}{_cache_suffix(v, opts)}.json"
             if f.is_file():
                 saved = json.loads(f.read_text())
             else:
                 bar.set_description(f"{protocol} fold {k} {v}")
-                res, preds = run_cell(v, pool, train, test, opts)
+                res, preds = run_cell(v, pool, train, test, opts, fold)
                 saved = {"result": res}
                 if k == 0 and "pred_uS" in preds:
                     saved["trace"] = _trace(pool, test, preds["pred_uS"])
