@@ -10,8 +10,8 @@ import json
 import logging
 import signal
 import statistics
-import threading
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 

@@ -161,7 +161,6 @@ class ModelRunner:
         wall seconds also when the front-end raises (e.g. no face), so no time goes uncounted.
         """
         t0 = time.perf_counter()
-        self.last_frontend_s = self.last_detector_s = 0.0
         try:
             feeds, info = self.front_end.prepare(window)
         finally:
