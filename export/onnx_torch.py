@@ -10,6 +10,7 @@ When ``onnx2torch`` is installed it is used instead (it covers far more ops).
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable
 
 import numpy as np
@@ -57,10 +58,11 @@ def onnx_to_module(proto: Any) -> Any:
             raise UnsupportedOnnxError(f"{node.op_type} node '{node.name}': input '{name}' must be a constant")
         return consts[name]
 
+    unary = _unary_table()
     layers = nn.ModuleDict()
     steps: list[tuple[list[str], str, Callable[..., Any] | None, str | None]] = []
 
-    def layer(node: Any, module: Any) -> None:
+    def layer(module: Any) -> None:
         layers[f"n{len(layers)}"] = module
 
     for node in proto.graph.node:
@@ -83,7 +85,7 @@ def onnx_to_module(proto: Any) -> Any:
                 conv.weight.copy_(torch.from_numpy(np.array(w, np.float32)))
                 if conv.bias is not None:
                     conv.bias.copy_(torch.from_numpy(np.array(const(node.input[2], node), np.float32)))
-            layer(node, conv)
+            layer(conv)
         elif op in ("Gemm", "MatMul") and node.input[1] in consts:
             w = const(node.input[1], node).astype(np.float32)
             if op == "Gemm":
@@ -101,14 +103,14 @@ def onnx_to_module(proto: Any) -> Any:
                 if has_bias:
                     lin.bias.copy_(torch.from_numpy(const(node.input[2], node).astype(np.float32)
                                                     * a.get("beta", 1.0)).reshape(-1))
-            layer(node, lin)
+            layer(lin)
         elif op == "BatchNormalization":
             scale, bias, mean, var = (const(n, node) for n in node.input[1:5])
             bn = nn.BatchNorm2d(scale.size, eps=a.get("epsilon", 1e-5)).eval()
             with torch.no_grad():
                 for p, v in ((bn.weight, scale), (bn.bias, bias), (bn.running_mean, mean), (bn.running_var, var)):
                     p.copy_(torch.from_numpy(np.array(v, np.float32)))
-            layer(node, bn)
+            layer(bn)
         elif op in ("MaxPool", "AveragePool"):
             pads = _pads_2d(list(a.get("pads", [])))
             if pads is None:
@@ -117,7 +119,7 @@ def onnx_to_module(proto: Any) -> Any:
                       padding=pads, ceil_mode=bool(a.get("ceil_mode", 0)))
             pool = nn.MaxPool2d(**kw) if op == "MaxPool" else nn.AvgPool2d(
                 **kw, count_include_pad=bool(a.get("count_include_pad", 0)))
-            layer(node, pool)
+            layer(pool)
         elif op in _ELEMENTWISE:
             fn = _ELEMENTWISE[op]
             ins = list(node.input)
@@ -127,8 +129,8 @@ def onnx_to_module(proto: Any) -> Any:
             lo = a.get("min", lo) if lo is None else lo
             hi = a.get("max", hi) if hi is None else hi
             fn = (lambda low, high: lambda x: torch.clamp(x, low, high))(lo, hi)
-        elif op in _UNARY:
-            fn = _UNARY[op](a)
+        elif op in unary:
+            fn = unary[op](a)
         elif op == "Reshape":
             shape = tuple(int(v) for v in const(node.input[1], node))
             fn = (lambda s: lambda x: torch.reshape(x, s))(shape)
@@ -185,16 +187,12 @@ def _unsqueeze(x: Any, axes: tuple[int, ...]) -> Any:
     return x
 
 
-def _binary(name: str) -> Callable[..., Any]:
-    import operator
-
-    return {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": operator.truediv}[name]
-
-
-_ELEMENTWISE: dict[str, Callable[..., Any]] = {op: _binary(op) for op in ("Add", "Sub", "Mul", "Div")}
+_ELEMENTWISE: dict[str, Callable[..., Any]] = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul,
+                                               "Div": operator.truediv}
 
 
 def _unary_table() -> dict[str, Callable[[dict[str, Any]], Callable[..., Any]]]:
+    """Op -> (attributes -> torch function of the node's non-constant inputs)."""
     import torch
     import torch.nn.functional as F
 
@@ -212,23 +210,6 @@ def _unary_table() -> dict[str, Callable[[dict[str, Any]], Callable[..., Any]]]:
         "Dropout": lambda a: lambda x, *rest: x,
     }
 
-
-class _LazyUnary(dict):
-    """The unary-op table, built on first use (torch is imported only when a conversion runs)."""
-
-    def _table(self) -> dict[str, Any]:
-        if not super().__len__():
-            super().update(_unary_table())
-        return self
-
-    def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self._table(), key)
-
-    def __getitem__(self, key: str) -> Any:
-        return dict.__getitem__(self._table(), key)
-
-
-_UNARY = _LazyUnary()
 
 SUPPORTED_OPS = frozenset(("Conv", "Gemm", "MatMul", "BatchNormalization", "MaxPool", "AveragePool", "Add", "Sub",
                            "Mul", "Div", "Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "Softmax", "Flatten",
