@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--face-detector", default=None, metavar="haar|FILE.onnx",
                      help="face bundles: 'haar' (OpenCV cascade) or a YuNet-format ONNX face detector "
                           "(default: the bundle's)")
+    run.add_argument("--face-selection", default=None, choices=("largest", "tracked"),
+                     help="face bundles: analyse the largest face of each frame, or follow one face from frame to "
+                          "frame ('tracked': for a live camera; with Haar it searches near the face's last box "
+                          "between whole-frame searches, several times cheaper) (default: the bundle's, 'largest')")
     run.add_argument("--vad", default=None, metavar="energy|silero[:FILE.onnx]|none",
                      help="audio bundles: the voice-activity gate; 'silero' uses the Silero VAD model of an installed "
                           "silero-vad package, 'silero:FILE.onnx' a given file (default: the bundle's, 'energy')")
@@ -169,11 +173,13 @@ def _pipeline_from_args(bundle_ref: str, source_spec: str, args: argparse.Namesp
     source = source_from_spec(source_spec, speed=args.speed, duration_s=args.duration, seed=args.seed)
     bundle = bundle_ref
     fps, detector = getattr(args, "analysis_fps", None), getattr(args, "face_detector", None)
-    if fps is not None or detector is not None:
+    selection = getattr(args, "face_selection", None)
+    if fps is not None or detector is not None or selection is not None:
         from edgemer.bundle import load_bundle
         from edgemer.frontends.face import configure_face_bundle
 
-        bundle = configure_face_bundle(load_bundle(bundle_ref), analysis_fps=fps, detector=detector)
+        bundle = configure_face_bundle(load_bundle(bundle_ref), analysis_fps=fps, detector=detector,
+                                       selection=selection)
     if getattr(args, "vad", None) is not None:
         from edgemer.bundle import Bundle, load_bundle
         from edgemer.frontends.audio import configure_audio_bundle

@@ -30,7 +30,7 @@ Example (``examples/physio.toml``)::
     [[bundle]]
     name = "physio-demo"    # shipped name or folder (relative to this file)
     backend = "litert"      # optional per-bundle override: backend, precision, threads, providers
-    # analysis_fps = 2      # face bundles (also face_detector); audio bundles: vad = "energy"
+    # analysis_fps = 2      # face bundles (also face_detector, face_selection); audio bundles: vad = "energy"
 
     [[sink]]
     type = "jsonl"          # jsonl | lsl | terminal
@@ -73,7 +73,7 @@ _SECTIONS = {
 _ARRAYS = {
     "source": {"spec": str, "seed": int, "loop": bool, "duration_s": (int, float)},
     "bundle": {"name": str, "backend": str, "precision": str, "threads": int, "providers": list,
-               "analysis_fps": (int, float), "face_detector": str, "vad": str},
+               "analysis_fps": (int, float), "face_detector": str, "face_selection": str, "vad": str},
     "sink": {"type": str, "path": str, "max_bytes": int, "backups": int, "name": str, "labels": list},
 }
 
@@ -152,20 +152,21 @@ def _check_table(path: Path, text: str, where: str, table: Mapping[str, Any], al
 def _configured_bundle(path: Path, ref: str, table: Mapping[str, Any]):
     """The bundle reference, or the loaded bundle with its run-time options (face analysis
     rate and detector, audio voice-activity gate) applied, as ``edgemer run`` does."""
-    if not any(k in table for k in ("analysis_fps", "face_detector", "vad")):
+    face_keys = ("analysis_fps", "face_detector", "face_selection")
+    if not any(k in table for k in (*face_keys, "vad")):
         return ref
     from edgemer.bundle import load_bundle
 
     bundle = load_bundle(ref)
     kind = bundle.manifest.modality
-    if "analysis_fps" in table or "face_detector" in table:
+    if any(k in table for k in face_keys):
         if kind != "face":
-            raise ConfigError(f"{path}: 'analysis_fps'/'face_detector' apply to face bundles; "
+            raise ConfigError(f"{path}: {'/'.join(repr(k) for k in face_keys)} apply to face bundles; "
                               f"'{bundle.name}' is a {kind} bundle")
         from edgemer.frontends.face import configure_face_bundle
 
         bundle = configure_face_bundle(bundle, analysis_fps=table.get("analysis_fps"),
-                                       detector=table.get("face_detector"))
+                                       detector=table.get("face_detector"), selection=table.get("face_selection"))
     if "vad" in table:
         if kind != "audio":
             raise ConfigError(f"{path}: 'vad' applies to audio bundles; '{bundle.name}' is a {kind} bundle")

@@ -104,6 +104,46 @@ def test_tracked_selection_follows_the_face_it_chose():
     assert sel.select([]) is None and sel.select([small, big]) is big  # lost: back to the largest
 
 
+def _astronaut_at(astronaut: np.ndarray, dx: int, dy: int = 40) -> np.ndarray:
+    """A 640x480 frame with the astronaut photograph (shrunk to 400x400) at column ``dx``, row ``dy``."""
+    frame = np.full((480, 640, 3), 120, np.uint8)
+    frame[dy:dy + 400, dx:dx + 400] = cv2.resize(astronaut, (400, 400))
+    return frame
+
+
+def test_near_search_finds_the_face_around_its_last_box_in_frame_pixels(astronaut):
+    from edgemer.frontends.face_detector import detect_near, near_search_detector
+
+    frame = _astronaut_at(astronaut, 100)
+    whole = create_face_detector().detect(frame)
+    assert len(whole) == 1
+    near = near_search_detector(FaceDetectorOptions())
+    moved = _astronaut_at(astronaut, 112, 46)  # the face moved 12 px right, 6 px down
+    found = detect_near(near, moved, whole[0])
+    expected = create_face_detector().detect(moved)[0]
+    assert len(found) == 1 and iou(found[0].box, expected.box) > 0.7
+    assert detect_near(near, np.full((480, 640, 3), 120, np.uint8), whole[0]) == []  # the face left: nothing near
+    assert detect_near(near, moved, Detection((600, 400, 500, 500))) == []  # region past the frame edge
+
+
+def test_tracked_preprocessor_searches_near_the_face_and_the_whole_frame_every_n_frames(astronaut):
+    from edgemer.frontends.face import FaceFrontEndConfig, FacePreprocessor
+
+    pre = FacePreprocessor(FaceFrontEndConfig(selection="tracked", full_search_every=3))
+    searches = [pre.locate(_astronaut_at(astronaut, 140 + 2 * i)).search for i in range(7)]
+    assert searches == ["frame", "near", "near", "frame", "near", "near", "frame"]
+    jumped = pre.locate(_astronaut_at(astronaut, 20))  # far from its last box: the whole frame is searched
+    assert jumped.search == "frame" and iou(jumped.detection.box, create_face_detector().detect(
+        _astronaut_at(astronaut, 20))[0].box) > 0.9
+    with pytest.raises(NoFaceError):
+        pre.locate(np.full((480, 640, 3), 120, np.uint8))
+    assert pre.locate(_astronaut_at(astronaut, 100)).search == "frame"  # after a lost face: whole frame
+    largest = FacePreprocessor(FaceFrontEndConfig(selection="largest"))
+    assert {largest.locate(_astronaut_at(astronaut, 140 + 2 * i)).search for i in range(3)} == {"frame"}
+    with pytest.raises(ConfigError, match="full_search_every"):
+        FaceFrontEndConfig(full_search_every=0)
+
+
 def _yunet_like_onnx(path: Path) -> Path:
     """A tiny YuNet-format detector: face score = bright patches; fixed box/landmark offsets."""
     import onnx
@@ -409,11 +449,13 @@ def test_cli_runs_face_demo_on_an_image_folder(image_dir, tmp_path, capfd):
 
     jsonl = tmp_path / "estimates.jsonl"
     assert main(["run", "--bundle", "face-demo", "--source", f"replay:{image_dir}", "--speed", "4",
-                 "--analysis-fps", "5", "--face-detector", "haar", "--out", str(jsonl)]) == 0
+                 "--analysis-fps", "5", "--face-detector", "haar", "--face-selection", "tracked",
+                 "--out", str(jsonl)]) == 0
     out = capfd.readouterr().out
     assert "SYNTHETIC" in out and "edgemer models build fer-mini-xception" in out
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["absent"] for r in rows] == [{}, {"face": "no face"}, {}]
+    assert [r["modalities"]["face"]["extras"]["face_search"] for r in (rows[0], rows[2])] == ["frame", "frame"]
     assert "done: 3 estimates" in out and "1 windows with nothing to analyse" in out
     assert "unreadable_images 1" in out
 
@@ -422,6 +464,7 @@ def test_run_time_face_options_change_only_the_loaded_manifest(face_demo):
     b = configure_face_bundle(face_demo, analysis_fps=2.0, detector="haar", selection="tracked")
     fe = create_front_end(b.manifest)
     assert fe.hop_s == pytest.approx(0.5) and fe.config.selection == "tracked"
+    assert fe.config.full_search_every == 5  # older manifests have no such key: the default
     assert load_bundle("face-demo").manifest.front_end["analysis_fps"] == 5.0
     with pytest.raises(ConfigError, match="not a face bundle"):
         configure_face_bundle(load_bundle("physio-demo"), analysis_fps=2.0)

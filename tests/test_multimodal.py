@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("cv2", reason="the face modality needs opencv-python-headless (edgemer[camera])")
 
 from edgemer import Pipeline, PipelineConfig  # noqa: E402
-from edgemer.bundle import load_bundle  # noqa: E402
+from edgemer.bundle import Bundle, load_bundle  # noqa: E402
 from edgemer.clock import PipelineClock  # noqa: E402
 from edgemer.config import load_pipeline_file  # noqa: E402
 from edgemer.errors import ConfigError, SampleRateError  # noqa: E402
@@ -201,12 +201,21 @@ def test_recording_replay_loops_on_one_grid():
     ('[[source]]\nspec = "simulated"\nloop = true\n', r"full.toml:\d+ source 'simulated' cannot loop"),
     ('[[source]]\nspec = "replay:speech-example"\nloop = "yes"\n', r"full.toml:\d+: 'loop' in \[\[source\]\] must be bool"),
     ('[[bundle]]\nname = "audio-demo"\nanalysis_fps = 2\n', "apply to face bundles"),
+    ('[[bundle]]\nname = "audio-demo"\nface_selection = "tracked"\n', "apply to face bundles"),
+    ('[[bundle]]\nname = "face-demo"\nface_selection = "nearest"\n', "selection must be 'largest' or 'tracked'"),
 ])
 def test_new_pipeline_file_keys_are_checked(tmp_path, table, message):
     f = _example(tmp_path, speed=10.0, duration_s=120)
     f.write_text(f.read_text() + "\n" + table)
     with pytest.raises(ConfigError, match=message):
         load_pipeline_file(f)
+
+
+def test_pipeline_file_sets_the_face_selection(tmp_path):
+    f = _example(tmp_path, speed=10.0, duration_s=120)
+    f.write_text(f.read_text().replace('analysis_fps = 2', 'analysis_fps = 2\nface_selection = "tracked"'))
+    face = [b.bundle for b in load_pipeline_file(f).bundles if isinstance(b.bundle, Bundle)]
+    assert [b.name for b in face] == ["face-demo"] and face[0].manifest.front_end["selection"] == "tracked"
 
 
 def test_line_numbers_point_into_the_right_table(tmp_path):

@@ -45,7 +45,9 @@ from edgemer.frontends.face_detector import (
     FaceSelector,
     check_frame,
     create_face_detector,
+    detect_near,
     load_cv2,
+    near_search_detector,
 )
 from edgemer.types import ModalityEstimate, StreamSpec, Window
 
@@ -124,6 +126,11 @@ class FaceFrontEndConfig:
     crop: see :class:`CropConfig`. detector: see
         :class:`~edgemer.frontends.face_detector.FaceDetectorOptions`.
     selection: ``"largest"`` or ``"tracked"`` face.
+    full_search_every: ``tracked`` selection with the Haar detector: the whole frame is
+        searched at least every this many analysed frames (a new face is noticed within
+        that many frames) and whenever the tracked face is not found near its last box; in
+        between only the region around it is searched (about 10x cheaper). 1: whole frame
+        every time.
     output: name of the model output holding the class scores.
     output_is_probability: True if that output is already softmaxed (else logits).
     """
@@ -132,6 +139,7 @@ class FaceFrontEndConfig:
     crop: CropConfig = field(default_factory=CropConfig)
     detector: FaceDetectorOptions = field(default_factory=FaceDetectorOptions)
     selection: str = "largest"
+    full_search_every: int = 5
     output: str = "logits"
     output_is_probability: bool = False
 
@@ -140,6 +148,8 @@ class FaceFrontEndConfig:
             raise ConfigError(f"front_end.analysis_fps must be in [0.1, 120] frames/s, got {self.analysis_fps}")
         if self.selection not in ("largest", "tracked"):
             raise ConfigError(f"front_end.selection must be 'largest' or 'tracked', got {self.selection!r}")
+        if self.full_search_every < 1:
+            raise ConfigError(f"front_end.full_search_every must be >= 1 frame, got {self.full_search_every}")
 
     @property
     def window_s(self) -> float:
@@ -149,7 +159,7 @@ class FaceFrontEndConfig:
         return {"type": "face_expression", "analysis_fps": self.analysis_fps, "window_s": self.window_s,
                 "hop_s": self.window_s, "streams": {VIDEO_STREAM: {"rate_hz": self.analysis_fps, "channels": 3}},
                 "crop": self.crop.to_dict(), "detector": self.detector.to_dict(), "selection": self.selection,
-                "output": self.output, "output_is_probability": self.output_is_probability}
+                "full_search_every": self.full_search_every, "output": self.output, "output_is_probability": self.output_is_probability}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FaceFrontEndConfig":
@@ -157,7 +167,8 @@ class FaceFrontEndConfig:
             return cls(analysis_fps=float(d.get("analysis_fps", 5.0)),
                        crop=CropConfig.from_dict(d.get("crop", {})),
                        detector=FaceDetectorOptions.from_dict(d.get("detector", {})),
-                       selection=str(d.get("selection", "largest")), output=str(d.get("output", "logits")),
+                       selection=str(d.get("selection", "largest")),
+                       full_search_every=int(d.get("full_search_every", 5)), output=str(d.get("output", "logits")),
                        output_is_probability=bool(d.get("output_is_probability", False)))
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):
@@ -254,7 +265,11 @@ def expression_summary(probs: np.ndarray, labels: tuple[str, ...]) -> tuple[dict
 
 @dataclass(frozen=True)
 class FaceCrop:
-    """One located face: the detection, the uint8 crop, the model input and stage timings (s)."""
+    """One located face: the detection, the uint8 crop, the model input and stage timings (s).
+
+    faces: faces found by the search. search: ``"frame"`` (whole frame) or ``"near"``
+    (only around the tracked face, see :class:`FaceFrontEndConfig`).
+    """
 
     detection: Detection
     faces: int
@@ -262,6 +277,7 @@ class FaceCrop:
     input: np.ndarray
     detect_s: float
     crop_s: float
+    search: str = "frame"
 
 
 class FacePreprocessor:
@@ -277,7 +293,21 @@ class FacePreprocessor:
         self.config = config
         self.detector = detector if detector is not None else create_face_detector(config.detector)
         self.selector = FaceSelector(config.selection)
+        tracking = config.selection == "tracked" and config.detector.is_haar and config.full_search_every > 1
+        self._near = near_search_detector(config.detector) if tracking and detector is None else None
+        self._near_searches = 0  # near searches since the last whole-frame search
         self.last_detect_s = 0.0  # wall seconds of the detector in the last locate(), face found or not
+
+    def _detect(self, frame: np.ndarray) -> tuple[list[Detection], str]:
+        """Near the tracked face while allowed and found there, else in the whole frame."""
+        last = self.selector.last
+        if self._near is not None and last is not None and self._near_searches < self.config.full_search_every - 1:
+            found = detect_near(self._near, frame, last)
+            if found:
+                self._near_searches += 1
+                return found, "near"
+        self._near_searches = 0
+        return self.detector.detect(frame), "frame"
 
     def locate(self, frame: np.ndarray) -> FaceCrop:
         """Find, choose and crop the face in ``frame`` (``[H, W, 3]`` uint8 BGR).
@@ -293,7 +323,7 @@ class FacePreprocessor:
             raise InputShapeError(f"face front-end: got a grey frame {frame.shape}, but this bundle expects "
                                   f"{self.config.crop.colour.upper()} face crops; feed colour frames [H, W, 3] BGR")
         t0 = time.perf_counter()
-        detections = self.detector.detect(frame)
+        detections, search = self._detect(frame)
         t1 = time.perf_counter()
         self.last_detect_s = t1 - t0
         det = self.selector.select(detections)
@@ -303,7 +333,7 @@ class FacePreprocessor:
         img = face_crop(frame, det, self.config.crop)
         x = crop_to_input(img, self.config.crop)
         return FaceCrop(detection=det, faces=len(detections), crop=img, input=x, detect_s=t1 - t0,
-                        crop_s=time.perf_counter() - t1)
+                        crop_s=time.perf_counter() - t1, search=search)
 
 
 def check_model_input(manifest: Manifest, config: FaceFrontEndConfig) -> str:
@@ -373,7 +403,7 @@ class FaceFrontEnd:
         found = self.preprocessor.locate(frames[-1])
         self._last = found
         info = {"faces": found.faces, "face": found.detection.to_dict(), "detect_s": found.detect_s,
-                "crop_s": found.crop_s}
+                "crop_s": found.crop_s, "search": found.search}
         return {self.input_name: found.input}, info
 
     def interpret(self, outputs: Mapping[str, np.ndarray], t_end: float, bundle: str) -> ModalityEstimate:
@@ -382,7 +412,7 @@ class FaceFrontEnd:
         probabilities, stress, arousal, valence = expression_summary(probs, self.labels)
         extras: dict[str, Any] = {"expression": self.labels[int(np.argmax(probs))]}
         if self._last is not None:
-            extras.update(face=self._last.detection.to_dict(), faces=self._last.faces)
+            extras.update(face=self._last.detection.to_dict(), faces=self._last.faces, face_search=self._last.search)
         return ModalityEstimate(modality=self.modality, bundle=bundle, t_end=t_end, probabilities=probabilities,
                                 stress_probability=stress, arousal=arousal, valence=valence,
                                 confidence=float(probs.max()), extras=extras)
