@@ -46,7 +46,7 @@ import numpy as np
 
 from edgemer.errors import ConfigError, DatasetError
 from edgemer.frontends.face import EXPRESSIONS, CropConfig, face_crop
-from edgemer.frontends.face_detector import Detection, load_cv2
+from edgemer.frontends.face_detector import Detection, create_face_detector, load_cv2
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +251,6 @@ def load_image_folder(path: str | Path, crop: CropConfig = CropConfig(size=(48, 
     parts = [("train", train_dir), ("heldout", held_dir)] if train_dir and held_dir else [("all", root)]
     detector = None
     if detect_faces:
-        from edgemer.frontends.face_detector import create_face_detector
-
         detector = create_face_detector()
     counts = {"images": 0, "unreadable": 0, "no_face": 0}
     skipped_dirs: list[str] = []
@@ -352,8 +350,6 @@ def photo_face_crops(image: np.ndarray, n: int, crop: CropConfig, seed: int = 1)
     0.6-1.3, offset +-30 grey levels), mirror (half of them), box scale (0.85-1.2) and
     shift (+-10 % of the face side). Raises :class:`DatasetError` when no face is found.
     """
-    from edgemer.frontends.face_detector import create_face_detector
-
     cv2 = load_cv2("Augmenting photographs")
     faces = create_face_detector().detect(image)
     if not faces:

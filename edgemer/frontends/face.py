@@ -159,7 +159,8 @@ class FaceFrontEndConfig:
         return {"type": "face_expression", "analysis_fps": self.analysis_fps, "window_s": self.window_s,
                 "hop_s": self.window_s, "streams": {VIDEO_STREAM: {"rate_hz": self.analysis_fps, "channels": 3}},
                 "crop": self.crop.to_dict(), "detector": self.detector.to_dict(), "selection": self.selection,
-                "full_search_every": self.full_search_every, "output": self.output, "output_is_probability": self.output_is_probability}
+                "full_search_every": self.full_search_every, "output": self.output,
+                "output_is_probability": self.output_is_probability}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FaceFrontEndConfig":
@@ -293,6 +294,8 @@ class FacePreprocessor:
         self.config = config
         self.detector = detector if detector is not None else create_face_detector(config.detector)
         self.selector = FaceSelector(config.selection)
+        # Near search only for the Haar cascade built here (a YuNet model letterboxes any region to its
+        # fixed input size, so a small region costs as much as the frame; a detector passed in is used as is).
         tracking = config.selection == "tracked" and config.detector.is_haar and config.full_search_every > 1
         self._near = near_search_detector(config.detector) if tracking and detector is None else None
         self._near_searches = 0  # near searches since the last whole-frame search

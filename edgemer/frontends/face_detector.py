@@ -414,8 +414,7 @@ NEAR_FACE_PX = 40
 def near_search_detector(options: FaceDetectorOptions) -> FaceDetector:
     """A detector for :func:`detect_near`: the same model, tuned for a small region whose face is
     about :data:`NEAR_FACE_PX` wide (faces from 0.7x to 2.5x that size are found)."""
-    return create_face_detector(replace(options, min_face_px=int(NEAR_FACE_PX * 0.7),
-                                                    max_side_px=4 * NEAR_FACE_PX))
+    return create_face_detector(replace(options, min_face_px=int(NEAR_FACE_PX * 0.7), max_side_px=4 * NEAR_FACE_PX))
 
 
 def detect_near(detector: FaceDetector, image: np.ndarray, last: Detection, roi_scale: float = 2.0
