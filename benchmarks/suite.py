@@ -31,8 +31,6 @@ OVERHEAD_TARGET = 0.01
 SPREAD_TARGET = 0.10
 """Repeated runs must agree within this fraction on every cell's p50: (max - min) / min."""
 
-SUITES = ("standard",)
-
 
 @dataclass(frozen=True)
 class Engine:

@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -83,8 +83,3 @@ class CalibrationConfig:
             raise ConfigError(f"CalibrationConfig.duration_s must be > 0 s, got {self.duration_s}")
         if not self.user:
             raise ConfigError("CalibrationConfig.user must not be empty")
-
-
-def levels_of(info: Mapping[str, Any]) -> Mapping[str, float] | None:
-    """The resting-level entry a front-end put in its ``prepare`` info dict, if any."""
-    return info.get("levels")

@@ -115,8 +115,3 @@ def quant_options(target: str | None) -> OnnxQuantOptions:
     if target is None:
         return OnnxQuantOptions()
     return TARGETS[check_target(target)].options
-
-
-def describe_targets() -> str:
-    """One line per preset: name, devices, reason (for ``--help`` and the README)."""
-    return "\n".join(f"{p.name}: {p.devices}. {p.reason}." for p in TARGETS.values())

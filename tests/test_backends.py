@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edgemer.backends import open_session
-from edgemer.backends.onnxruntime_backend import resolve_providers
+from edgemer.backends.onnxruntime_backend import choose_providers
 from edgemer.errors import BackendUnavailableError, InputShapeError, MissingExtraError
 
 CELLS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("litert", "fp32"), ("litert", "int8")]
@@ -57,9 +57,9 @@ def test_missing_input_name(demo_bundle):
 
 def test_unavailable_execution_provider_is_named():
     with pytest.raises(BackendUnavailableError, match="onnxruntime-gpu"):
-        resolve_providers(["cuda"], ["CPUExecutionProvider"])
-    assert resolve_providers(["tensorrt", "cuda"], ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                                    "CPUExecutionProvider"]) == [
+        choose_providers(["cuda"], ["CPUExecutionProvider"], strict=True)
+    assert choose_providers(["tensorrt", "cuda"], ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                   "CPUExecutionProvider"], strict=True).providers == [
         "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 

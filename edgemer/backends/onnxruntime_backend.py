@@ -136,11 +136,6 @@ def choose_providers(requested: Sequence[str | tuple] | None, available: Sequenc
     return ProviderChoice([n for n, _ in parsed], [o for _, o in parsed], fallback)
 
 
-def resolve_providers(requested: Sequence[str] | None, available: Sequence[str]) -> list[str]:
-    """Provider names only, strictly (a missing one raises): ``choose_providers(..., strict=True).providers``."""
-    return choose_providers(requested, available, strict=True).providers
-
-
 class OnnxRuntimeSession:
     def __init__(self, path, inputs, outputs, threads: int, providers: list[str] | ProviderChoice) -> None:
         import onnxruntime as ort
