@@ -254,11 +254,6 @@ class DeviceModel:
         s.next_index += s.count * s.step
         return float(true_times[-1]), s.desc.stream_id, out
 
-    def skip_to(self, true_s: float) -> None:
-        """Sensors keep sampling while nothing is sent (stopped stream): resume at ``true_s``."""
-        for s in self.streams.values():
-            self._align(s, true_s)
-
     def _align(self, s: _Stream, true_s: float) -> None:
         first = int(math.ceil((true_s - self._boot_true) * self._k * s.native.rate_hz - 1e-9))
         s.next_index = max(s.next_index, ((first + s.step - 1) // s.step) * s.step)
