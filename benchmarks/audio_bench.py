@@ -24,7 +24,6 @@ e.g. into ``benchmarks/results/``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -252,22 +251,10 @@ def audio_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _strict(x: Any) -> Any:
-    """``x`` with NaN and infinities as None (strict JSON, as SCHEMA.md asks)."""
-    if isinstance(x, dict):
-        return {k: _strict(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure and print every part; returns the result (schema ``edgemer.bench/1``, kind ``audio``)."""
     from edgemer.benchmarks import SCHEMA
+    from edgemer.benchmarks.commands import strict_json
     from edgemer.benchmarks.fingerprint import device_fingerprint
     from edgemer.bundle import load_bundle
 
@@ -325,7 +312,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           + (f"; not met: {', '.join(t['id'] for t in met if not t['met'])}" if not all(t["met"] for t in met) else "")
           + (f"; not measured: {', '.join(t['id'] for t in res['targets'] if t['met'] is None)}"
              if len(met) < len(res["targets"]) else ""))
-    return _strict(res)
+    return strict_json(res)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,12 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgemer.benchmarks.commands import write_json
+
     args = build_parser().parse_args(argv)
     res = run(args)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-        print(f"results written to {args.json}")
+        print(f"results written to {write_json(res, args.json)}")
     return 0
 
 

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _csv(kind: type):
@@ -77,11 +78,28 @@ def configure_bench(parser: argparse.ArgumentParser) -> None:
 
 
 def result_filename(result: dict) -> str:
-    """``<device_id>_<bundle>_<YYYYmmddTHHMMSS>.json`` for a results folder."""
+    """``<device_id>_<bundle>_<YYYYmmddTHHMMSS>.json`` for a results folder (``<kind>`` for results
+    without one bundle, e.g. ``face``)."""
     stamp = result["created_utc"].replace("-", "").replace(":", "").split("+")[0]
     if result.get("kind") == "suite":
         return f"{result['device']['device_id']}_suite-{result.get('suite', 'standard')}_{stamp}.json"
-    return f"{result['device']['device_id']}_{result['bundle']['name']}_{stamp}.json"
+    name = result["bundle"]["name"] if "bundle" in result else result["kind"]
+    return f"{result['device']['device_id']}_{name}_{stamp}.json"
+
+
+def strict_json(x: Any) -> Any:
+    """``x`` with NaN and infinities as None and numpy scalars as Python numbers (strict JSON, as SCHEMA.md asks)."""
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {k: strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
 
 
 def run_bench(args: argparse.Namespace) -> int:

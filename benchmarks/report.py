@@ -6,7 +6,8 @@
 model x engine x precision x threads and the INT8/FP32 ratios, plus the pipeline lines
 where they were measured and a table of the three-modality pipeline runs (kind
 ``multimodal``: overhead, face detector, real-time factor, peak RSS, soak) with the newest
-run's targets. Suite results (kind ``suite``) are expanded into one bundle
+run's targets, and the face benchmark's stage timings and fer targets (kind ``face``).
+Suite results (kind ``suite``) are expanded into one bundle
 result per bundle x engine (:func:`expand_results`). When one device measured one
 bundle on one engine several times, the newest result is shown.
 
@@ -250,6 +251,26 @@ def _arm64_parity_section(r: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _face_section(r: Mapping[str, Any]) -> list[str]:
+    """Per-frame stage timings of each face bundle (unrelated frames and a tracked video), and the fer targets."""
+    lines = [f"**Face modality** (640x480 frames, one thread; {r.get('settings', {}).get('frames', '?')} frames per row)",
+             "", "| bundle | frames | detect p50 / p99 ms | crop p50 ms | expression p50 ms | total p50 / p99 ms "
+                 "| total mean ms |", "|---|---|---|---|---|---|---|"]
+    for bundle, runs in (r.get("stages") or {}).items():
+        for mode, label in (("image", "unrelated"), ("video", "panning video, tracked")):
+            st = runs.get(mode) or {}
+            if not st:
+                continue
+            lines.append(f"| {bundle} | {label} | {_num(st['detect']['p50_ms'], '.2f')} / "
+                         f"{_num(st['detect']['p99_ms'], '.2f')} | {_num(st['crop']['p50_ms'], '.2f')} | "
+                         f"{_num(st['expression']['p50_ms'], '.2f')} | {_num(st['total']['p50_ms'], '.2f')} / "
+                         f"{_num(st['total']['p99_ms'], '.2f')} | {_num(st['total'].get('mean_ms'), '.2f')} |")
+    for t in r.get("targets") or []:
+        value = _num(t.get("value"), ".4g")
+        lines.append(f"- {_mark(t.get('met'))} {t.get('description')}: {value} (goal {t.get('threshold')})")
+    return lines
+
+
 def _suite_notes(results: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """Per device: the newest suite's overhead and repeat-spread lines."""
     notes: dict[str, list[str]] = {}
@@ -311,6 +332,8 @@ def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] =
                 lines += _pipeline_section(r) + [""]
             elif kind == "arm64-parity":
                 lines += _arm64_parity_section(r) + [""]
+            elif kind == "face":
+                lines += _face_section(r) + [""]
             elif kind == "multimodal":  # every run of this device, not only the newest
                 runs = sorted((m for m in expanded if m.get("kind") == "multimodal" and device_id(m) == dev),
                               key=lambda m: str(m.get("created_utc", "")))

@@ -273,16 +273,6 @@ def format_multimodal(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_result(result: Mapping[str, Any], dest: Path) -> Path:
-    """Write to ``dest`` (a ``.json`` file) or into a folder as ``DEVICE_multimodal_STAMP.json``."""
-    from edgemer.benchmarks.commands import result_filename
-
-    path = dest / result_filename(dict(result)) if dest.is_dir() or dest.suffix.lower() != ".json" else dest
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    return path
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline file (default examples/full.toml)")
     parser.add_argument("--overhead-duration", type=float, default=65.0, metavar="SECONDS",
@@ -329,7 +319,9 @@ def run_cli(args: argparse.Namespace) -> int:
     if result.get("note"):
         print(f"note: {result['note']}")
     if args.json is not None:
-        print(f"\nwrote {write_result(result, args.json)}")
+        from edgemer.benchmarks.commands import write_json
+
+        print(f"\nwrote {write_json(dict(result), args.json)}")
     return 0
 
 

@@ -203,7 +203,8 @@ def test_front_end_config_validation_and_manifest_round_trip():
 def test_audio_benchmark_reports_each_target_and_writes_strict_json():
     import json
 
-    from edgemer.benchmarks.audio_bench import _strict, audio_targets
+    from edgemer.benchmarks.audio_bench import audio_targets
+    from edgemer.benchmarks.commands import strict_json
 
     res = {"log_mel": {"edgemer_ms": 2.0, "skipped": "librosa not installed"},
            "int8": {"comparisons": {"int8-tflite vs fp32-onnx": {
@@ -216,5 +217,5 @@ def test_audio_benchmark_reports_each_target_and_writes_strict_json():
     for skipped in ("log_mel_vs_librosa_db", "log_mel_speed_ratio", "audio_real_time_factor",
                     "wav2vec2_int8_vs_fp32_r"):
         assert rows[skipped]["value"] is None and rows[skipped]["met"] is None
-    text = json.dumps(_strict({"x": float("nan"), "y": [np.float32(1.5), np.int64(3)]}), allow_nan=False)
+    text = json.dumps(strict_json({"x": float("nan"), "y": [np.float32(1.5), np.int64(3)]}), allow_nan=False)
     assert json.loads(text) == {"x": None, "y": [1.5, 3]}

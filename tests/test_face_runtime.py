@@ -468,3 +468,27 @@ def test_run_time_face_options_change_only_the_loaded_manifest(face_demo):
     assert load_bundle("face-demo").manifest.front_end["analysis_fps"] == 5.0
     with pytest.raises(ConfigError, match="not a face bundle"):
         configure_face_bundle(load_bundle("physio-demo"), analysis_fps=2.0)
+
+
+def test_face_benchmark_writes_stage_timings_that_the_report_renders(tmp_path, capsys):
+    from edgemer.benchmarks.face_bench import fer_targets, main
+    from edgemer.benchmarks.report import collect_results, markdown_report
+
+    assert main(["--frames", "4", "--json", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "panning video" in out and "[2-3] skipped" in out
+    [path] = tmp_path.glob("*_face_*.json")
+    result = json.loads(path.read_text())
+    stages = result["stages"]["face-demo"]
+    assert result["kind"] == "face" and result["fer"] is None and result["targets"] == []
+    assert stages["image"]["mode"] == "image" and stages["video"]["mode"] == "video"
+    for run in stages.values():
+        assert run["frames"] == 4 and run["total"]["p50_ms"] >= run["detect"]["p50_ms"] > 0
+    report = markdown_report(collect_results(tmp_path))
+    assert "**Face modality**" in report and "| face-demo | panning video, tracked |" in report
+
+    fer = {"agreement": {"real photographs (all)": {"int8-onnx": 0.995}}, "speed_ratio": 0.5}
+    agreement, speed = fer_targets(fer)
+    assert (agreement["met"], speed["met"], speed["value"]) == (True, False, 0.5)
+    no_photos = fer_targets({"agreement": {}, "speed_ratio": 2.5})
+    assert no_photos[0]["met"] is None and "skipped" in no_photos[0]["description"] and no_photos[1]["met"] is True

@@ -266,7 +266,8 @@ def test_sigterm_stops_sources_flushes_sinks_and_leaves_no_thread(tmp_path):
 
 
 def test_multimodal_benchmark_reports_every_target(tmp_path):
-    from edgemer.benchmarks.soak_bench import bench_multimodal, format_multimodal, write_result
+    from edgemer.benchmarks.commands import write_json
+    from edgemer.benchmarks.soak_bench import bench_multimodal, format_multimodal
 
     result = bench_multimodal(overhead_duration_s=2.0, rtf_speed=20.0, rtf_duration_s=20.0, soak_hours=0.01,
                               soak_speed=20.0, progress=False)
@@ -282,7 +283,7 @@ def test_multimodal_benchmark_reports_every_target(tmp_path):
     assert by_id["soak_dropped_estimates"]["met"] is False  # met only at >= 100x
     text = format_multimodal(result)
     assert text.count("PASS") + text.count("FAIL") + text.count("n/a ") >= 7
-    path = write_result(result, tmp_path)
+    path = write_json(result, tmp_path)
     assert json.loads(path.read_text())["kind"] == "multimodal" and path.name.startswith(result["device"]["device_id"])
 
 
