@@ -40,22 +40,25 @@ def _pct(times: list[float]) -> tuple[float, float]:
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
 
 
-def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
-    """640x480 frames with one face: a bundled photograph placed at random, else drawn faces."""
+def _to_width(image: np.ndarray, width: int) -> np.ndarray:
+    """``image`` resized to ``width`` pixels wide, keeping its aspect ratio."""
     import cv2
 
+    return cv2.resize(image, (width, round(image.shape[0] * width / image.shape[1])))
+
+
+def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
+    """640x480 frames with one face: a bundled photograph placed at random, else drawn faces."""
     from edgemer.export.face_data import installed_photographs
 
     rng = np.random.default_rng(seed)
-    photos = [img for _, img in installed_photographs()]
+    photos = [_to_width(img, 512)[:400] for _, img in installed_photographs()]
     frames = []
     for i in range(n):
         if photos:
             f = np.full((480, 640, 3), int(rng.integers(60, 200)), np.uint8)
             x, y = int(rng.integers(0, 128)), int(rng.integers(0, 480 - 400))
-            photo = photos[i % len(photos)]
-            height = round(photo.shape[0] * 512 / photo.shape[1])
-            f[y:y + 400, x:x + 512] = cv2.resize(photo, (512, height))[:400]
+            f[y:y + 400, x:x + 512] = photos[i % len(photos)]
         else:
             from edgemer.export.face_synth import draw_scene
             from edgemer.frontends.face import EXPRESSIONS
@@ -67,17 +70,15 @@ def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
 
 def _video_frames(n: int, seed: int = 0) -> list[np.ndarray]:
     """640x480 frames of a video: a bundled photograph (else a drawn face) panning 2 px per frame."""
-    import cv2
-
     from edgemer.export.face_data import installed_photographs
 
     photos = [img for _, img in installed_photographs()]
     if photos:
-        photo = cv2.resize(photos[0], (400, round(photos[0].shape[0] * 400 / photos[0].shape[1])))[:400]
+        photo = _to_width(photos[0], 400)[:400]
     else:
         from edgemer.export.face_synth import draw_scene
 
-        photo = cv2.resize(draw_scene("neutral", np.random.default_rng(seed))[0], (400, 300))
+        photo = _to_width(draw_scene("neutral", np.random.default_rng(seed))[0], 400)
     frames = []
     for i in range(n):
         f = np.full((480, 640, 3), 120, np.uint8)
@@ -138,7 +139,8 @@ def _print_stages(title: str, r: dict[str, Any]) -> None:
 
 
 def bench_fer(fer_dir: Path, cache: Path | None, n: int) -> dict[str, Any]:
-    """Agreement and speed of the fer bundle's files, and the package's own TFLite beside them."""
+    """Agreement and speed (``speed_ratio``: FP32 / INT8 ONNX p50) of the fer bundle's files, and the
+    package's own TFLite beside them."""
     from edgemer.bundle import load_bundle
     from edgemer.export.face_data import REAL_PHOTOS, occlude, synthetic_faces
     from edgemer.export.face_model import to_model_input
@@ -148,13 +150,17 @@ def bench_fer(fer_dir: Path, cache: Path | None, n: int) -> dict[str, Any]:
     bundle = load_bundle(fer_dir)
     crop = fer_crop()
     sets = {"synthetic drawn faces": synthetic_faces(n, crop, heldout_fraction=0.5, seed=7).x_heldout}
-    sets.update(photo_sets(crop, n))
-    if REAL_PHOTOS in sets:
-        sets["photos, upper face occluded"] = occlude(sets[REAL_PHOTOS], "upper")
-        sets["photos, lower face occluded"] = occlude(sets[REAL_PHOTOS], "lower")
-    x_all = to_model_input(np.concatenate([v for k, v in sets.items() if k != REAL_PHOTOS]), crop)
+    photos = photo_sets(crop, n)
+    sets.update(photos)
+    if photos:
+        real = np.concatenate(list(photos.values()))
+        sets["photos, upper face occluded"] = occlude(real, "upper")
+        sets["photos, lower face occluded"] = occlude(real, "lower")
+    x_all = to_model_input(np.concatenate(list(sets.values())), crop)
     ref = compare_reference_tflite(cached_assets(cache).tflite, bundle, x_all, repeats=300)
-    return {"agreement": agreement_rows(bundle, sets, crop), "reference": ref}
+    agreement = agreement_rows(bundle, sets, crop, combined={REAL_PHOTOS: list(photos)} if photos else None)
+    speed_ratio = ref["edgemer_fp32_onnx_p50_ms"] / ref["edgemer_int8_onnx_p50_ms"]
+    return {"agreement": agreement, "reference": ref, "speed_ratio": speed_ratio}
 
 
 def _verdict(ok: bool | None) -> str:
@@ -240,8 +246,6 @@ def main(argv: list[str] | None = None) -> int:
             print("\n[2-3] skipped: pass --fer-bundle DIR or --build-fer")
         else:
             fer = bench_fer(fer_dir, args.cache, args.crops)
-            ref = fer["reference"]
-            fer["speed_ratio"] = ref["edgemer_fp32_onnx_p50_ms"] / ref["edgemer_int8_onnx_p50_ms"]
             _print_fer(fer)
             result["fer"] = fer
             result["targets"] = fer_targets(fer)

@@ -29,7 +29,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -194,40 +194,44 @@ def compare_reference_tflite(reference: Path, bundle: Bundle, inputs: np.ndarray
     return row
 
 
-def agreement_rows(bundle: Bundle, sets: dict[str, np.ndarray], crop: CropConfig, margin: float = 0.05
+def agreement_rows(bundle: Bundle, sets: Mapping[str, np.ndarray], crop: CropConfig,
+                   combined: Mapping[str, Sequence[str]] | None = None, margin: float = 0.05
                    ) -> dict[str, dict[str, Any]]:
     """INT8 vs FP32 argmax agreement of the bundle's files on each named set of uint8 crops.
 
     Per set: ``crops``, ``decisive`` (crops whose FP32 top-2 probability margin is at
     least ``margin``), and per INT8 file its agreement on all crops and on the decisive ones.
+    combined: extra rows, name -> the sets whose crops it pools (from the same model runs).
     """
     from edgemer.export.face_model import to_model_input
     from edgemer.frontends.face import softmax
 
-    rows = {}
+    matches: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}  # name -> (decisive, file -> same argmax)
     for name, crops in sets.items():
         x = to_model_input(crops, crop)
         fp32 = run_model(bundle, "fp32-onnx", x)["logits"]
         top2 = np.sort(softmax(fp32), axis=1)[:, -2:]
-        decisive = (top2[:, 1] - top2[:, 0]) >= margin
-        row: dict[str, Any] = {"crops": len(x), "decisive": int(decisive.sum())}
-        for key in ("int8-onnx", "int8-tflite"):
-            if key in bundle.manifest.models:
-                same = run_model(bundle, key, x)["logits"].argmax(1) == fp32.argmax(1)
-                row[key] = float(same.mean())
-                row[key + " decisive"] = float(same[decisive].mean()) if decisive.any() else float("nan")
+        same = {key: run_model(bundle, key, x)["logits"].argmax(1) == fp32.argmax(1)
+                for key in ("int8-onnx", "int8-tflite") if key in bundle.manifest.models}
+        matches[name] = ((top2[:, 1] - top2[:, 0]) >= margin, same)
+    for name, members in (combined or {}).items():
+        matches[name] = (np.concatenate([matches[m][0] for m in members]),
+                         {key: np.concatenate([matches[m][1][key] for m in members]) for key in matches[members[0]][1]})
+    rows = {}
+    for name, (decisive, same) in matches.items():
+        row: dict[str, Any] = {"crops": len(decisive), "decisive": int(decisive.sum())}
+        for key, hit in same.items():
+            row[key] = float(hit.mean())
+            row[key + " decisive"] = float(hit[decisive].mean()) if decisive.any() else float("nan")
         rows[name] = row
     return rows
 
 
 def photo_sets(crop: CropConfig, n: int, seed: int = 1) -> dict[str, np.ndarray]:
     """``n`` augmented crops of each real photograph installed (:func:`installed_photographs`),
-    keyed ``"photo: NAME"``, plus all of them as ``REAL_PHOTOS``; empty when none is installed."""
-    sets = {f"photo: {description.split(' (')[0]}": photo_face_crops(image, n, crop, seed=seed + i)
+    keyed ``"photo: NAME"``; empty when none is installed. Their rows pooled are :data:`REAL_PHOTOS`."""
+    return {f"photo: {description.split(' (')[0]}": photo_face_crops(image, n, crop, seed=seed + i)
             for i, (description, image) in enumerate(installed_photographs())}
-    if sets:
-        sets[REAL_PHOTOS] = np.concatenate(list(sets.values()))
-    return sets
 
 
 def _agreement_section(rows: dict[str, dict[str, Any]]) -> str:
@@ -321,7 +325,7 @@ def build_fer_bundle(out_dir: Path, config: FerBuildConfig = FerBuildConfig(), c
         def add_reference(report: dict[str, Any], bundle: Bundle) -> None:
             photos = photo_sets(crop, config.verify_samples, config.seed + 2)
             if photos:
-                rows = agreement_rows(bundle, photos, crop)
+                rows = agreement_rows(bundle, photos, crop, combined={REAL_PHOTOS: list(photos)})
                 report["real_photo_agreement"] = rows
                 report.setdefault("extra_sections", {})[
                     "INT8 vs FP32 argmax agreement on real photographs (augmented crops)"] = _agreement_section(rows)
