@@ -193,6 +193,8 @@ class Pipeline:
     calibration: a resting phase at the start that records the wearer's baseline, or a
         saved baseline to load (see :mod:`edgemer.calibration`); None: no personalisation.
 
+    Notes
+    -----
     Use as a context manager; iterate to receive estimates, or rely on sinks and call
     :meth:`wait`. Iteration ends when every source has finished.
     """

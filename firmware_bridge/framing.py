@@ -77,6 +77,8 @@ class FrameDecoder:
         ``stats.ignored_frames``. Default: the device -> host types (the host side).
     codec: COBS/CRC functions (default :func:`~edgemer.firmware_bridge.codec.load_codec`).
 
+    Notes
+    -----
     ``feed`` never raises on any input.
     """
 

@@ -121,6 +121,8 @@ class CameraSource(ThreadedSource):
     capture_factory: ``index -> VideoCapture``-like object; default ``cv2.VideoCapture``.
     duration_s: stop after this many seconds (None: until stopped).
 
+    Notes
+    -----
     The camera opens in :meth:`start` (a missing or busy camera raises
     :class:`~edgemer.errors.SourceError` there) and is released in :meth:`stop`; use
     it as a context manager or through a :class:`~edgemer.pipeline.Pipeline`.

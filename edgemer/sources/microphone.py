@@ -135,6 +135,8 @@ class MicrophoneSource(ThreadedSource):
     sounddevice: the ``sounddevice`` module or a stand-in (tests); default: imported on start.
     duration_s: stop after this many seconds (None: until stopped).
 
+    Notes
+    -----
     The device opens in :meth:`start` (a missing device or PortAudio library raises
     :class:`~edgemer.errors.SourceError` there) and closes in :meth:`stop`; use it as a
     context manager or through a :class:`~edgemer.pipeline.Pipeline`.
