@@ -38,6 +38,12 @@ class SchemaVersionError(ManifestError):
     """The manifest was written for another bundle schema version."""
 
 
+class UnsafeBundleError(ManifestError):
+    """A bundle names a file outside its folder (absolute path, ``..``, a symlink leaving it, an
+    ONNX external-data location elsewhere) or declares an absurd size or rate; refused before
+    anything is read or allocated. The message names the file and the field."""
+
+
 class IntegrityError(BundleError):
     """A bundle file is missing, truncated or its sha256 does not match the manifest."""
 

@@ -12,7 +12,11 @@ and by the exporters' data set loaders.
 
 Bad input raises :class:`~edgemer.errors.DatasetError` with what to do: a missing,
 empty, corrupt or non-WAV file, a WAV without samples, a rate below 8 kHz (too little
-bandwidth for speech) or above 384 kHz. 8-bit audio, stereo and other rates are
+bandwidth for speech) or above 384 kHz. The RIFF header is checked by :func:`wav_header`
+before any sample is read (a header cut short, a ``fmt `` chunk with impossible fields,
+more than :data:`MAX_CHANNELS` channels, a rate out of range), so a damaged file never
+reaches a decoder and a declared size never drives an allocation: a ``data`` chunk longer
+than the file is read as a truncated file. 8-bit audio, stereo and other rates are
 converted, and each conversion is logged and listed in ``info["conversions"]``.
 
 :class:`WavReplay` plays the converted audio in blocks on the pipeline clock, faster
@@ -23,6 +27,7 @@ counted. Audio is only read, never written anywhere.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 import warnings
@@ -44,6 +49,10 @@ log = logging.getLogger(__name__)
 
 MIN_RATE_HZ = 8000
 MAX_RATE_HZ = 384000
+MAX_CHANNELS = 64
+MAX_CHUNKS = 1000
+"""Most RIFF chunks walked looking for ``fmt `` and ``data``."""
+_FORMAT_TAGS = {1: "pcm", 3: "float", 0xFFFE: "extensible"}
 CLIP_LEVEL = 0.999
 EXAMPLE_NAME = "speech-example"
 """``replay:speech-example`` plays the synthesised WAV shipped with edgemer (see :func:`example_wav`)."""
@@ -55,6 +64,71 @@ def example_wav() -> Path:
 
 
 _PCM_DTYPES = {1: np.dtype(np.uint8), 2: np.dtype("<i2"), 4: np.dtype("<i4")}
+
+
+def wav_header(path: Path) -> dict[str, int]:
+    """Walk the RIFF chunks of ``path`` and check the ``fmt `` fields, reading no samples.
+
+    Returns ``format_tag``, ``channels``, ``rate_hz``, ``bits``, ``block_align``,
+    ``data_offset``, ``data_bytes`` (as declared) and ``data_available`` (bytes really in
+    the file). Raises :class:`DatasetError` naming the field that is wrong.
+    """
+    fix = f"Convert it, e.g. ffmpeg -i '{path.name}' -ar 16000 -ac 1 out.wav"
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            kind = "an RF64 (over 4 GiB) WAV" if head[:4] == b"RF64" else "not a RIFF/WAVE file"
+            raise DatasetError(f"{path}: not a readable WAV file: {kind} (the header is {head[:12]!r}); {fix}")
+        fmt: dict[str, int] | None = None
+        pos = 12
+        for _ in range(MAX_CHUNKS):
+            f.seek(pos)
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                break
+            cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"fmt ":
+                body = f.read(min(csize, 64))
+                if csize < 16 or len(body) < 16:
+                    raise DatasetError(f"{path}: the 'fmt ' chunk is cut short ({len(body)} of 16 bytes); the file "
+                                       f"is truncated or damaged. {fix}")
+                tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", body[:16])
+                if tag == 0xFFFE and len(body) >= 26:
+                    tag = struct.unpack("<H", body[24:26])[0]  # the sub-format GUID starts with the tag
+                fmt = {"format_tag": tag, "channels": channels, "rate_hz": rate, "bits": bits,
+                       "block_align": block_align}
+            elif cid == b"data":
+                if fmt is None:
+                    raise DatasetError(f"{path}: the 'data' chunk comes before any 'fmt ' chunk; the header is "
+                                       f"damaged. {fix}")
+                _check_fmt(path, fmt, fix)
+                return {**fmt, "data_offset": pos + 8, "data_bytes": csize,
+                        "data_available": max(0, min(csize, size - pos - 8))}
+            pos += 8 + csize + (csize & 1)
+            if pos >= size:
+                break
+    missing = "'fmt ' and 'data' chunks" if fmt is None else "'data' chunk"
+    raise DatasetError(f"{path}: not a readable WAV file: no {missing} (the file is truncated after its header, or damaged); {fix}")
+
+
+def _check_fmt(path: Path, fmt: dict[str, int], fix: str) -> None:
+    tag, channels, rate, bits = fmt["format_tag"], fmt["channels"], fmt["rate_hz"], fmt["bits"]
+    if tag not in (1, 3):
+        raise DatasetError(f"{path}: 'fmt ' field format_tag is {tag:#x}; only PCM (1) and IEEE float (3) are read "
+                           f"(compressed WAVs are not). {fix}")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise DatasetError(f"{path}: 'fmt ' field channels is {channels}; 1..{MAX_CHANNELS} are read. {fix}")
+    if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
+        raise DatasetError(f"{path}: 'fmt ' field sample rate {rate} Hz is outside {MIN_RATE_HZ}..{MAX_RATE_HZ} Hz; "
+                           f"speech models need at least {MIN_RATE_HZ} Hz. {fix}")
+    allowed = (8, 16, 24, 32) if tag == 1 else (32, 64)
+    if bits not in allowed:
+        raise DatasetError(f"{path}: 'fmt ' field bits_per_sample is {bits}; {_FORMAT_TAGS[tag]} WAVs are read at "
+                           f"{'/'.join(map(str, allowed))} bits. {fix}")
+    if fmt["block_align"] != channels * bits // 8:
+        raise DatasetError(f"{path}: 'fmt ' field block_align is {fmt['block_align']}, but {channels} channels of "
+                           f"{bits} bits need {channels * bits // 8}; the header is damaged. {fix}")
 
 
 def _read_plain_pcm(path: Path) -> tuple[int, np.ndarray] | None:
@@ -103,18 +177,23 @@ def read_wav(path: str | Path) -> WavAudio:
     ------
     DatasetError: missing, empty, corrupt or unsupported file; no samples; rate out of range.
     """
+    if "\x00" in str(path):
+        raise DatasetError(f"{str(path)!r}: a file name cannot hold a NUL character")
     path = Path(path).expanduser()
     if not path.is_file():
         raise DatasetError(f"{path}: no such WAV file")
     if path.stat().st_size == 0:
         raise DatasetError(f"{path}: the file is empty (0 bytes); record or copy it again")
+    header = wav_header(path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            plain = _read_plain_pcm(path)
+            # a data chunk longer than the file (truncated) goes to scipy, which reads what is there
+            plain = _read_plain_pcm(path) if header["data_available"] == header["data_bytes"] else None
             rate, data = plain if plain is not None else _read_with_scipy(path)
-        except (ValueError, EOFError, OSError, IndexError) as exc:
-            raise DatasetError(f"{path}: not a readable WAV file ({str(exc).splitlines()[0][:160]}); it is corrupt or "
+        except Exception as exc:  # noqa: BLE001 - scipy's parser raises struct.error, UnboundLocalError, ...
+            text = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise DatasetError(f"{path}: not a readable WAV file ({type(exc).__name__}: {text}); it is corrupt or "
                                f"another format. Convert it, e.g. ffmpeg -i '{path.name}' -ar 16000 -ac 1 out.wav") from exc
     conversions: list[str] = []
     for w in caught:
@@ -203,6 +282,7 @@ class WavReplay(ThreadedSource):
     """
 
     live = False
+    steppable = True
 
     def __init__(self, path: str | Path, rate_hz: int = 16000, speed: float = 1.0, block_s: float = 0.064,
                  duration_s: float | None = None, loop: bool = False, stream: str = "audio") -> None:
