@@ -10,8 +10,8 @@ Resampling is polyphase: :func:`resample` is :func:`scipy.signal.resample_poly` 
 whole signal, and :class:`StreamingResampler` gives the same samples block by block
 for a live stream (the same Kaiser-windowed FIR low-pass, its state kept between blocks).
 
-Only :func:`resample` (a whole file at another rate) imports :mod:`scipy.signal`, when it
-is called: the module would add about 50 MiB of resident memory to every pipeline.
+:func:`resample` and :class:`StreamingResampler` import :mod:`scipy.signal` when they are
+called or created (only pipelines that resample audio pay its memory).
 :class:`LogMelExtractor` imports :mod:`scipy.fft` when it is created (about 27 MiB, only
 in pipelines with a log-mel audio bundle): its batched real FFT is 4-8x faster than
 numpy's on a window's frames (about 0.15 against 1 ms per 3 s window on this project's
@@ -28,7 +28,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgemer.errors import ConfigError, ManifestError
-from edgemer.frontends.signal_np import firwin_lowpass
 
 
 @dataclass(frozen=True)
@@ -258,8 +257,12 @@ class StreamingResampler:
         self.passthrough = self.up == self.down
         max_rate = max(self.up, self.down)
         self.half_len = 0 if self.passthrough else 10 * max_rate
-        h = np.ones(1) if self.passthrough else \
-            firwin_lowpass(2 * self.half_len + 1, 1.0 / max_rate, beta=5.0) * self.up
+        if self.passthrough:
+            h = np.ones(1)
+        else:
+            from scipy import signal  # here, not at module level: see the module docstring
+
+            h = signal.firwin(2 * self.half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0)) * self.up
         self.taps = -(-h.size // self.up)
         padded = np.zeros(self.taps * self.up)
         padded[:h.size] = h

@@ -26,7 +26,6 @@ import numpy as np
 
 from edgemer.bundle import Manifest
 from edgemer.errors import ConfigError, InputError, ManifestError, SampleRateError
-from edgemer.frontends.signal_np import butter_bandpass_sos, find_peaks, sosfilt, sosfilt_zi
 from edgemer.types import ModalityEstimate, StreamSpec, Window
 
 CHANNELS = ("eda", "hr", "temp", "motion")
@@ -130,8 +129,10 @@ def fill_gaps(x: np.ndarray) -> tuple[np.ndarray, int]:
 def _pulse_band_filter(rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
     """Second-order Butterworth band-pass (as second-order sections), 0.7-3.0 Hz (42-180 bpm),
     and its steady-state initial conditions for a unit input."""
-    sos = butter_bandpass_sos(2, 0.7, 3.0, rate_hz)
-    return sos, sosfilt_zi(sos)
+    from scipy import signal  # imported where used, so `import edgemer` stays light
+
+    sos = signal.butter(2, [0.7, 3.0], btype="bandpass", fs=rate_hz, output="sos")
+    return sos, signal.sosfilt_zi(sos)
 
 
 def heart_rate_from_bvp(bvp: np.ndarray, rate_hz: float, n_out: int, out_rate_hz: float = FEATURE_RATE_HZ
@@ -148,12 +149,14 @@ def heart_rate_from_bvp(bvp: np.ndarray, rate_hz: float, n_out: int, out_rate_hz
 
     Returns ``(hr_bpm [n_out], n_beats)``; all-NaN when fewer than two beats are found.
     """
+    from scipy import signal
+
     sos, zi_unit = _pulse_band_filter(float(rate_hz))
-    filtered, _ = sosfilt(sos, bvp, zi=zi_unit * bvp[0])
+    filtered, _ = signal.sosfilt(sos, bvp, zi=zi_unit * bvp[0])
     spread = float(np.std(filtered))
     if spread == 0.0:
         return np.full(n_out, np.nan), 0
-    peaks = find_peaks(filtered, distance=max(1, int(0.3 * rate_hz)), prominence=spread)
+    peaks, _ = signal.find_peaks(filtered, distance=max(1, int(0.3 * rate_hz)), prominence=spread)
     if peaks.size < 2:
         return np.full(n_out, np.nan), int(peaks.size)
     beat_t = peaks / rate_hz
