@@ -55,7 +55,7 @@ def _verdict(ok: bool) -> str:
 def _speech_clip(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
     """espeak-ng speech (where installed) or the voiced stand-in, with pauses and a -60 dBFS floor."""
     from edgemer.errors import DatasetError
-    from edgemer.export.audio_synth import SENTENCES, VOICES, synthesise, voiced_sound
+    from edgemer.export.audio.synth import SENTENCES, VOICES, synthesise, voiced_sound
 
     rng = np.random.default_rng(seed)
     parts, n = [], int(seconds * rate)
@@ -123,8 +123,8 @@ def _bundle_windows(bundle, n: int) -> np.ndarray:
 def bench_int8(bundle_ref: str, repeat: int, windows: int) -> dict[str, Any]:
     from edgemer.backends import open_session
     from edgemer.bundle import load_bundle
-    from edgemer.export.audio_verify import pearson
-    from edgemer.export.verify import BACKEND_OF_FORMAT
+    from edgemer.export.audio.verify import pearson
+    from edgemer.export.core.verify import BACKEND_OF_FORMAT
 
     bundle = load_bundle(bundle_ref)
     m = bundle.manifest
@@ -193,8 +193,8 @@ def bench_hf(model_dir: str | None) -> dict[str, Any]:
         import transformers
     except ImportError:
         return {"skipped": "optimum not installed (pip install 'edgemer[export,hf]')"}
-    from edgemer.export.audio_config import HfExportConfig
-    from edgemer.export.hf_export import export_hf
+    from edgemer.export.audio.config import HfExportConfig
+    from edgemer.export.audio.transformer import export_hf
 
     with tempfile.TemporaryDirectory(prefix="edgemer-hf-bench-") as tmp:
         if model_dir is None:

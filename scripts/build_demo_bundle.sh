@@ -22,7 +22,7 @@ import argparse
 import sys
 
 from edgemer.errors import EdgemerError
-from edgemer.export import commands
+from edgemer.export.physio import commands
 
 group, command, *rest = sys.argv[1:]
 configure, run = {

@@ -4,7 +4,7 @@
   baseline, then stress), written by edgemer's own recorder (``Pipeline(record=...)``), so
   ``replay:physio-example`` replays it bit-exact through ``RecordingReplay``.
 - ``edgemer/data/face-example/``: 7 drawn faces (one per expression, 192x144 JPEG) from
-  :func:`edgemer.export.face_synth.draw_scene`: synthetic, not photographs.
+  :func:`edgemer.export.face.synth.draw_scene`: synthetic, not photographs.
 
 ``edgemer/data/speech-example.wav`` comes from ``scripts/build_audio_demo.sh``.
 
@@ -39,7 +39,7 @@ def make_physio(out: Path) -> None:
 def make_faces(out: Path) -> None:
     import cv2
 
-    from edgemer.export.face_synth import EXPRESSIONS, SynthOptions, draw_scene
+    from edgemer.export.face.synth import EXPRESSIONS, SynthOptions, draw_scene
 
     if out.exists():
         shutil.rmtree(out)

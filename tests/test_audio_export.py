@@ -12,9 +12,9 @@ from scipy.io import wavfile
 
 from edgemer.bundle import load_bundle
 from edgemer.errors import ConfigError, DatasetError
-from edgemer.export.audio_config import AudioExportConfig
-from edgemer.export.audio_data import load_audio_data, scan_data
-from edgemer.export.audio_synth import voiced_sound
+from edgemer.export.audio.config import AudioExportConfig
+from edgemer.export.audio.data import load_audio_data, scan_data
+from edgemer.export.audio.synth import voiced_sound
 from edgemer.frontends.audio import AudioFrontEnd, EMOTION_ANCHORS
 from edgemer.types import Window
 
@@ -89,7 +89,7 @@ def test_bad_data_specs(spec, error, message):
 
 def test_tiny_export_writes_a_verified_bundle_the_runtime_runs(tmp_path):
     pytest.importorskip("torch", reason="audio export needs the [export] extra")
-    from edgemer.export.audio import export_audio
+    from edgemer.export.audio.export import export_audio
 
     result = export_audio(f"ravdess:{_ravdess(tmp_path / 'rav')}", tmp_path / "bundle", TINY, progress=False)
     bundle = load_bundle(result.bundle_dir)
@@ -132,7 +132,7 @@ def test_shipped_audio_demo_is_small_verified_and_labelled_synthetic():
 def test_synth_speech_command_writes_a_folder_data_set(tmp_path):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng missing: bash scripts/install-system-packages.sh")
-    from edgemer.export.audio_synth import write_speech_folder
+    from edgemer.export.audio.synth import write_speech_folder
 
     out = write_speech_folder(tmp_path / "speech", per_voice=1, voices=("en-us+m3", "en-us+f3"))
     clips, _, _ = scan_data(f"folder:{out}")

@@ -11,7 +11,7 @@ import pytest
 from scipy import signal
 
 from edgemer.errors import ConfigError, ManifestError, NoSpeechError, NothingDetectedError
-from edgemer.export.audio_synth import voiced_sound
+from edgemer.export.audio.synth import voiced_sound
 from edgemer.frontends.audio import AudioFrontEnd, AudioFrontEndConfig, DimensionsOutput, stress_from
 from edgemer.frontends.audio_dsp import LogMelExtractor, MelConfig, StreamingResampler, log_mel, resample
 from edgemer.frontends.vad import EnergyVad, SileroVad, VadConfig, find_silero_model

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgemer.errors import DatasetError, ExportError, MissingExtraError
-from edgemer.export.hf_export import inspect_checkpoint
+from edgemer.export.audio.transformer import inspect_checkpoint
 
 
 def _tiny_checkpoint(folder: Path, regression: bool = False) -> Path:
@@ -60,7 +60,7 @@ def test_without_optimum_the_error_names_the_extra(tmp_path, monkeypatch):
 
     folder = _tiny_checkpoint(tmp_path / "tiny")
     monkeypatch.setitem(sys.modules, "optimum.onnxruntime", None)
-    from edgemer.export.hf_export import export_hf
+    from edgemer.export.audio.transformer import export_hf
 
     with pytest.raises(MissingExtraError, match=r"edgemer\[hf\]"):
         export_hf(folder, tmp_path / "bundle")
@@ -69,8 +69,8 @@ def test_without_optimum_the_error_names_the_extra(tmp_path, monkeypatch):
 def test_tiny_wav2vec2_classifier_exports_to_int8_and_runs_in_the_pipeline(tmp_path):
     _optimum()
     from edgemer.bundle import load_bundle
-    from edgemer.export.audio_config import HfExportConfig
-    from edgemer.export.hf_export import export_hf
+    from edgemer.export.audio.config import HfExportConfig
+    from edgemer.export.audio.transformer import export_hf
     from edgemer.pipeline import Pipeline, PipelineConfig
     from edgemer.sources.wav_replay import WavReplay
 
@@ -91,8 +91,8 @@ def test_tiny_wav2vec2_classifier_exports_to_int8_and_runs_in_the_pipeline(tmp_p
 def test_tiny_wav2vec2_regression_maps_outputs_to_dimensions(tmp_path):
     _optimum()
     from edgemer.bundle import load_bundle
-    from edgemer.export.audio_config import HfExportConfig
-    from edgemer.export.hf_export import export_hf
+    from edgemer.export.audio.config import HfExportConfig
+    from edgemer.export.audio.transformer import export_hf
     from edgemer.frontends.audio import AudioFrontEnd
 
     folder = _tiny_checkpoint(tmp_path / "tiny", regression=True)

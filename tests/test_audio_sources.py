@@ -15,7 +15,7 @@ from scipy.io import wavfile
 
 from edgemer.clock import PipelineClock
 from edgemer.errors import ConfigError, DatasetError, MissingExtraError, SourceError
-from edgemer.export.audio_synth import voiced_sound
+from edgemer.export.audio.synth import voiced_sound
 from edgemer.sources import source_from_spec
 from edgemer.sources.microphone import MicrophoneOptions, MicrophoneSource, load_sounddevice
 from edgemer.sources.wav_replay import WavReplay, example_wav, load_wav_mono, read_wav

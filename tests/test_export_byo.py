@@ -15,8 +15,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgemer.bundle import load_bundle  # noqa: E402
 from edgemer.errors import AccuracyGuardError, CalibrationDataError, ModelCheckError  # noqa: E402
-from edgemer.export.byo import export_onnx_model  # noqa: E402
-from edgemer.export.byo_config import ByoExportConfig  # noqa: E402
+from edgemer.export.byo.export import export_onnx_model  # noqa: E402
+from edgemer.export.byo.config import ByoExportConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SILERO_CACHE = REPO / ".whl" / "silero-vad"
@@ -191,7 +191,7 @@ def test_face_onnx_export_writes_verified_bundle_and_report(tmp_path):
 
 
 def test_nhwc_rgb_model_becomes_nchw_bundle_with_scaling_from_metadata(tmp_path):
-    from edgemer.export.guard import run_outputs
+    from edgemer.export.core.guard import run_outputs
 
     model = face_cnn(tmp_path / "nhwc.onnx", channels=3, size=24, nhwc=True,
                      metadata={"Image.NominalPixelRange": "Normalized_1_1", "Image.BitmapPixelFormat": "Bgr8"})
@@ -213,12 +213,12 @@ def test_nhwc_rgb_model_becomes_nchw_bundle_with_scaling_from_metadata(tmp_path)
 def test_accuracy_guard_brings_outlier_model_back_within_one_point(tmp_path):
     """Naive per-tensor INT8 of the outlier layer loses almost everything; the guard keeps the
     sensitive nodes in FP32 until the drop is <= 1 point, and the rest stays INT8."""
-    from edgemer.export.config import OnnxQuantOptions
-    from edgemer.export.guard import coverage, evaluate, run_guard
-    from edgemer.export.quantize_onnx import preprocess_onnx, quantize_onnx
+    from edgemer.export.core.config import OnnxQuantOptions
+    from edgemer.export.core.guard import coverage, evaluate, run_guard
+    from edgemer.export.core.quantize import preprocess_onnx, quantize_onnx
 
     model = outlier_mlp(tmp_path / "outlier.onnx", n_in=16)
-    from edgemer.export.onnx_check import check_onnx_model
+    from edgemer.export.core.onnx_check import check_onnx_model
 
     fixed = tmp_path / "fixed.onnx"
     onnx.save(check_onnx_model(model).proto, str(fixed))
@@ -226,7 +226,7 @@ def test_accuracy_guard_brings_outlier_model_back_within_one_point(tmp_path):
     rng = np.random.default_rng(1)
     cal = rng.normal(0, 1, (200, 16)).astype(np.float32)
     x = rng.normal(0, 1, (300, 16)).astype(np.float32)
-    from edgemer.export.guard import run_outputs
+    from edgemer.export.core.guard import run_outputs
 
     labels = run_outputs(pre, x)["logits"].argmax(1)  # the FP32 model is right on every sample
     opts = OnnxQuantOptions()
@@ -346,7 +346,7 @@ def test_mismatched_calibration_folders_are_named(tmp_path):
 def test_onnx_only_model_gets_a_fully_integer_tflite(tmp_path, monkeypatch, route):
     """Without torch source: edgemer's own converter (always there), or onnx2torch when installed."""
     pytest.importorskip("litert_torch")
-    import edgemer.export.onnx_tflite as ot
+    import edgemer.export.core.onnx_tflite as ot
 
     if route == "onnx2torch" and ot.load_onnx2torch() is None:
         pytest.skip("onnx2torch not installed (pip install --no-deps onnx2torch==1.5.15)")
@@ -367,7 +367,7 @@ def test_builtin_converter_matches_onnxruntime_and_names_what_it_cannot_convert(
     import onnxruntime as ort
     import torch
 
-    from edgemer.export.onnx_torch import UnsupportedOnnxError, onnx_to_module
+    from edgemer.export.core.onnx_torch import UnsupportedOnnxError, onnx_to_module
 
     path = face_cnn(tmp_path / "face.onnx", channels=3, size=24)
     x = np.random.default_rng(0).random((1, 3, 24, 24), dtype=np.float32)
@@ -382,7 +382,7 @@ def test_builtin_converter_matches_onnxruntime_and_names_what_it_cannot_convert(
 
 
 def test_unconvertible_model_is_recorded_not_fatal(tmp_path, monkeypatch):
-    import edgemer.export.onnx_tflite as ot
+    import edgemer.export.core.onnx_tflite as ot
 
     monkeypatch.setattr(ot, "load_onnx2torch", lambda: None)
     model = face_cnn(tmp_path / "face.onnx")
@@ -403,7 +403,7 @@ def test_torch_module_export_with_tflite_is_reproducible(tmp_path):
     """A torch module: exported with torch.onnx, TFLite from the module itself; twice -> identical files."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("litert_torch")
-    from edgemer.export.byo import export_torch_model
+    from edgemer.export.byo.export import export_torch_model
 
     cal = write_images(tmp_path / "cal", 12)
     hashes = []
@@ -424,7 +424,7 @@ def test_torch_module_export_with_tflite_is_reproducible(tmp_path):
 
 
 def test_ops_outside_the_tflite_set_are_named(tmp_path, monkeypatch):
-    import edgemer.export.onnx_tflite as ot
+    import edgemer.export.core.onnx_tflite as ot
 
     model = face_cnn(tmp_path / "face.onnx")
     m = onnx.load(str(model))
@@ -521,7 +521,7 @@ def test_keras_face_model_file_without_tensorflow(tmp_path, request):
     through the bring-your-own path; a file that is not a Keras model is refused by name."""
     pytest.importorskip("h5py")
     pytest.importorskip("torch")
-    from edgemer.export.byo import export_keras_model
+    from edgemer.export.byo.export import export_keras_model
 
     bogus = tmp_path / "bogus.hdf5"
     bogus.write_bytes(b"not an hdf5 file")

@@ -16,11 +16,11 @@ import pytest
 from edgemer.backends import open_session
 from edgemer.bundle import MANIFEST_NAME, load_bundle, sha256_file
 from edgemer.errors import ConfigError, DatasetError, ExportError, UnsafePickleError
-from edgemer.export import physio as physio_mod
-from edgemer.export.config import REAL_DATA_COMMAND, PhysioExportConfig
-from edgemer.export.datasets import LABELS, WindowOptions, load_wesad_windows, subject_windows
-from edgemer.export.physio import export_physio
-from edgemer.export.synth_wesad import write_synthetic_wesad
+from edgemer.export.physio import export as physio_mod
+from edgemer.export.physio.config import REAL_DATA_COMMAND, PhysioExportConfig
+from edgemer.export.physio.windows import LABELS, WindowOptions, load_wesad_windows, subject_windows
+from edgemer.export.physio.export import export_physio
+from edgemer.export.physio.synth import write_synthetic_wesad
 from edgemer.frontends.physio import STREAM_RATES_HZ, WristFrontEnd
 from edgemer.types import Window
 from edgemer.wesad import load_subject
@@ -192,7 +192,7 @@ def test_windows_split_by_subject_and_standardise_on_training_subjects_only(synt
 
 
 def test_training_is_deterministic(synth):
-    from edgemer.export.train import TrainConfig, train_pinn
+    from edgemer.export.physio.train import TrainConfig, train_pinn
 
     data = load_wesad_windows(synth, WindowOptions(train_hop_s=10.0), progress=False)
     m1, h1 = train_pinn(data, TrainConfig(epochs=1, seed=3), progress=False)
@@ -207,7 +207,7 @@ def test_physics_residual_vanishes_for_the_true_parameters():
     true parameters and clearly not with the PINN's starting ones."""
     import torch
 
-    from edgemer.export.pinn import PhysioPINN, PhysioPINNConfig, physics_residual
+    from edgemer.export.physio.pinn import PhysioPINN, PhysioPINNConfig, physics_residual
     from edgemer.simulate import EdaDynamics, SubjectTraits, WristSimulator
 
     traits = SubjectTraits(tonic_uS=2.5)
@@ -243,7 +243,7 @@ def test_training_drive_follows_the_condition_with_anchored_scale():
     """In the loss, u(t) is the level of the condition at each sample: baseline 0, stress 1, the others learned."""
     import torch
 
-    from edgemer.export.pinn import PhysioPINN
+    from edgemer.export.physio.pinn import PhysioPINN
 
     model = PhysioPINN()
     codes = torch.tensor([[1, 1, 2, 2, 3, 0, 4]])
@@ -259,8 +259,8 @@ def test_physics_parameters_are_identified_from_condition_driven_eda(tmp_path):
     EDA recovers tau and the anchored gain within 5 % (the PINN's physics term, without the network)."""
     import torch
 
-    from edgemer.export.datasets import WindowOptions, load_wesad_windows
-    from edgemer.export.pinn import PhysioPINN, physics_residual
+    from edgemer.export.physio.windows import WindowOptions, load_wesad_windows
+    from edgemer.export.physio.pinn import PhysioPINN, physics_residual
 
     data = write_synthetic_wesad(tmp_path / "w", subjects=3, seed=2, minutes=10, progress=False, drive="condition")
     ds = load_wesad_windows(data, WindowOptions(train_hop_s=5.0), progress=False)
@@ -336,7 +336,7 @@ def test_malicious_pickle_is_refused_without_running(synth, tmp_path):
 
 
 def test_a_failure_in_training_is_an_export_error(synth, tmp_path, monkeypatch):
-    import edgemer.export.train as train_mod
+    import edgemer.export.physio.train as train_mod
 
     def boom(*args, **kwargs):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
@@ -371,7 +371,7 @@ def test_config_validation_names_the_field(field, value):
 
 def test_commands_parse_and_import_nothing_heavy():
     code = ("import argparse, sys, json\n"
-            "from edgemer.export import commands\n"
+            "from edgemer.export.physio import commands\n"
             "p = argparse.ArgumentParser(); commands.configure_export_physio(p)\n"
             "a = p.parse_args(['--wesad', 'W', '--out', 'B', '--epochs', '7', '--no-tflite'])\n"
             "q = argparse.ArgumentParser(); commands.configure_synth_wesad(q)\n"
@@ -386,7 +386,7 @@ def test_commands_parse_and_import_nothing_heavy():
 def test_recorded_command_parses_back_to_the_config():
     import argparse
 
-    from edgemer.export import commands
+    from edgemer.export.physio import commands
 
     config = PhysioExportConfig(epochs=7, seed=3, name="x", tflite=False, train_hop_s=5.0)
     argv = __import__("shlex").split(config.as_command(Path("W"), Path("B")))

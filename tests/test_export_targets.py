@@ -1,4 +1,4 @@
-"""``--target`` quantisation presets (export/targets.py): options match the documented reasons, every
+"""``--target`` quantisation presets (export/core/targets.py): options match the documented reasons, every
 command offering ``--target`` takes exactly these names, unknown names fail clearly, and a jetson-trt
 quantisation really is symmetric (zero point 0 everywhere)."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from edgemer.cli import build_parser
 from edgemer.errors import ConfigError
-from edgemer.export import targets as targets_module
-from edgemer.export.targets import (OPTIMUM_DYNAMIC, TARGETS, check_target, optimum_config_name,
+from edgemer.export.core import targets as targets_module
+from edgemer.export.core.targets import (OPTIMUM_DYNAMIC, TARGETS, check_target, optimum_config_name,
                                     quant_options)
 
 
@@ -80,7 +80,7 @@ def test_unknown_target_names_the_valid_ones():
 
 
 def test_hf_export_speaks_the_same_vocabulary():
-    from edgemer.export.audio_config import HfExportConfig
+    from edgemer.export.audio.config import HfExportConfig
 
     assert set(OPTIMUM_DYNAMIC) == set(TARGETS) - {"jetson-trt"}
     assert [optimum_config_name(t) for t in ("x86-avx2", "x86-vnni", "arm64")] == ["avx2", "avx512_vnni", "arm64"]
@@ -123,7 +123,7 @@ def _quantize_linear_zero_points(path: Path) -> dict[str, np.ndarray]:
 
 def test_jetson_trt_quantisation_has_zero_point_0_everywhere(tmp_path):
     pytest.importorskip("onnxruntime.quantization")
-    from edgemer.export.quantize_onnx import quantize_onnx
+    from edgemer.export.core.quantize import quantize_onnx
 
     fp32 = tmp_path / "tiny.onnx"
     _tiny_model(fp32)

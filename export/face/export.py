@@ -1,0 +1,215 @@
+"""``edgemer export face``: face crops -> compact expression CNN -> verified INT8 bundle.
+
+Steps (inside a temporary folder beside ``out_dir``, renamed into place only when
+everything succeeded):
+
+1. face crops from FER2013, a class-per-folder set or synthetic drawn faces
+   (:mod:`edgemer.export.face.data`), cut exactly as the runtime front-end cuts them;
+2. train the CNN with occlusion augmentation (:mod:`edgemer.export.face.model`);
+3. :func:`write_face_bundle`: FP32 ONNX, static INT8 ONNX and INT8 TFLite through the
+   shared converters, ``samples.npz``, manifest, and verification of every file through
+   edgemer's own backends, with accuracy on clean, upper-face-occluded and
+   lower-face-occluded held-out crops.
+
+:func:`write_face_bundle` is also used by ``edgemer models build fer-mini-xception``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemer._extras import require
+from edgemer.bundle import TensorSpec, load_bundle
+from edgemer.errors import ExportError
+from edgemer.export.core.atomic import atomic_directory
+from edgemer.export.core.bundle_writer import (SAMPLES_NAME, models_section, write_manifest, write_model_files,
+                                                write_samples)
+from edgemer.export.core.config import OnnxQuantOptions, VerificationTargets
+from edgemer.export.face.config import TRAIN_ON_FER2013, USE_REAL_MODEL, FaceExportConfig
+from edgemer.export.face.data import REAL_PHOTOS, FaceDataset, load_face_data, occlude
+from edgemer.export.face.model import to_model_input
+from edgemer.export.core.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
+from edgemer.export.core.verify import classifier_markdown, verify_classifier
+from edgemer.export.core.training import pick
+from edgemer.export.core.verify import check_bundle_runs, write_verification
+from edgemer.frontends.face import EXPRESSIONS, CropConfig, FaceFrontEndConfig
+from edgemer.frontends.face_detector import FaceDetectorOptions
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "logits"
+OCCLUSION_VARIANTS = {"upper-face occluded": "upper", "lower-face occluded": "lower"}
+
+
+class FaceExportResult(BundleExportResult):
+    """What a face export produced: the bundle folder, its verification report and manifest."""
+
+    def summary(self) -> str:
+        """A few lines for the terminal: data, training, accuracy with/without occlusion, targets."""
+        lines = self._head_lines("drawn faces") + self._training_line()
+        for key, row in self.verification["models"].items():
+            occl = "  ".join(f"{v} {r['accuracy']:.3f}" for v, r in row.get("variants", {}).items())
+            lines.append(f"model     {key:12s} {row['bytes'] / 1024:7.1f} KiB  accuracy {row['accuracy']:.3f}  "
+                         f"macro-F1 {row['macro_f1']:.3f}  {occl}")
+        real = self.verification.get("real_photo_agreement", {}).get(REAL_PHOTOS)
+        if real:
+            files = ", ".join(f"{k} {real[k]:.2%}" for k in ("int8-onnx", "int8-tflite") if k in real)
+            lines.append(f"photos    INT8 vs FP32 argmax agreement on {real['crops']} crops of real photographs "
+                         f"(the target's face crops; the targets below use the verification set): {files}")
+        ref = self.verification.get("reference_tflite")
+        if ref:
+            lines.append(f"reference {ref['file']}: argmax agreement with int8-tflite {ref['agreement_int8_tflite']:.1%}, "
+                         f"with fp32-onnx {ref['agreement_fp32_onnx']:.1%}; p50 {ref['p50_ms']:.3f} ms vs "
+                         f"edgemer int8-tflite {ref['edgemer_int8_tflite_p50_ms']:.3f} ms (1 thread)")
+        return "\n".join(lines + self._closing_lines())
+
+
+def face_io(crop: CropConfig, n_classes: int = len(EXPRESSIONS)) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Input and output specs of a face expression model (batch of 1)."""
+    return [TensorSpec(INPUT_NAME, crop.input_shape())], [TensorSpec(OUTPUT_NAME, (1, n_classes))]
+
+
+def occlusion_variants(crops: np.ndarray, crop: CropConfig) -> dict[str, np.ndarray]:
+    """Model inputs of the held-out crops with the upper or the lower face covered."""
+    return {name: to_model_input(occlude(crops, region), crop) for name, region in OCCLUSION_VARIANTS.items()}
+
+
+def write_face_bundle(folder: Path, model: Any, front_end: FaceFrontEndConfig, calibration_crops: np.ndarray,
+                      heldout_crops: np.ndarray, heldout_labels: np.ndarray, manifest_extra: dict[str, Any],
+                      onnx_options: OnnxQuantOptions = OnnxQuantOptions(), tflite: bool = True,
+                      targets: VerificationTargets = VerificationTargets(), title: str = "face expression",
+                      reference: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write model files, samples, manifest and verification of a face model into ``folder``.
+
+    Parameters
+    ----------
+    model: torch module, input ``[1, C, H, W]`` (crop pixels * scale + offset), output logits ``[1, 7]``.
+    front_end: the runtime front-end configuration stored in the manifest.
+    calibration_crops / heldout_crops: uint8 crops ``[n, H, W(, 3)]``; heldout_labels: ``[n]``.
+    manifest_extra: name, task, provenance, training, metrics... merged into the manifest.
+    reference: optional callable ``(report, bundle) -> None`` adding more to the report
+        before it is written (the fer import compares the package's own TFLite there).
+
+    Returns ``(verification report, manifest)``.
+    """
+    torch = require("torch", "export", "Writing a face bundle")
+    crop = front_end.crop
+    inputs, outputs = face_io(crop)
+    calibration = to_model_input(calibration_crops, crop)
+    x_held = to_model_input(heldout_crops, crop)
+    example = torch.from_numpy(calibration[:1].copy())
+    with export_stage("model conversion", "Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
+                                    "(pip install 'edgemer[export]'), or pass --no-tflite."):
+        keys, quantisation = write_model_files(model, example, folder, calibration, inputs, outputs, onnx_options,
+                                               tflite_int8=tflite)
+    write_samples(folder / SAMPLES_NAME, x_held, heldout_labels)
+    manifest: dict[str, Any] = {
+        "modality": "face",
+        "task": "expression-7class",
+        "labels": list(EXPRESSIONS),
+        "models": models_section(keys),
+        "inputs": [s.to_dict() for s in inputs],
+        "outputs": [s.to_dict() for s in outputs],
+        "front_end": front_end.to_dict(),
+        "quantisation": quantisation,
+        **manifest_extra,
+    }
+    write_manifest(folder, manifest)
+    with export_stage("verification", "The bundle's models do not run in edgemer's backends; re-export, or report it."):
+        bundle = load_bundle(folder)
+        report = verify_classifier(bundle, x_held, heldout_labels, OUTPUT_NAME, targets,
+                                   variants=occlusion_variants(heldout_crops, crop))
+        if reference is not None:
+            reference(report, bundle)
+    write_verification(folder, report, f"{title} (INT8 vs FP32 on {len(heldout_labels)} held-out face crops)",
+                       render=classifier_markdown)
+    manifest["metrics"] = {
+        "heldout": {"samples": int(len(heldout_labels)),
+                    "class_counts": np.bincount(heldout_labels, minlength=len(EXPRESSIONS)).tolist()},
+        "models": {k: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+                       **{f"accuracy_{v.split()[0]}": vr["accuracy"] for v, vr in r.get("variants", {}).items()}}
+                   for k, r in report["models"].items()},
+        "targets_passed": report["passed"],
+        **manifest.get("metrics", {}),
+    }
+    manifest = dict(write_manifest(folder, manifest).raw)
+    with export_stage("final check", "The written bundle does not load or run; re-export, or report it."):
+        check_bundle_runs(folder)
+    return report, manifest
+
+
+def _provenance(data: FaceDataset, command: str) -> dict[str, Any]:
+    prov: dict[str, Any] = {
+        "synthetic_data": data.synthetic,
+        "dataset": data.source,
+        "trained_with": toolchain_versions(),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "train_on_real_data": TRAIN_ON_FER2013,
+        "use_real_model": USE_REAL_MODEL,
+    }
+    if data.synthetic:
+        prov["note"] = ("Trained on SYNTHETIC drawn faces (edgemer.export.face.synth), not on photographs of people. "
+                        "Its outputs show the face pipeline working (detection, crop, INT8 inference); it is not a "
+                        "validated expression recogniser. Use the real fer mini-Xception model ('use_real_model') "
+                        "or train on FER2013 ('train_on_real_data').")
+    else:
+        prov["note"] = f"Trained on {data.source}."
+    return prov
+
+
+def export_face(data: str | FaceDataset, out_dir: Path, config: FaceExportConfig = FaceExportConfig(),
+                progress: bool = True, overwrite: bool = False, command: str | None = None) -> FaceExportResult:
+    """Train the compact expression CNN on ``data`` and write a verified bundle to ``out_dir``.
+
+    Parameters
+    ----------
+    data: a data spec (``fer2013:FILE.csv``, ``folder:DIR``, ``synthetic[:N]``) or a loaded
+        :class:`~edgemer.export.face.data.FaceDataset` of crops matching ``config``.
+    out_dir: bundle folder to create (missing or empty; a previous bundle is replaced
+        only with ``overwrite``).
+
+    Raises
+    ------
+    DatasetError: the data is missing, unreadable or malformed.
+    MissingExtraError: torch/onnx/OpenCV missing (extra ``export``).
+    ExportError: training, conversion or verification failed; nothing is left behind.
+    """
+    require("torch", "export", "Training the face expression CNN (edgemer export face)")
+    from edgemer.export.face.model import FaceTrainConfig, train_expression_cnn
+
+    out_dir = Path(out_dir).expanduser().absolute()
+    crop = CropConfig(size=(config.size, config.size), colour=config.colour, margin=config.margin)
+    spec = data if isinstance(data, str) else "dataset"
+    command = command or config.as_command(spec, out_dir)
+    with atomic_directory(out_dir, overwrite, looks_like_bundle, "bundle", ExportError,
+                          "overwrite=True (--overwrite)") as tmp:
+        dataset = data if isinstance(data, FaceDataset) else load_face_data(
+            data, crop, config.heldout_fraction, config.seed, config.label_map, config.detect_faces,
+            config.max_per_class)
+        if dataset.x_train.shape[1:3] != (config.size, config.size):
+            raise ExportError(f"the data's crops are {dataset.x_train.shape[1:3]}, the config asks for "
+                              f"{config.size}x{config.size}; load them with the same crop")
+        train = FaceTrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed,
+                                width=config.width, occlusion_p=config.occlusion_p)
+        with export_stage("training", "Check the data, or lower --lr."):
+            model, history = train_expression_cnn(dataset, crop, train, progress=progress)
+        front_end = FaceFrontEndConfig(analysis_fps=config.analysis_fps, crop=crop, detector=FaceDetectorOptions())
+        calib = dataset.x_train[pick(len(dataset.x_train), config.calibration_samples, config.seed)]
+        extra = {
+            "name": config.name,
+            "provenance": _provenance(dataset, command),
+            "training": {"config": {k: v for k, v in asdict(config).items()
+                                    if k not in ("onnx_quantisation", "targets")},
+                         "model": f"compact expression CNN, width {config.width}",
+                         "train_samples": int(len(dataset.y_train)),
+                         "class_counts": dataset.class_counts("train"), "data_info": dataset.info,
+                         "history": {"epochs": history["epochs"], "seconds": round(history["seconds"], 1)}},
+        }
+        report, manifest = write_face_bundle(tmp, model, front_end, calib, dataset.x_heldout, dataset.y_heldout,
+                                             extra, config.onnx_quantisation, config.tflite, config.targets,
+                                             title=config.name)
+    return FaceExportResult(bundle_dir=out_dir, verification=report, manifest=manifest)
