@@ -27,6 +27,7 @@ from edgemer.sources.video_replay import VideoReplay  # noqa: E402
 from edgemer.types import Window  # noqa: E402
 
 ASTRONAUT_BOX = (177, 66, 95, 95)  # measured with OpenCV 4.14's frontal-face cascade (TOOLCHAIN.md)
+HAAR = FaceDetectorOptions(model="haar")
 
 
 def _skimage_image(name: str) -> np.ndarray:
@@ -69,15 +70,17 @@ def image_dir(tmp_path, astronaut) -> Path:
 
 # -- detection ---------------------------------------------------------------------------------------
 
-def test_default_detector_finds_the_one_face_in_astronaut(astronaut):
-    faces = create_face_detector().detect(astronaut)
+def test_haar_detector_finds_the_one_face_in_astronaut(astronaut):
+    faces = create_face_detector(HAAR).detect(astronaut)
     assert len(faces) == 1
     assert iou(faces[0].box, ASTRONAUT_BOX) > 0.8
     assert faces[0].landmarks is None  # Haar gives boxes only
+    default = create_face_detector().detect(astronaut)  # BlazeFace: the same face, with six keypoints
+    assert len(default) == 1 and iou(default[0].box, ASTRONAUT_BOX) > 0.6 and len(default[0].landmarks) == 6
 
 
-def test_no_face_in_camera_png_or_a_blank_frame():
-    det = create_face_detector()
+def test_haar_finds_no_face_in_camera_png_or_a_blank_frame():
+    det = create_face_detector(HAAR)
     assert det.detect(_skimage_image("camera.png")) == []
     assert det.detect(np.zeros((480, 640, 3), np.uint8)) == []
     assert det.detect(np.full((480, 640), 200, np.uint8)) == []  # grey frames are fine for detection
@@ -115,30 +118,32 @@ def test_near_search_finds_the_face_around_its_last_box_in_frame_pixels(astronau
     from edgemer.frontends.face_detector import detect_near, near_search_detector
 
     frame = _astronaut_at(astronaut, 100)
-    whole = create_face_detector().detect(frame)
+    whole = create_face_detector(HAAR).detect(frame)
     assert len(whole) == 1
-    near = near_search_detector(FaceDetectorOptions())
+    near = near_search_detector(HAAR)
     moved = _astronaut_at(astronaut, 112, 46)  # the face moved 12 px right, 6 px down
     found = detect_near(near, moved, whole[0])
-    expected = create_face_detector().detect(moved)[0]
+    expected = create_face_detector(HAAR).detect(moved)[0]
     assert len(found) == 1 and iou(found[0].box, expected.box) > 0.7
     assert detect_near(near, np.full((480, 640, 3), 120, np.uint8), whole[0]) == []  # the face left: nothing near
     assert detect_near(near, moved, Detection((600, 400, 500, 500))) == []  # region past the frame edge
 
 
-def test_tracked_preprocessor_searches_near_the_face_and_the_whole_frame_every_n_frames(astronaut):
+@pytest.mark.parametrize("model", ["blazeface", "haar"])
+def test_tracked_preprocessor_searches_near_the_face_and_the_whole_frame_every_n_frames(astronaut, model):
     from edgemer.frontends.face import FaceFrontEndConfig, FacePreprocessor
 
-    pre = FacePreprocessor(FaceFrontEndConfig(selection="tracked", full_search_every=3))
+    options = FaceDetectorOptions(model=model)
+    pre = FacePreprocessor(FaceFrontEndConfig(selection="tracked", full_search_every=3, detector=options))
     searches = [pre.locate(_astronaut_at(astronaut, 140 + 2 * i)).search for i in range(7)]
     assert searches == ["frame", "near", "near", "frame", "near", "near", "frame"]
     jumped = pre.locate(_astronaut_at(astronaut, 20))  # far from its last box: the whole frame is searched
-    assert jumped.search == "frame" and iou(jumped.detection.box, create_face_detector().detect(
+    assert jumped.search == "frame" and iou(jumped.detection.box, create_face_detector(options).detect(
         _astronaut_at(astronaut, 20))[0].box) > 0.9
     with pytest.raises(NoFaceError):
         pre.locate(np.full((480, 640, 3), 120, np.uint8))
     assert pre.locate(_astronaut_at(astronaut, 100)).search == "frame"  # after a lost face: whole frame
-    largest = FacePreprocessor(FaceFrontEndConfig(selection="largest"))
+    largest = FacePreprocessor(FaceFrontEndConfig(selection="largest", detector=options))
     assert {largest.locate(_astronaut_at(astronaut, 140 + 2 * i)).search for i in range(3)} == {"frame"}
     with pytest.raises(ConfigError, match="full_search_every"):
         FaceFrontEndConfig(full_search_every=0)

@@ -2,12 +2,16 @@
 
 Per analysed frame (``[H, W, 3]`` uint8 BGR, any size):
 
-1. a face detector (:mod:`edgemer.frontends.face_detector`; Haar by default) finds faces;
+1. a face detector (:mod:`edgemer.frontends.face_detector`; MediaPipe's BlazeFace by
+   default) finds faces;
 2. the largest face, or the tracked one, is chosen (``front_end.selection``);
-3. its box is made square, widened by ``crop.margin`` on each side, optionally rotated
-   so the eyes are level (``crop.align = "eyes"``, detectors with landmarks), and
-   resampled in one affine warp to ``crop.size`` (grey, RGB or BGR; parts outside the
-   frame repeat the edge pixels);
+3. the crop square is placed (``crop.align``): ``"keypoints"`` rotates it so the eyes are
+   level and sizes and centres it from the eyes (side ``eye_side`` eye distances, centre
+   ``eye_drop`` eye distances below the midpoint between the eyes), so the face is framed
+   the same whatever the detector's box and the head's roll; ``"eyes"`` only rotates the
+   box; ``"none"`` (and any detector without landmarks, e.g. Haar) takes the box as it is.
+   The square is widened by ``crop.margin`` on each side and resampled in one affine
+   warp to ``crop.size`` (grey, RGB or BGR; parts outside the frame repeat the edge pixels);
 4. pixels become model input ``x * crop.scale + crop.offset`` in the model's layout
    (``[1, C, H, W]`` float32).
 
@@ -48,6 +52,7 @@ from edgemer.frontends.face_detector import (
     detect_near,
     load_cv2,
     near_search_detector,
+    supports_near_search,
 )
 from edgemer.types import ModalityEstimate, StreamSpec, Window
 
@@ -63,6 +68,7 @@ STRESS_WEIGHTS = {"angry": 1.0, "fear": 1.0, "disgust": 0.5, "sad": 0.5}
 
 VIDEO_STREAM = "video"
 COLOURS = ("grey", "rgb", "bgr")
+ALIGNMENTS = ("none", "eyes", "keypoints")
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,14 @@ class CropConfig:
     size: crop ``(width, height)``, pixels (e.g. 48x48 FER2013, 64x64 mini-Xception).
     colour: ``"grey"`` (1 channel), ``"rgb"`` or ``"bgr"`` (3 channels).
     margin: fraction of the (squared) face box added on each side, >= 0.
-    align: ``"none"`` or ``"eyes"`` (rotate so the eyes are level; needs a detector with
-        landmarks, otherwise the crop is not rotated).
+    align: ``"none"`` (the detector's box), ``"eyes"`` (the box rotated so the eyes are
+        level) or ``"keypoints"`` (rotated so the eyes are level, placed and scaled from the
+        eyes: see ``eye_side``, ``eye_drop``). Detectors without landmarks (Haar) always
+        give the box.
+    eye_side: ``"keypoints"``: side of the crop square before the margin, in eye distances
+        (distance between the two eye centres).
+    eye_drop: ``"keypoints"``: centre of the crop square below the midpoint between the eyes
+        (along the face's own vertical axis), in eye distances.
     scale, offset: model input = pixel (0..255) * scale + offset.
     """
 
@@ -83,6 +95,8 @@ class CropConfig:
     align: str = "none"
     scale: float = 2.0 / 255.0
     offset: float = -1.0
+    eye_side: float = 2.6
+    eye_drop: float = 0.28
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 8 or max(self.size) > 512:
@@ -91,8 +105,11 @@ class CropConfig:
             raise ConfigError(f"front_end.crop.colour must be one of {COLOURS}, got {self.colour!r}")
         if not 0 <= self.margin <= 1:
             raise ConfigError(f"front_end.crop.margin must be in [0, 1] (fraction of the box), got {self.margin}")
-        if self.align not in ("none", "eyes"):
-            raise ConfigError(f"front_end.crop.align must be 'none' or 'eyes', got {self.align!r}")
+        if self.align not in ALIGNMENTS:
+            raise ConfigError(f"front_end.crop.align must be one of {ALIGNMENTS}, got {self.align!r}")
+        if not (1.0 <= self.eye_side <= 6.0 and -1.0 <= self.eye_drop <= 2.0):
+            raise ConfigError(f"front_end.crop.eye_side must be in [1, 6] and eye_drop in [-1, 2] eye distances, "
+                              f"got {self.eye_side}, {self.eye_drop}")
         if not (math.isfinite(self.scale) and self.scale != 0 and math.isfinite(self.offset)):
             raise ConfigError(f"front_end.crop.scale must be finite and non-zero, offset finite; "
                               f"got {self.scale}, {self.offset}")
@@ -106,8 +123,11 @@ class CropConfig:
         return (1, self.channels, self.size[1], self.size[0])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": list(self.size), "colour": self.colour, "margin": self.margin, "align": self.align,
-                "scale": self.scale, "offset": self.offset}
+        d = {"size": list(self.size), "colour": self.colour, "margin": self.margin, "align": self.align,
+             "scale": self.scale, "offset": self.offset}
+        if self.align == "keypoints":
+            d.update(eye_side=self.eye_side, eye_drop=self.eye_drop)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "CropConfig":
@@ -126,11 +146,11 @@ class FaceFrontEndConfig:
     crop: see :class:`CropConfig`. detector: see
         :class:`~edgemer.frontends.face_detector.FaceDetectorOptions`.
     selection: ``"largest"`` or ``"tracked"`` face.
-    full_search_every: ``tracked`` selection with the Haar detector: the whole frame is
+    full_search_every: ``tracked`` selection with BlazeFace or Haar: the whole frame is
         searched at least every this many analysed frames (a new face is noticed within
         that many frames) and whenever the tracked face is not found near its last box; in
-        between only the region around it is searched (about 10x cheaper). 1: whole frame
-        every time.
+        between only the square around it is searched (BlazeFace: with the short-range
+        model; Haar: about 10x cheaper). 1: whole frame every time.
     output: name of the model output holding the class scores.
     output_is_probability: True if that output is already softmaxed (else logits).
     """
@@ -178,13 +198,35 @@ class FaceFrontEndConfig:
                                 f"re-export the bundle") from exc
 
 
+def _eyes(det: Detection) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The two eye landmarks, the one on the image's left first."""
+    assert det.landmarks is not None
+    a, b = det.landmarks[0], det.landmarks[1]
+    return (a, b) if a[0] <= b[0] else (b, a)
+
+
 def _eye_angle_deg(det: Detection) -> float:
     """Roll of the head in degrees from the two eye landmarks (0 when level)."""
-    assert det.landmarks is not None
-    (rx, ry), (lx, ly) = det.landmarks[0], det.landmarks[1]
-    if rx > lx:  # make "right eye" the one on the image's left
-        (rx, ry), (lx, ly) = (lx, ly), (rx, ry)
+    (rx, ry), (lx, ly) = _eyes(det)
     return math.degrees(math.atan2(ly - ry, lx - rx))
+
+
+def crop_square(det: Detection, crop: CropConfig) -> tuple[float, float, float, float]:
+    """Where ``crop`` cuts the face of ``det``: centre ``(cx, cy)`` and side (margin included),
+    frame pixels, and the roll in degrees the crop is rotated by (0: upright box)."""
+    x, y, w, h = det.box
+    cx, cy, side, angle = x + w / 2, y + h / 2, max(w, h), 0.0
+    if crop.align != "none" and det.landmarks is not None and len(det.landmarks) >= 2:
+        angle = _eye_angle_deg(det)
+        (rx, ry), (lx, ly) = _eyes(det)
+        distance = math.hypot(lx - rx, ly - ry)
+        if crop.align == "keypoints" and distance > 1.0:
+            t = math.radians(angle)
+            # the face's "down" is the eye line turned by +90 degrees (image y grows downwards)
+            cx = (rx + lx) / 2 - math.sin(t) * crop.eye_drop * distance
+            cy = (ry + ly) / 2 + math.cos(t) * crop.eye_drop * distance
+            side = crop.eye_side * distance
+    return cx, cy, side * (1 + 2 * crop.margin), angle
 
 
 def face_crop(image: np.ndarray, det: Detection, crop: CropConfig) -> np.ndarray:
@@ -212,10 +254,7 @@ def face_crop(image: np.ndarray, det: Detection, crop: CropConfig) -> np.ndarray
         src = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     else:
         src = image
-    x, y, w, h = det.box
-    cx, cy = x + w / 2, y + h / 2
-    side = max(w, h) * (1 + 2 * crop.margin)
-    angle = _eye_angle_deg(det) if crop.align == "eyes" and det.landmarks is not None else 0.0
+    cx, cy, side, angle = crop_square(det, crop)
     out_w, out_h = crop.size
     # one affine map: rotate about the face centre by -angle, scale side -> output, centre it
     sx, sy = out_w / side, out_h / side
@@ -294,9 +333,10 @@ class FacePreprocessor:
         self.config = config
         self.detector = detector if detector is not None else create_face_detector(config.detector)
         self.selector = FaceSelector(config.selection)
-        # Near search only for the Haar cascade built here (a YuNet model letterboxes any region to its
+        # Near search only for BlazeFace and Haar built here (a YuNet model letterboxes any region to its
         # fixed input size, so a small region costs as much as the frame; a detector passed in is used as is).
-        tracking = config.selection == "tracked" and config.detector.is_haar and config.full_search_every > 1
+        tracking = (config.selection == "tracked" and supports_near_search(config.detector)
+                    and config.full_search_every > 1)
         self._near = near_search_detector(config.detector) if tracking and detector is None else None
         self._near_searches = 0  # near searches since the last whole-frame search
         self.last_detect_s = 0.0  # wall seconds of the detector in the last locate(), face found or not
@@ -332,7 +372,7 @@ class FacePreprocessor:
         det = self.selector.select(detections)
         if det is None:
             raise NoFaceError(f"no face in the {frame.shape[1]}x{frame.shape[0]} frame "
-                              f"({self.detector.description}, faces >= {self.config.detector.min_face_px} px)")
+                              f"({self.detector.description}, faces >= {self.config.detector.min_face} px)")
         img = face_crop(frame, det, self.config.crop)
         x = crop_to_input(img, self.config.crop)
         return FaceCrop(detection=det, faces=len(detections), crop=img, input=x, detect_s=t1 - t0,
@@ -430,8 +470,10 @@ def configure_face_bundle(bundle: Bundle, analysis_fps: float | None = None,
 
     Parameters
     ----------
-    analysis_fps: frames analysed per second. detector: options, or ``"haar"`` / a
-        YuNet-format ``.onnx`` path (other detector settings kept). selection:
+    analysis_fps: frames analysed per second. detector: options, or a detector name
+        (``blazeface``, ``blazeface-full``, ``blazeface-short``, ``haar``, a YuNet-format
+        ``.onnx`` path or a BlazeFace folder; the bundle's engine, face-size and score settings
+        go back to that detector's defaults, the others are kept). selection:
         ``"largest"`` or ``"tracked"``.
     """
     fe = dict(bundle.manifest.front_end)
@@ -440,7 +482,8 @@ def configure_face_bundle(bundle: Bundle, analysis_fps: float | None = None,
                           f"face options do not apply to it")
     cfg = FaceFrontEndConfig.from_dict(fe)
     if isinstance(detector, str):
-        detector = dataclasses.replace(cfg.detector, model=detector)
+        detector = dataclasses.replace(cfg.detector, model=detector, engine="auto", min_face_px=None,
+                                       score_threshold=None)
     cfg = dataclasses.replace(cfg, analysis_fps=cfg.analysis_fps if analysis_fps is None else float(analysis_fps),
                               detector=detector or cfg.detector, selection=selection or cfg.selection)
     fe.update(cfg.to_dict())
