@@ -27,10 +27,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="stream seconds to run (default: until Ctrl-C, or the end of a replay)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE.jsonl",
                    help="also write every estimate as one JSON object per line")
-    p.add_argument("--backend", choices=("onnxruntime", "litert"), default="onnxruntime",
-                   help="inference runtime (litert needs: pip install 'edgemer[tflite]')")
-    p.add_argument("--precision", choices=("int8", "fp32"), default="int8", help="model precision (default int8)")
-    p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "litert"), default="auto",
+                   help="inference runtime; 'auto' (default) runs each bundle's fastest verified file measured on "
+                        "this device (cached; 'edgemer bench engines' shows it); litert needs: pip install "
+                        "'edgemer[tflite]'")
+    p.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
+                   help="model precision (default auto); pin --backend and --precision for a fixed deployment")
+    p.add_argument("--threads", type=int, default=None,
+                   help="inference threads (default: chosen with the engine; 1 when backend and precision are pinned)")
     p.add_argument("--providers", default=None,
                    help="onnxruntime execution providers, comma-separated: cpu, cuda, tensorrt (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated wearable (default 0)")
@@ -58,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="simulated wrist wearable -> shipped physiology bundle, live in the terminal",
                           description="Stream a simulated wrist wearable (EDA 4 Hz, BVP 64 Hz, TEMP 4 Hz, ACC 32 Hz) "
-                                      "through the runtime and the shipped physio-demo bundle (INT8). "
+                                      "through the runtime and the shipped physio-demo bundle (on its fastest "
+                                      "verified model file here, unless --backend/--precision pin one). "
                                       "No hardware, no downloads.")
     _add_run_options(demo)
     demo.set_defaults(func=cmd_demo)
@@ -205,6 +210,8 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
     names = ", ".join(r.bundle.name for r in pipe.runners)
     sessions = "; ".join(r.session.description for r in pipe.runners)
     print(f"edgemer: {', '.join(s.name for s in pipe.sources)} -> {names} [{sessions}], speed x{pipe.speed:g}")
+    for r in pipe.runners:
+        print(r.choice.line())
     for r in pipe.runners:
         if r.bundle.manifest.trained_on_synthetic_data:
             hint = r.bundle.manifest.provenance.get("train_on_real_data", REAL_DATA_HINT)

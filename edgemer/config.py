@@ -8,9 +8,9 @@ Example (``examples/physio.toml``)::
     # record = "session-rec"  # record raw chunks (never audio/video) for later replay
 
     [runtime]               # defaults for every bundle
-    backend = "onnxruntime"
-    precision = "int8"
-    threads = 1
+    backend = "auto"        # auto (fastest verified file measured here) | onnxruntime | litert
+    precision = "auto"      # auto | int8 | fp32; pin both backend and precision for a fixed deployment
+    # threads = 1           # omit with auto: chosen with the engine
     # stale_data_s = 10.0   # a window whose newest sample is older than this counts as missing
 
     [fusion]

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from edgemer.backends import Session, open_session
+from edgemer.backends.choice import AUTO, BACKEND_CHOICES, PRECISION_CHOICES, EngineChoice, choose_engine
 from edgemer.buffers import FrameBuffer, StreamBuffer
 from edgemer.bundle import Bundle, load_bundle
 from edgemer.calibration import Baseline, CalibrationConfig
@@ -56,8 +57,13 @@ _DONE = object()
 class PipelineConfig:
     """How bundles run and estimates are made.
 
-    backend: ``onnxruntime`` or ``litert``. precision: ``int8`` or ``fp32``.
-    threads: inference threads per model. providers: onnxruntime execution providers
+    backend: ``auto`` (default), ``onnxruntime`` or ``litert``. precision: ``auto`` (default),
+    ``int8`` or ``fp32``. threads: inference threads per model, None = chosen with the engine.
+    With ``auto`` each bundle runs on its fastest verified file x engine x threads measured on
+    this device (:func:`edgemer.backends.choice.choose_engine`); pinning ``backend`` and
+    ``precision`` runs exactly that file (threads default 1). cache_dir: where those
+    measurements are kept (None: ``$EDGEMER_CACHE_DIR``, ``$XDG_CACHE_HOME/edgemer`` or
+    ``~/.cache/edgemer``). providers: onnxruntime execution providers
     (``cpu``, ``cuda``, ``tensorrt``, with options such as ``tensorrt:fp16=1``); None = the
     best available here (TensorRT, then CUDA, then CPU; see
     :func:`edgemer.backends.onnxruntime_backend.choose_providers`); a requested provider that
@@ -73,9 +79,9 @@ class PipelineConfig:
     being estimated from old data; None disables the check.
     """
 
-    backend: str = "onnxruntime"
-    precision: str = "int8"
-    threads: int = 1
+    backend: str = AUTO
+    precision: str = AUTO
+    threads: int | None = None
     providers: tuple[str, ...] | None = None
     fusion: FusionConfig = field(default_factory=FusionConfig)
     max_wait_s: float = 2.0
@@ -83,14 +89,17 @@ class PipelineConfig:
     buffer_s: float = 30.0
     queue_size: int = 1000
     stale_data_s: float | None = 10.0
+    cache_dir: str | Path | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in ("onnxruntime", "litert"):
-            raise ConfigError(f"PipelineConfig.backend must be 'onnxruntime' or 'litert', got {self.backend!r}")
-        if self.precision not in ("int8", "fp32"):
-            raise ConfigError(f"PipelineConfig.precision must be 'int8' or 'fp32', got {self.precision!r}")
-        if self.threads < 1:
-            raise ConfigError(f"PipelineConfig.threads must be >= 1, got {self.threads}")
+        if self.backend not in BACKEND_CHOICES:
+            raise ConfigError(f"PipelineConfig.backend must be one of {', '.join(BACKEND_CHOICES)}, "
+                              f"got {self.backend!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise ConfigError(f"PipelineConfig.precision must be one of {', '.join(PRECISION_CHOICES)}, "
+                              f"got {self.precision!r}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"PipelineConfig.threads must be >= 1 (or None: chosen), got {self.threads}")
         if self.max_wait_s < 0 or self.min_wait_wall_s < 0 or self.buffer_s < 0 or self.queue_size < 1:
             raise ConfigError("PipelineConfig.max_wait_s, min_wait_wall_s and buffer_s must be >= 0 "
                               "and queue_size >= 1")
@@ -102,8 +111,8 @@ class PipelineConfig:
 class BundleSpec:
     """A bundle and how to run it; None fields fall back to the :class:`PipelineConfig`.
 
-    bundle: folder, shipped name or loaded :class:`Bundle`. backend: ``onnxruntime`` or
-    ``litert``. precision: ``int8`` or ``fp32``. threads: inference threads.
+    bundle: folder, shipped name or loaded :class:`Bundle`. backend: ``auto``, ``onnxruntime``
+    or ``litert``. precision: ``auto``, ``int8`` or ``fp32``. threads: inference threads.
     providers: onnxruntime execution providers (as :attr:`PipelineConfig.providers`).
     """
 
@@ -114,10 +123,11 @@ class BundleSpec:
     providers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.backend is not None and self.backend not in ("onnxruntime", "litert"):
-            raise ConfigError(f"BundleSpec.backend must be 'onnxruntime' or 'litert', got {self.backend!r}")
-        if self.precision is not None and self.precision not in ("int8", "fp32"):
-            raise ConfigError(f"BundleSpec.precision must be 'int8' or 'fp32', got {self.precision!r}")
+        if self.backend is not None and self.backend not in BACKEND_CHOICES:
+            raise ConfigError(f"BundleSpec.backend must be one of {', '.join(BACKEND_CHOICES)}, got {self.backend!r}")
+        if self.precision is not None and self.precision not in PRECISION_CHOICES:
+            raise ConfigError(f"BundleSpec.precision must be one of {', '.join(PRECISION_CHOICES)}, "
+                              f"got {self.precision!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"BundleSpec.threads must be >= 1, got {self.threads}")
 
@@ -129,9 +139,12 @@ class ModelRunner:
         bundle = spec.bundle if isinstance(spec.bundle, Bundle) else load_bundle(spec.bundle)
         self.bundle = bundle
         self.front_end: FrontEnd = create_front_end(bundle.manifest)
-        self.session: Session = open_session(
+        providers = spec.providers if spec.providers is not None else config.providers
+        self.choice: EngineChoice = choose_engine(
             bundle, spec.backend or config.backend, spec.precision or config.precision,
-            spec.threads or config.threads, spec.providers if spec.providers is not None else config.providers)
+            spec.threads or config.threads, providers, cache_dir=config.cache_dir)
+        self.session: Session = open_session(bundle, self.choice.backend, self.choice.precision,
+                                             self.choice.threads, providers)
         self.skipped_windows = 0
         self.empty_windows = 0
         self.stale_windows = 0
@@ -218,6 +231,8 @@ class Pipeline:
             raise ConfigError("a live source cannot run faster than real time; use speed 1")
         specs = [b if isinstance(b, BundleSpec) else BundleSpec(b) for b in bundles]
         self.runners = [ModelRunner(spec, config) for spec in specs]
+        self.engines = {r.bundle.name: r.choice.label for r in self.runners}
+        """Bundle name -> the engine choice it runs on (``backend/precision/tN``), as in every Estimate."""
         self.buffers = self._make_buffers()
         self.recorder = None
         if record is not None:
@@ -401,8 +416,10 @@ class Pipeline:
     def stats(self) -> dict[str, Any]:
         """Counters: per stream (chunks, samples, dropped, NaN, rejected), per bundle (windows;
         skipped, empty, stale, flat windows), estimates, dropped estimates, window ends cut
-        after waiting ``max_wait`` for late data (``late_windows``), source errors."""
+        after waiting ``max_wait`` for late data (``late_windows``), source errors, and per
+        bundle the engine choice and why (``engines``: :meth:`EngineChoice.to_dict`)."""
         return {
+            "engines": {r.bundle.name: r.choice.to_dict() for r in self.runners},
             "streams": {n: vars(b.stats).copy() for n, b in self.buffers.items()},
             "bundles": {r.bundle.name: {"windows": r.windows, "skipped_windows": r.skipped_windows,
                                         "empty_windows": r.empty_windows, "stale_windows": r.stale_windows,
@@ -615,7 +632,7 @@ class Pipeline:
             latency_s=max(0.0, now - last_arrival) if last_arrival else 0.0,
             processing_s=0.0, inference_s=inference_s, frontend_s=frontend_s, detector_s=detector_s,
             reference=self._reference(t),
-            calibrating=calibrating, absent=absent,
+            calibrating=calibrating, absent=absent, engines=self.engines,
             sources={src.name: h for src in self.sources if (h := src.health())})
         for sink in self.sinks:
             sink.write(estimate)

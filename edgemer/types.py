@@ -172,6 +172,9 @@ class Estimate:
     absent: modality -> why it is missing from this estimate, for every modality that did
         not contribute: nothing to analyse (``"no face"``, ``"no speech"``), too little or
         stale data, a source that ended or failed, or ``"warming up"`` before its first window.
+    engines: bundle name -> the engine choice it runs on, ``backend/precision/tN`` (e.g.
+        ``litert/int8/t1``; see :mod:`edgemer.backends.choice`; the reasons are in
+        ``Pipeline.stats()["engines"]``).
     """
 
     t: float
@@ -193,6 +196,7 @@ class Estimate:
     sources: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     calibrating: bool = False
     absent: Mapping[str, str] = field(default_factory=dict)
+    engines: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (numpy values become lists and floats)."""

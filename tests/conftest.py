@@ -22,6 +22,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_choice_cache(tmp_path_factory):
+    """The engine-choice cache of every test (and the processes tests start) is a temporary folder,
+    never the user's ~/.cache/edgemer: EDGEMER_CACHE_DIR (see edgemer.backends.choice)."""
+    folder = tmp_path_factory.mktemp("edgemer-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGEMER_CACHE_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def demo_bundle():
     """The shipped physio-demo bundle (verified)."""

@@ -1,0 +1,292 @@
+"""backend="auto" / precision="auto": the fastest verified model file, engine and thread count.
+
+Measurements are injected through the engine-choice cache (as `edgemer bench engines` writes
+them), so the decisions here do not depend on this machine's speed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import pytest
+
+from edgemer.backends.choice import (
+    CACHE_NAME,
+    Cell,
+    ChoiceCache,
+    Measurement,
+    bundle_hash,
+    choose_engine,
+    pick_fastest,
+    remember_measurements,
+    verified_models,
+)
+from edgemer.bundle import file_entry, load_bundle
+from edgemer.errors import BackendUnavailableError, ConfigError
+
+DEVICE = ("test-device-key", {"machine": "test"})
+
+
+def cache_in(folder, device=DEVICE, version="0.1.0") -> ChoiceCache:
+    return ChoiceCache(folder, device=device, version=version)
+
+
+def fake_results(bundle, p50: dict[str, float]) -> list[Measurement]:
+    """Measurements for the bundle's cells, ``p50`` = {"backend/precision/tN": ms}."""
+    out = []
+    files = {(m.format, m.precision): m for m in bundle.manifest.models.values()}
+    for label, ms in p50.items():
+        backend, precision, t = label.split("/")
+        mf = files[("onnx" if backend == "onnxruntime" else "tflite", precision)]
+        out.append(Measurement(Cell(mf.key, mf.file, backend, precision, int(t[1:])), ms, "bench", "2026-12-02"))
+    return out
+
+
+ALL_PHYSIO = {"onnxruntime/fp32/t1": 0.125, "onnxruntime/int8/t1": 0.075, "litert/fp32/t1": 0.030,
+              "litert/int8/t1": 0.016}
+
+
+def test_shipped_bundles_have_every_file_verified():
+    for name in ("physio-demo", "audio-demo", "face-demo"):
+        bundle = load_bundle(name)
+        eligible, excluded = verified_models(bundle)
+        assert set(eligible) == set(bundle.manifest.models), (name, excluded)
+
+
+def test_fake_result_set_picks_the_fastest_verified_file(tmp_path, demo_bundle):
+    cache = cache_in(tmp_path)
+    assert remember_measurements(demo_bundle, fake_results(demo_bundle, ALL_PHYSIO), cache=cache)
+    choice = choose_engine(demo_bundle, cache=cache, measure=False, litert=True, thread_options=(1,))
+    assert (choice.backend, choice.precision, choice.threads, choice.file) == ("litert", "int8", 1,
+                                                                               "model_int8.tflite")
+    assert choice.rule == "fastest-verified" and choice.source == "bench" and choice.p50_ms == 0.016
+    assert choice.measured[0] == ("litert/int8/t1", 0.016) and len(choice.measured) == 4
+    assert "fastest verified of 4 cells" in choice.reason and "edgemer bench" in choice.reason
+    # Another device's order: onnxruntime FP32 fastest (the fer case on x86).
+    fer_like = {**ALL_PHYSIO, "onnxruntime/fp32/t1": 0.010}
+    remember_measurements(demo_bundle, fake_results(demo_bundle, fer_like), cache=cache)
+    choice = choose_engine(demo_bundle, cache=cache, measure=False, litert=True, thread_options=(1,))
+    assert choice.label == "onnxruntime/fp32/t1" and choice.file == "model_fp32.onnx"
+
+
+def test_more_threads_must_pay_for_themselves(tmp_path, demo_bundle):
+    cache = cache_in(tmp_path)
+    base = {"litert/int8/t1": 1.00, "onnxruntime/int8/t1": 2.0}
+    remember_measurements(demo_bundle, fake_results(demo_bundle, {**base, "litert/int8/t2": 0.95}), cache=cache)
+    choice = choose_engine(demo_bundle, cache=cache, measure=False, litert=True, thread_options=(1, 2))
+    assert choice.label == "litert/int8/t1"  # 5 % faster is not worth a second thread
+    remember_measurements(demo_bundle, fake_results(demo_bundle, {**base, "litert/int8/t2": 0.60}), cache=cache)
+    choice = choose_engine(demo_bundle, cache=cache, measure=False, litert=True, thread_options=(1, 2))
+    assert choice.label == "litert/int8/t2"
+    # a thread count pinned by the caller restricts the candidates
+    choice = choose_engine(demo_bundle, threads=1, cache=cache, measure=False, litert=True)
+    assert choice.label == "litert/int8/t1"
+
+
+def test_pick_fastest_orders_by_p50_then_fewer_threads():
+    a = Measurement(Cell("k", "f", "onnxruntime", "int8", 1), 1.0)
+    b = Measurement(Cell("k", "f", "onnxruntime", "int8", 2), 1.0)
+    c = Measurement(Cell("j", "g", "litert", "int8", 1), 0.5)
+    assert pick_fastest([b, a]) is a
+    assert pick_fastest([a, b, c]) is c
+    with pytest.raises(ValueError):
+        pick_fastest([])
+
+
+def _bundle_with_verification(tmp_path, demo_bundle, edit):
+    """A copy of physio-demo whose verification.json is changed by ``edit(report)`` (manifest updated)."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(demo_bundle.path, dst)
+    report = json.loads((dst / "verification.json").read_text())
+    edit(report)
+    (dst / "verification.json").write_text(json.dumps(report))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["files"]["verification.json"] = file_entry(dst / "verification.json")
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return load_bundle(dst)
+
+
+def _fail(report, comparison: str, name: str = "argmax agreement") -> None:
+    for t in report["targets"]:
+        if t["comparison"] == comparison and t["name"] == name:
+            t["value"], t["passed"] = 0.5, False
+    report["passed"] = False
+
+
+def test_a_file_failing_parity_is_never_chosen(tmp_path, demo_bundle):
+    bundle = _bundle_with_verification(tmp_path, demo_bundle, lambda r: _fail(r, "int8-tflite vs fp32-tflite"))
+    eligible, excluded = verified_models(bundle)
+    assert "int8-tflite" not in eligible and "argmax agreement 0.5" in excluded["int8-tflite"]
+    assert set(eligible) == {"fp32-onnx", "int8-onnx", "fp32-tflite"}
+    cache = cache_in(tmp_path / "cache")
+    remember_measurements(bundle, fake_results(bundle, ALL_PHYSIO), cache=cache)  # int8-tflite fastest
+    choice = choose_engine(bundle, cache=cache, measure=False, litert=True, thread_options=(1,))
+    assert choice.label == "litert/fp32/t1" and "int8-tflite" in choice.excluded
+    assert all(label != "litert/int8/t1" for label, _ in choice.measured)
+    # pinning it still runs it, with a note that it is not verified
+    forced = choose_engine(bundle, backend="litert", precision="int8", cache=cache, measure=False)
+    assert forced.rule == "forced" and forced.file == "model_int8.tflite" and "not verified" in forced.reason
+
+
+def test_a_failing_reference_takes_its_candidates_with_it(tmp_path, demo_bundle):
+    def edit(report):  # fp32-tflite vs fp32-onnx gets a failing target row; int8-tflite is compared to it
+        report["targets"].append({"name": "argmax agreement", "comparison": "fp32-tflite vs fp32-onnx",
+                                  "value": 0.5, "op": ">=", "threshold": 0.99, "passed": False})
+
+    eligible, excluded = verified_models(_bundle_with_verification(tmp_path, demo_bundle, edit))
+    assert set(eligible) == {"fp32-onnx", "int8-onnx"}
+    assert "fp32-tflite" in excluded["int8-tflite"]
+
+
+def test_size_targets_do_not_exclude_and_untargeted_comparisons_use_the_thresholds(tmp_path, demo_bundle):
+    def edit(report):
+        _fail(report, "int8-onnx vs fp32-onnx", "INT8/FP32 size ratio")        # a size target, not parity
+        report["comparisons"]["fp32-tflite vs fp32-onnx"]["argmax_agreement"] = 0.9  # no targets: thresholds
+
+    eligible, excluded = verified_models(_bundle_with_verification(tmp_path, demo_bundle, edit))
+    assert "int8-onnx" in eligible
+    assert "fp32-tflite" not in eligible and "threshold" in excluded["fp32-tflite"]
+
+
+def test_without_a_report_only_fp32_files_run(tmp_path, demo_bundle):
+    dst = tmp_path / "bundle"
+    shutil.copytree(demo_bundle.path, dst)
+    (dst / "verification.json").unlink()
+    manifest = json.loads((dst / "manifest.json").read_text())
+    del manifest["files"]["verification.json"]
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    eligible, excluded = verified_models(load_bundle(dst))
+    assert set(eligible) == {"fp32-onnx", "fp32-tflite"} and "no verification report" in excluded["int8-onnx"]
+
+
+def test_litert_files_are_skipped_when_litert_is_missing(tmp_path, demo_bundle):
+    cache = cache_in(tmp_path)
+    remember_measurements(demo_bundle, fake_results(demo_bundle, ALL_PHYSIO), cache=cache)
+    choice = choose_engine(demo_bundle, cache=cache, measure=False, litert=False, thread_options=(1,))
+    assert choice.label == "onnxruntime/int8/t1"
+    assert "edgemer[tflite]" in choice.excluded["int8-tflite"]
+    with pytest.raises(BackendUnavailableError, match="no verified model file"):
+        choose_engine(demo_bundle, backend="litert", cache=cache, measure=False, litert=False)
+
+
+def test_forced_choices_are_respected_without_measuring(tmp_path, demo_bundle):
+    cache = cache_in(tmp_path)
+    remember_measurements(demo_bundle, fake_results(demo_bundle, ALL_PHYSIO), cache=cache)
+    choice = choose_engine(demo_bundle, backend="onnxruntime", precision="fp32", cache=cache)
+    assert (choice.rule, choice.file, choice.threads, choice.p50_ms) == ("forced", "model_fp32.onnx", 1, None)
+    assert "pinned" in choice.reason
+    # one of the two pinned: only its cells compete
+    choice = choose_engine(demo_bundle, backend="onnxruntime", cache=cache, measure=False, thread_options=(1,))
+    assert choice.label == "onnxruntime/int8/t1" and "backend=onnxruntime" in choice.reason
+    choice = choose_engine(demo_bundle, precision="fp32", cache=cache, measure=False, litert=True,
+                           thread_options=(1,))
+    assert choice.label == "litert/fp32/t1"
+    with pytest.raises(ConfigError):
+        choose_engine(demo_bundle, backend="tensorflow", cache=cache)
+
+
+def test_corrupt_cache_is_ignored_with_a_warning(tmp_path, demo_bundle, caplog):
+    (tmp_path / CACHE_NAME).write_text("{not json")
+    cache = cache_in(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        choice = choose_engine(demo_bundle, cache=cache, measure=False, litert=True, thread_options=(1,))
+    assert choice.rule == "default"
+    assert any("corrupt" in w for w in cache.warnings) and "corrupt" in caplog.text
+    # the next write replaces the corrupt file with a valid one
+    assert remember_measurements(demo_bundle, fake_results(demo_bundle, ALL_PHYSIO), cache=cache)
+    assert json.loads((tmp_path / CACHE_NAME).read_text())["device_key"] == DEVICE[0]
+
+
+@pytest.mark.parametrize("who", ["device", "version", "schema"])
+def test_foreign_or_stale_cache_is_ignored_with_a_warning(tmp_path, demo_bundle, who):
+    writer = cache_in(tmp_path, device=("other-device", {}) if who == "device" else DEVICE,
+                      version="0.0.1" if who == "version" else "0.1.0")
+    remember_measurements(demo_bundle, fake_results(demo_bundle, ALL_PHYSIO), cache=writer)
+    if who == "schema":
+        data = json.loads((tmp_path / CACHE_NAME).read_text())
+        data["schema"] = "edgemer.engine-choice/99"
+        (tmp_path / CACHE_NAME).write_text(json.dumps(data))
+    reader = cache_in(tmp_path)
+    assert reader.lookup(bundle_hash(demo_bundle)) == []
+    assert len(reader.warnings) == 1 and "ignoring it" in reader.warnings[0]
+    choice = choose_engine(demo_bundle, cache=reader, measure=False, litert=True, thread_options=(1,))
+    assert choice.rule == "default"
+
+
+def test_malformed_cells_are_skipped(tmp_path, demo_bundle):
+    cache = cache_in(tmp_path)
+    remember_measurements(demo_bundle, fake_results(demo_bundle, ALL_PHYSIO), cache=cache)
+    data = json.loads((tmp_path / CACHE_NAME).read_text())
+    entry = data["bundles"][bundle_hash(demo_bundle)]
+    entry["cells"][0]["threads"] = "many"
+    (tmp_path / CACHE_NAME).write_text(json.dumps(data))
+    assert len(cache.lookup(bundle_hash(demo_bundle))) == 3 and "malformed" in cache.warnings[-1]
+
+
+def test_unwritable_cache_warns_and_the_measurement_is_still_used(tmp_path, demo_bundle):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    cache = cache_in(blocker)
+    lines = []
+    choice = choose_engine(demo_bundle, backend="onnxruntime", precision="fp32", threads=None, cache=cache)
+    assert choice.rule == "forced"  # pinned: nothing measured, nothing written
+    choice = choose_engine(demo_bundle, backend="onnxruntime", cache=cache, thread_options=(1,),
+                           progress=lines.append)
+    assert choice.rule == "fastest-verified" and choice.source == "first-use" and choice.p50_ms > 0
+    assert lines and "first use" in lines[0]
+    assert any("cannot be written" in w for w in cache.warnings)
+
+
+def test_first_use_measurement_is_cached(tmp_path, demo_bundle):
+    cache = cache_in(tmp_path)
+    first = choose_engine(demo_bundle, backend="onnxruntime", cache=cache, thread_options=(1,), progress=None)
+    assert first.source == "first-use" and len(first.measured) == 2
+    again = choose_engine(demo_bundle, backend="onnxruntime", cache=cache_in(tmp_path), thread_options=(1,),
+                          progress=lambda line: pytest.fail(f"measured again: {line}"))
+    assert again.source == "cache" and again.label == first.label and again.measured == first.measured
+
+
+def test_bundle_hash_follows_the_model_files(tmp_path, demo_bundle):
+    from edgemer.frontends.face import configure_face_bundle
+
+    face = load_bundle("face-demo")
+    assert bundle_hash(configure_face_bundle(face, analysis_fps=1)) == bundle_hash(face)
+    assert bundle_hash(face) != bundle_hash(demo_bundle)
+
+
+def test_pipeline_runs_and_records_the_choice(tmp_path, demo_bundle):
+    from edgemer.pipeline import BundleSpec, Pipeline, PipelineConfig
+    from edgemer.sources import SimulatedWearable
+
+    cache = ChoiceCache(tmp_path)  # this device's real key, as the pipeline computes it
+    remember_measurements(demo_bundle, fake_results(demo_bundle, {
+        "onnxruntime/fp32/t1": 0.01, "onnxruntime/int8/t1": 0.5, "litert/fp32/t1": 0.5, "litert/int8/t1": 0.5,
+        "onnxruntime/fp32/t2": 0.5, "onnxruntime/int8/t2": 0.5, "litert/fp32/t2": 0.5, "litert/int8/t2": 0.5,
+        "onnxruntime/fp32/t4": 0.5, "onnxruntime/int8/t4": 0.5, "litert/fp32/t4": 0.5, "litert/int8/t4": 0.5}),
+        cache=cache)
+    config = PipelineConfig(cache_dir=tmp_path)
+    with Pipeline([SimulatedWearable(speed=200, duration_s=70)], ["physio-demo"], config=config) as pipe:
+        estimates = list(pipe)
+    assert estimates and all(e.engines == {"physio-demo": "onnxruntime/fp32/t1"} for e in estimates)
+    assert estimates[-1].to_dict()["engines"] == {"physio-demo": "onnxruntime/fp32/t1"}
+    stats = pipe.stats()["engines"]["physio-demo"]
+    assert stats["rule"] == "fastest-verified" and stats["file"] == "model_fp32.onnx" and stats["source"] == "bench"
+    assert "onnxruntime" in pipe.runners[0].session.description
+    # forced per bundle
+    spec = BundleSpec("physio-demo", backend="litert", precision="int8")
+    with Pipeline([SimulatedWearable(speed=200, duration_s=70)], [spec], config=config) as pipe:
+        estimates = list(pipe)
+    assert estimates[-1].engines == {"physio-demo": "litert/int8/t1"}
+    assert pipe.stats()["engines"]["physio-demo"]["rule"] == "forced"
+    assert "LiteRT" in pipe.runners[0].session.description
+
+
+def test_configs_accept_auto_and_reject_unknown_values():
+    from edgemer.pipeline import BundleSpec, PipelineConfig
+
+    assert (PipelineConfig().backend, PipelineConfig().precision, PipelineConfig().threads) == ("auto", "auto", None)
+    with pytest.raises(ConfigError, match="backend"):
+        PipelineConfig(backend="tflite")
+    with pytest.raises(ConfigError, match="precision"):
+        BundleSpec("physio-demo", precision="int4")
