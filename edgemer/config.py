@@ -186,12 +186,19 @@ def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s:
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes, more than {MAX_FILE_BYTES}; a pipeline file is "
+                              f"a few hundred bytes, is this the right file?")
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the pipeline file ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the pipeline file as UTF-8") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: arrays or tables nested too deep to read; this is not a pipeline file") from None
     for key in data:
         if key not in _SECTIONS and key not in _ARRAYS:
             raise ConfigError(f"{path}:{_line_of(text, key) or ''} unknown section '{key}'; sections: "

@@ -10,7 +10,10 @@ WESAD (Schmidt et al., 2018) ships one pickle per subject, ``DIR/S2/S2.pkl``::
 
 Pickles can execute code when loaded, so user files are never read with a bare
 ``pickle.load``: :class:`RestrictedUnpickler` admits only numpy arrays, numpy
-scalars/dtypes and plain containers, and refuses anything else before it runs.
+scalars/dtypes and plain containers, and refuses anything else before it runs. Sizes a
+pickle declares never drive an allocation: reads are clamped to the bytes left in the
+file, and the admitted constructors that allocate (``bytearray(n)``, numpy's
+``_reconstruct(shape)``) refuse more than :data:`MAX_ELEMENTS` elements.
 """
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ import numpy as np
 from edgemer.errors import DatasetError, UnsafePickleError
 
 LABEL_RATE_HZ = 700.0
+MAX_ELEMENTS = 1 << 31
+"""Largest array or byte string a subject pickle may ask to allocate (a real WESAD subject's
+largest array holds about 25 M elements)."""
 WRIST_KEYS = {"eda": "EDA", "bvp": "BVP", "temp": "TEMP", "acc": "ACC"}
 """edgemer stream name -> WESAD wrist key."""
 
@@ -45,12 +51,53 @@ _ALLOWED_GLOBALS = {
 }
 
 
+def _bounded(name: str, original: Any) -> Any:
+    """``original`` wrapped so that an absurd size argument is refused before it allocates."""
+
+    def checked(*args: Any) -> Any:
+        if name == "bytearray" and args and isinstance(args[0], int) and args[0] > MAX_ELEMENTS:
+            raise UnsafePickleError(f"the pickle asks for a bytearray of {args[0]} bytes; refused")
+        if name == "_reconstruct" and len(args) > 1:
+            shape = args[1] if isinstance(args[1], tuple) else (args[1],)
+            if not all(isinstance(d, int) and 0 <= d <= MAX_ELEMENTS for d in shape) or \
+                    np.prod([float(d) for d in shape]) > MAX_ELEMENTS:
+                raise UnsafePickleError(f"the pickle asks for an array of shape {str(shape)[:80]}; refused")
+        if name == "encode" and (len(args) < 2 or str(args[1]).lower().replace("-", "") not in ("latin1", "utf8")):
+            raise UnsafePickleError(f"the pickle asks for the codec {str(args[1:2])[:40]}; only latin1 is used "
+                                    f"by numpy pickles, refused")
+        return original(*args)
+
+    return checked
+
+
+class _ClampedFile:
+    """A binary file whose ``read(n)`` never asks for more than the bytes left, so a length
+    field in the pickle cannot make the unpickler allocate beyond the file's size."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self._f, self._size = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        left = max(0, self._size - self._f.tell())
+        return self._f.read(left if n is None or n < 0 else min(n, left))
+
+    def readinto(self, buf: Any) -> int:
+        return self._f.readinto(buf)
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self._f.readline(limit)
+
+    def peek(self, n: int = 0) -> bytes:
+        return self._f.peek(n)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that resolves only the globals numpy arrays and plain containers need."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
+            found = super().find_class(module, name)
+            return _bounded(name, found) if name in ("bytearray", "_reconstruct", "encode") else found
         raise UnsafePickleError(
             f"the pickle asks for '{module}.{name}', which is not a numpy array or plain container; "
             f"refused without running it. Only WESAD-style data pickles are accepted."
@@ -61,12 +108,13 @@ def safe_load_pickle(path: Path) -> Any:
     """Load a pickle with :class:`RestrictedUnpickler` (``encoding='latin1'``, as WESAD needs)."""
     try:
         with open(path, "rb") as f:
-            return RestrictedUnpickler(f, encoding="latin1").load()
+            return RestrictedUnpickler(_ClampedFile(f, path.stat().st_size), encoding="latin1").load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{path}: {exc}") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, RecursionError, MemoryError) as exc:
         raise DatasetError(f"{path}: not a readable WESAD pickle ({type(exc).__name__}: {exc}); "
                            f"the file is truncated or of another format, copy it again") from exc
 
@@ -106,20 +154,40 @@ def load_subject(path: Path) -> WesadSubject:
     if not path.is_file():
         raise DatasetError(f"{path}: subject file not found; a WESAD folder holds S<N>/S<N>.pkl per subject")
     data = safe_load_pickle(path)
+    layout = (f"expected a dict with 'signal' -> 'wrist' -> EDA/BVP/TEMP/ACC arrays [n, channels] and a 700 Hz "
+              f"'label' array")
+    if not isinstance(data, dict) or not isinstance(data.get("signal"), dict) or \
+            not isinstance(data["signal"].get("wrist"), dict):
+        raise DatasetError(f"{path}: not in the WESAD layout (top level {type(data).__name__}); {layout}")
     try:
         wrist_raw = data["signal"]["wrist"]
-        label = np.asarray(data["label"]).reshape(-1).astype(np.int16)
+        label = _numeric(data["label"], path, "label").reshape(-1)
+        if not np.all(np.isfinite(label)) or label.size == 0:
+            raise DatasetError(f"{path}: 'label' is empty or holds NaN/infinite codes; {layout}")
+        label = label.astype(np.int16)
         wrist = {}
         for name, key in WRIST_KEYS.items():
-            arr = np.asarray(wrist_raw[key], dtype=np.float32)
+            arr = _numeric(wrist_raw[key], path, f"signal/wrist/{key}").astype(np.float32)
+            if arr.ndim not in (1, 2) or arr.shape[0] == 0:
+                raise DatasetError(f"{path}: 'signal/wrist/{key}' has shape {arr.shape}; {layout}")
             wrist[name] = arr.reshape(arr.shape[0], -1)
-        subject = str(data.get("subject", path.stem))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DatasetError(f"{path}: not in the WESAD layout (missing or malformed {exc}); expected "
-                           f"'signal' -> 'wrist' -> EDA/BVP/TEMP/ACC and a 700 Hz 'label' array") from exc
+        subject = str(data.get("subject", path.stem))[:64]
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
+        if isinstance(exc, DatasetError):
+            raise
+        raise DatasetError(f"{path}: not in the WESAD layout (missing or malformed {str(exc)[:120]}); "
+                           f"{layout}") from exc
     if wrist["acc"].shape[1] != 3:
         raise DatasetError(f"{path}: wrist ACC has {wrist['acc'].shape[1]} axes, expected 3")
     return WesadSubject(subject=subject, wrist=wrist, label=label, path=path)
+
+
+def _numeric(value: Any, path: Path, field: str) -> np.ndarray:
+    """``value`` as a real-valued numpy array; DatasetError naming ``field`` otherwise."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: '{field}' holds {arr.dtype} values, expected numbers (int or float)")
+    return arr
 
 
 def _subject_number(p: Path) -> int:
