@@ -78,6 +78,10 @@ _ARRAYS = {
 }
 
 
+MAX_FILE_BYTES = 1 << 20
+"""Largest pipeline file read (1 MiB)."""
+
+
 @dataclass
 class PipelineFile:
     """A parsed pipeline file: everything :meth:`build` needs to make a :class:`Pipeline`."""
