@@ -6,26 +6,38 @@ Feature channels (rows of the ``[4, window_s * 4]`` matrix, before normalisation
 channel     unit   how
 ==========  =====  ====================================================================
 eda         µS     the 4 Hz EDA stream
-hr          bpm    BVP band-passed 0.7-3.0 Hz, systolic peaks, beat-to-beat rate
-                   interpolated onto the 4 Hz grid
+hr          bpm    beats from the BVP (:mod:`edgemer.frontends.heart`), kept only where a
+                   beat-to-beat interval is clean; the clean rates interpolated onto the
+                   4 Hz grid. A window with too few clean beats has no heart rate: the
+                   channel is NaN and flagged (``info["heart_rate"]``).
 temp        °C     the 4 Hz skin-temperature stream
 motion      g      per 0.25 s block, standard deviation of each ACC axis, averaged
 ==========  =====  ====================================================================
 
 Each channel is then standardised with the training set's mean and standard deviation
-(``front_end.normalisation`` in the manifest). The model's EDA outputs are in the same
-standardised units; :meth:`WristFrontEnd.interpret` turns them back into µS.
+(``front_end.normalisation`` in the manifest). A missing heart rate (NaN) becomes the
+training mean (0 after standardisation) in :meth:`WristFrontEnd.normalise`, which the
+training windows (``edgemer.export.physio.windows``) go through too: the model was trained
+with the same stand-in for windows whose pulse it could not read, and ``channel_stats``
+leaves those windows out of the mean and standard deviation. The model's EDA outputs are
+in the same standardised units; :meth:`WristFrontEnd.interpret` turns them back into µS.
+
+Every estimate carries the window's measured features in ``extras["features"]``
+(:func:`window_features`): ``heart_rate_bpm``, ``hr_quality`` (0..1), ``eda_tonic_uS``,
+``scr_per_min``, ``scr_amplitude_uS``, ``temp_c``, ``motion_g``; a value is None when it
+could not be measured, with the reason in ``extras["features"]["missing"]``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Mapping
 
 import numpy as np
 
 from edgemer.bundle import Manifest
 from edgemer.errors import ConfigError, InputError, ManifestError, SampleRateError
+from edgemer.frontends.eda import eda_features
+from edgemer.frontends.heart import HeartRate, HeartRateConfig, ppg_heart_rate
 from edgemer.types import ModalityEstimate, StreamSpec, Window
 
 CHANNELS = ("eda", "hr", "temp", "motion")
@@ -125,49 +137,33 @@ def fill_gaps(x: np.ndarray) -> tuple[np.ndarray, int]:
     return out, n_bad
 
 
-@lru_cache(maxsize=8)
-def _pulse_band_filter(rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
-    """Second-order Butterworth band-pass (as second-order sections), 0.7-3.0 Hz (42-180 bpm),
-    and its steady-state initial conditions for a unit input."""
-    from scipy import signal  # imported where used, so `import edgemer` stays light
+def heart_rate_series(hr: HeartRate, rate_hz: float, n_out: int, out_rate_hz: float = FEATURE_RATE_HZ) -> np.ndarray:
+    """Beat-to-beat rate (bpm) of the clean intervals of ``hr`` on a ``[n_out]`` grid at ``out_rate_hz``.
 
-    sos = signal.butter(2, [0.7, 3.0], btype="bandpass", fs=rate_hz, output="sos")
-    return sos, signal.sosfilt_zi(sos)
+    Each clean interval's rate sits at its midpoint; the grid is interpolated between them
+    (held flat beyond the first and last). All NaN when ``hr`` is flagged.
+    """
+    if hr.flagged:
+        return np.full(n_out, np.nan, np.float32)
+    beat_t = hr.beats / float(rate_hz)
+    mid_t = ((beat_t[1:] + beat_t[:-1]) / 2)[hr.ibi_clean]
+    grid = (np.arange(n_out) + 0.5) / out_rate_hz
+    return np.interp(grid, mid_t, 60.0 / hr.ibi_s[hr.ibi_clean]).astype(np.float32)
 
 
-def heart_rate_from_bvp(bvp: np.ndarray, rate_hz: float, n_out: int, out_rate_hz: float = FEATURE_RATE_HZ
-                        ) -> tuple[np.ndarray, int]:
+def heart_rate_from_bvp(bvp: np.ndarray, rate_hz: float, n_out: int, out_rate_hz: float = FEATURE_RATE_HZ,
+                        config: HeartRateConfig = HeartRateConfig()) -> tuple[np.ndarray, int]:
     """Heart rate in bpm on a ``out_rate_hz`` grid of ``n_out`` samples from a BVP segment.
-
-    The band-pass is causal (one pass, started in steady state on the first sample): it
-    delays every beat alike, so beat-to-beat intervals are unchanged, at a fifth of the
-    cost of a zero-phase filter.
 
     Parameters
     ----------
     bvp: 1-D PPG samples at ``rate_hz`` (gaps already filled).
 
-    Returns ``(hr_bpm [n_out], n_beats)``; all-NaN when fewer than two beats are found.
+    Returns ``(hr_bpm [n_out], n_beats)``; all-NaN when the window's heart rate is flagged
+    (too few clean beats, see :func:`edgemer.frontends.heart.heart_rate`).
     """
-    from scipy import signal
-
-    sos, zi_unit = _pulse_band_filter(float(rate_hz))
-    filtered, _ = signal.sosfilt(sos, bvp, zi=zi_unit * bvp[0])
-    spread = float(np.std(filtered))
-    if spread == 0.0:
-        return np.full(n_out, np.nan), 0
-    peaks, _ = signal.find_peaks(filtered, distance=max(1, int(0.3 * rate_hz)), prominence=spread)
-    if peaks.size < 2:
-        return np.full(n_out, np.nan), int(peaks.size)
-    beat_t = peaks / rate_hz
-    ibi = np.diff(beat_t)
-    hr = 60.0 / ibi
-    ok = (hr > 30) & (hr < 220)
-    if ok.sum() < 1:
-        return np.full(n_out, np.nan), int(peaks.size)
-    mid_t = (beat_t[1:] + beat_t[:-1])[ok] / 2
-    grid = (np.arange(n_out) + 0.5) / out_rate_hz
-    return np.interp(grid, mid_t, hr[ok]).astype(np.float32), int(peaks.size)
+    hr = ppg_heart_rate(bvp, rate_hz, config)
+    return heart_rate_series(hr, rate_hz, n_out, out_rate_hz), hr.n_beats
 
 
 def wrist_features(streams: Mapping[str, np.ndarray], window_s: float) -> tuple[np.ndarray, dict[str, Any]]:
@@ -205,12 +201,46 @@ def wrist_features(streams: Mapping[str, np.ndarray], window_s: float) -> tuple[
             filled += k
         arrays[name] = np.stack(cols, axis=1)
         info["filled"][name] = filled
-    hr, beats = heart_rate_from_bvp(arrays["bvp"][:, 0], STREAM_RATES_HZ["bvp"], n)
-    info["beats"] = beats
+    hr = ppg_heart_rate(arrays["bvp"][:, 0], STREAM_RATES_HZ["bvp"])
+    info["beats"] = hr.n_beats
+    info["heart_rate"] = hr
     acc_blocks = arrays["acc"].reshape(n, -1, 3) / ACC_UNITS_PER_G
     motion = acc_blocks.std(axis=1).mean(axis=1)
-    feats = np.stack([arrays["eda"][:, 0], hr, arrays["temp"][:, 0], motion]).astype(np.float32)
+    hr_series = heart_rate_series(hr, STREAM_RATES_HZ["bvp"], n)
+    feats = np.stack([arrays["eda"][:, 0], hr_series, arrays["temp"][:, 0], motion]).astype(np.float32)
     return feats, info
+
+
+def window_features(feats: np.ndarray, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The measured features of one window, in physical units, for ``extras["features"]``.
+
+    ``feats``/``info`` as :func:`wrist_features` returns them. Keys: ``heart_rate_bpm``
+    (60 / mean clean interval), ``hr_quality`` (0..1), ``eda_tonic_uS``, ``scr_per_min``,
+    ``scr_amplitude_uS`` (:func:`edgemer.frontends.eda.eda_features`), ``temp_c`` (median),
+    ``motion_g`` (median), and ``missing``: feature name -> reason for each None.
+    """
+    out: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    hr: HeartRate | None = info.get("heart_rate")
+    if hr is None or hr.flagged:
+        out["heart_rate_bpm"] = None
+        missing["heart_rate_bpm"] = hr.reason if hr is not None else "no BVP in this window"
+    else:
+        out["heart_rate_bpm"] = round(hr.bpm, 2)
+    out["hr_quality"] = None if hr is None else hr.quality
+    eda = feats[CHANNELS.index("eda")].astype(np.float64)
+    if np.isfinite(eda).all() and eda.size >= 2:
+        out.update({k: round(v, 4) for k, v in eda_features(eda, FEATURE_RATE_HZ).items()})
+    else:
+        out.update(eda_tonic_uS=None, scr_per_min=None, scr_amplitude_uS=None)
+        missing["eda_tonic_uS"] = missing["scr_per_min"] = missing["scr_amplitude_uS"] = "no EDA in this window"
+    for key, channel in (("temp_c", "temp"), ("motion_g", "motion")):
+        v = feats[CHANNELS.index(channel)]
+        out[key] = round(float(np.median(v)), 4) if np.isfinite(v).any() else None
+        if out[key] is None:
+            missing[key] = f"no {channel} in this window"
+    out["missing"] = missing
+    return out
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -236,6 +266,7 @@ class WristFrontEnd:
         self._mean = np.asarray(config.mean, np.float32)[:, None]
         self._std = np.asarray(config.std, np.float32)[:, None]
         self._baseline_shift = np.zeros((len(CHANNELS), 1), np.float32)
+        self._features: dict[str, Any] | None = None
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> "WristFrontEnd":
@@ -248,9 +279,13 @@ class WristFrontEnd:
         return np.nan_to_num(z, nan=0.0).astype(np.float32)
 
     def prepare(self, window: Window) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Model feeds for one window; ``info["levels"]`` holds its median EDA, HR and TEMP."""
+        """Model feeds for one window; ``info["levels"]`` holds its median EDA, HR and TEMP, and
+        ``info["features"]`` its measured features (also put in the next :meth:`interpret`'s extras)."""
         feats, info = wrist_features(window.streams, self.config.window_s)
-        info["levels"] = {name: float(np.nanmedian(feats[CHANNELS.index(name)])) for name in BASELINE_CHANNELS}
+        info["features"] = self._features = window_features(feats, info)
+        rows = {name: feats[CHANNELS.index(name)] for name in BASELINE_CHANNELS}
+        info["levels"] = {name: float(np.nanmedian(r)) if np.isfinite(r).any() else float("nan")
+                          for name, r in rows.items()}
         feats = feats - self._baseline_shift
         return {self.input_name: self.normalise(feats)[None]}, info
 
@@ -272,6 +307,8 @@ class WristFrontEnd:
         arousal = sum(p * CIRCUMPLEX.get(lab, (0.0, 0.0))[0] for lab, p in probabilities.items())
         valence = sum(p * CIRCUMPLEX.get(lab, (0.0, 0.0))[1] for lab, p in probabilities.items())
         extras: dict[str, Any] = {"physics": self.physics}
+        if self._features is not None:  # the window prepare() measured last (one worker runs both)
+            extras["features"], self._features = self._features, None
         if "eda" in outputs:
             eda_mean, eda_std = float(self._mean[0, 0]), float(self._std[0, 0])
             eda = np.asarray(outputs["eda"], np.float64).reshape(-1) * eda_std + eda_mean
