@@ -11,11 +11,18 @@ frames are grabbed, not decoded). Images play at ``fps`` (default 5 per second).
 Bad input: a video OpenCV cannot open or decode, a path that holds no image, raise
 :class:`~edgemer.errors.DatasetError` at construction. An image in a folder that
 cannot be read is skipped, logged and counted (``health()["unreadable_images"]``).
+
+Images are decoded only after :func:`image_header` has read their size from the header
+(PNG, JPEG, BMP, PNM, WebP, TIFF; other content is refused whatever its extension, since
+OpenCV picks a decoder by content): one declaring more than :data:`MAX_IMAGE_PIXELS`
+pixels or a side over :data:`MAX_IMAGE_SIDE` is refused before anything is allocated
+(a 600-byte JPEG can otherwise ask the decoder for gigabytes).
 """
 from __future__ import annotations
 
 import logging
 import re
+import struct
 import threading
 import time
 from pathlib import Path
@@ -33,6 +40,108 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 DEFAULT_IMAGE_FPS = 5.0
+MAX_IMAGE_PIXELS = 50_000_000
+"""Largest image decoded (50 megapixels: 150 MB as BGR)."""
+MAX_IMAGE_SIDE = 16384
+
+
+def _jpeg_size(f) -> tuple[int, int] | None:
+    f.seek(2)
+    for _ in range(10000):
+        marker = f.read(4)
+        if len(marker) < 4 or marker[0] != 0xFF:
+            return None
+        kind, length = marker[1], struct.unpack(">H", marker[2:])[0]
+        if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):
+            body = f.read(5)
+            return (struct.unpack(">H", body[3:5])[0], struct.unpack(">H", body[1:3])[0]) if len(body) == 5 else None
+        if length < 2:
+            return None
+        f.seek(length - 2, 1)
+    return None
+
+
+def _pnm_size(head: bytes) -> tuple[int, int] | None:
+    if head[1:2] == b"7":  # PAM: WIDTH and HEIGHT lines
+        w = re.search(rb"WIDTH\s+(\d{1,9})", head)
+        h = re.search(rb"HEIGHT\s+(\d{1,9})", head)
+        return (int(w.group(1)), int(h.group(1))) if w and h else None
+    tokens = re.sub(rb"#[^\n]*", b" ", head[2:]).split()
+    if len(tokens) < 2 or not tokens[0].isdigit() or not tokens[1].isdigit() or max(map(len, tokens[:2])) > 9:
+        return None
+    return int(tokens[0]), int(tokens[1])
+
+
+def _tiff_size(f, head: bytes) -> tuple[int, int] | None:
+    end = "<" if head[:2] == b"II" else ">"
+    f.seek(struct.unpack(end + "I", head[4:8])[0])
+    count_raw = f.read(2)
+    if len(count_raw) < 2:
+        return None
+    size: dict[int, int] = {}
+    for _ in range(min(struct.unpack(end + "H", count_raw)[0], 1000)):
+        entry = f.read(12)
+        if len(entry) < 12:
+            return None
+        tag, kind = struct.unpack(end + "HH", entry[:4])
+        if tag in (256, 257):
+            size[tag] = struct.unpack(end + ("H" if kind == 3 else "I"), entry[8:10] if kind == 3 else entry[8:12])[0]
+    return (size[256], size[257]) if len(size) == 2 else None
+
+
+def image_header(path: Path) -> tuple[str, int, int] | None:
+    """``(kind, width, height)`` read from the image's header, or None when the content is not a
+    PNG, JPEG, BMP, PNM, WebP or TIFF image whose size can be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+                return ("png", *struct.unpack(">II", head[16:24]))
+            if head[:2] == b"\xff\xd8":
+                size = _jpeg_size(f)
+                return ("jpeg", *size) if size else None
+            if head[:2] == b"BM" and len(head) >= 26:
+                if struct.unpack("<I", head[14:18])[0] == 12:
+                    return ("bmp", *struct.unpack("<HH", head[18:22]))
+                w, h = struct.unpack("<ii", head[18:26])
+                return ("bmp", abs(w), abs(h))
+            if head[:1] == b"P" and head[1:2] in b"1234567" and len(head) > 2:
+                size = _pnm_size(head + f.read(1024))
+                return ("pnm", *size) if size else None
+            if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+                chunk = head[12:16]
+                if chunk == b"VP8 ":
+                    return ("webp", struct.unpack("<H", head[26:28])[0] & 0x3FFF,
+                            struct.unpack("<H", head[28:30])[0] & 0x3FFF)
+                if chunk == b"VP8L":
+                    bits = struct.unpack("<I", head[21:25])[0]
+                    return ("webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+                if chunk == b"VP8X":
+                    return ("webp", int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1)
+                return None
+            if head[:4] in (b"II*\x00", b"MM\x00*") and len(head) >= 8:
+                size = _tiff_size(f, head)
+                return ("tiff", *size) if size else None
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def read_image(cv2, path: Path) -> tuple[np.ndarray | None, str]:
+    """``(BGR image [H, W, 3] uint8, "")``, or ``(None, why)`` for a file that is refused
+    (unknown content, absurd declared size) or that OpenCV cannot decode."""
+    header = image_header(path)
+    if header is None:
+        return None, "not a PNG, JPEG, BMP, PNM, WebP or TIFF image (or its header is damaged)"
+    kind, width, height = header
+    if not 0 < width <= MAX_IMAGE_SIDE or not 0 < height <= MAX_IMAGE_SIDE or width * height > MAX_IMAGE_PIXELS:
+        return None, (f"its {kind} header declares {width} x {height} pixels (at most {MAX_IMAGE_SIDE} a side and "
+                      f"{MAX_IMAGE_PIXELS} in all); refused before decoding")
+    try:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except Exception as exc:  # noqa: BLE001 - cv2.error for a few damaged files
+        return None, f"OpenCV cannot decode it ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+    return (img, "") if img is not None else (None, "corrupt, or a format OpenCV does not read")
 
 
 def _natural_key(p: Path) -> list:
@@ -84,6 +193,8 @@ class VideoReplay(ThreadedSource):
             raise ConfigError(f"VideoReplay.fps must be 0.1..480 frames/s, got {fps}")
         if duration_s is not None and duration_s <= 0:
             raise ConfigError(f"VideoReplay.duration_s must be > 0 s or None, got {duration_s}")
+        if "\x00" in str(path):
+            raise DatasetError(f"{str(path)!r}: a path cannot hold a NUL character")
         self.path = Path(path).expanduser()
         self.duration_s = duration_s
         self.loop = loop
@@ -106,9 +217,10 @@ class VideoReplay(ThreadedSource):
             raise DatasetError(f"{self.path}: no such file or folder; give a video file, an image or a folder "
                                f"of images")
         if self.kind == "images":
-            if not self.path.is_dir() and cv2.imread(str(self.path), cv2.IMREAD_COLOR) is None:
-                raise DatasetError(f"{self.images[0]}: cannot read this image (corrupt, or a format OpenCV "
-                                   f"does not read); convert it to PNG or JPEG")
+            if not self.path.is_dir():
+                img, why = read_image(cv2, self.path)
+                if img is None:
+                    raise DatasetError(f"{self.images[0]}: cannot read this image ({why}); convert it to PNG or JPEG")
             self.fps = float(fps or DEFAULT_IMAGE_FPS)
             self.native_fps = self.fps
             self.step = 1
@@ -144,10 +256,10 @@ class VideoReplay(ThreadedSource):
         while not stop.is_set():
             if self.kind == "images":
                 for p in self.images:
-                    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+                    img, why = read_image(cv2, p)
                     if img is None:
                         self._count("unreadable_images")
-                        log.warning("%s: cannot read this image; skipped", p)
+                        log.warning("%s: cannot read this image (%s); skipped", p, why)
                     yield img
             else:
                 cap = cv2.VideoCapture(str(self.path))
