@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -55,7 +55,8 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_config: PhysioPINNConfig | None = None,
-               progress: bool = True, context_train: np.ndarray | None = None) -> tuple[PhysioPINN, dict[str, Any]]:
+               progress: bool = True, context_train: np.ndarray | None = None,
+               on_epoch: Callable[[int, PhysioPINN], None] | None = None) -> tuple[PhysioPINN, dict[str, Any]]:
     """Train a PhysioPINN on ``data.x_train`` and return it (in eval mode) with a history dict.
 
     ``context_train`` [n_train, k] float32: optional per-window context (e.g. standardised
@@ -64,6 +65,10 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     The history holds per-epoch mean losses (``loss``, ``eda``, ``ce``, ``phys``) and
     training accuracy under ``epochs``, the physical parameters after each epoch under
     ``physics``, and the wall time in ``seconds``.
+
+    ``on_epoch(epoch, model)``: called after each epoch (0-based) with the model, e.g. to
+    score it on validation windows (``edgemer study tune``); it may switch the model to eval
+    mode (the next epoch switches it back) but must not change its weights.
     """
     import torch
 
@@ -115,6 +120,8 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
         bar.set_postfix(loss=f"{row['loss']:.3f}", ce=f"{row['ce']:.3f}", eda=f"{row['eda']:.4f}",
                         phys=f"{row['phys']:.4f}", acc=f"{row['train_accuracy']:.2f}",
                         tau=f"{history['physics'][-1]['tau_s']:.1f}")
+        if on_epoch is not None:
+            on_epoch(len(history["epochs"]) - 1, model)
     bar.close()
     history["seconds"] = time.perf_counter() - started
     model.eval()

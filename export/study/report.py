@@ -80,8 +80,10 @@ def _targets(agg: dict[str, dict[str, Any]], truth: dict[str, float] | None) -> 
 
 def build_report(results: dict[str, dict[str, list[dict[str, Any]]]], opts: StudyOptions,
                  subjects: list[SubjectData], skipped: list[dict[str, str]], truth: dict[str, Any] | None,
-                 wesad_dir: Path, command: str | None, seconds: float) -> dict[str, Any]:
-    """The report.json dict: options, data, per-fold and aggregated results, physics, targets."""
+                 wesad_dir: Path, command: str | None, seconds: float,
+                 execution: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report.json dict: options, data, per-fold and aggregated results, physics, targets, and how
+    the tasks ran (``execution``: executor, tasks run, cached and failed; see :func:`run_study`)."""
     import sklearn
     import torch
 
@@ -112,6 +114,7 @@ def build_report(results: dict[str, dict[str, list[dict[str, Any]]]], opts: Stud
         "folds": results,
         "summary": agg,
         "targets": _targets(agg, true_phys),
+        "execution": execution or {},
     }
 
 
@@ -143,10 +146,24 @@ def _personalisation_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {_fmt(c['macro_f1'])} | {_fmt(c['accuracy'])} | "
                      + " | ".join(_fmt(e[k], 4) for k in EDA_KEYS) + f" | {_fmt(ph['tau_s'], 2)} | "
                      f"{_fmt(ph['gain_uS'], 3)} |")
-    skipped = [f"fold {k}: {r['skipped']}" for k, r in enumerate(rows) if "skipped" in r]
+    skipped = [f"fold {r.get('fold', k)}: {r['skipped']}" for k, r in enumerate(rows) if "skipped" in r]
     if skipped:
         lines += ["", "Not personalised: " + "; ".join(skipped)]
     return lines + [""]
+
+
+def _execution_lines(ex: dict[str, Any]) -> list[str]:
+    """How the tasks ran, and the failed ones by name (their folds are missing from the tables below)."""
+    if not ex:
+        return []
+    lines = [f"Tasks: {ex['tasks']} (protocol x fold x variant) on {ex['executor']}, {ex['task_threads']} thread(s) "
+             f"each: {ex['run']} run now, {ex['cached']} from earlier runs, {len(ex['failed'])} failed. "
+             f"Per-task logs: `{ex['logs']}`.", ""]
+    if ex["failed"]:
+        lines += ["## Failed tasks", "", "Each failed twice (a first run and one retry); its fold is missing from the "
+                  "tables below. Run the same command again to retry only these.", ""]
+        lines += [f"- {f['task']}: {f['error']}" for f in ex["failed"]] + [""]
+    return lines
 
 
 def _markdown(report: dict[str, Any], plots: list[str]) -> str:
@@ -161,6 +178,7 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
               f"training hop {o['train_hop_s']:g} s, forecast {o['forecast_s']:g} s; {o['epochs']} epochs; "
               f"{o['folds']}-fold CV" + (f"; LOSO limited to the first {o['loso_folds']} folds" if o['loso_folds'] else "")
               + ".", ""]
+    lines += _execution_lines(report.get("execution", {}))
     if d["skipped_subjects"]:
         lines += ["## Skipped subjects (--skip-bad)", ""] + [f"- {s['subject']}: {s['error']}"
                                                              for s in d["skipped_subjects"]] + [""]
@@ -196,7 +214,7 @@ def _markdown(report: dict[str, Any], plots: list[str]) -> str:
         for v in ("pinn", "pinn+self-report", PERSONALISED, "eda-only", "no-physics"):
             for k, r in enumerate(r for r in per.get(v, []) if "skipped" not in r):
                 ph = r["physics"]
-                lines.append(f"| {p} / {v} | {k} | " + " | ".join(f"{ph[x]:.4g}" for x in PHYSICS_KEYS) + " |")
+                lines.append(f"| {p} / {v} | {r.get('fold', k)} | " + " | ".join(f"{ph[x]:.4g}" for x in PHYSICS_KEYS) + " |")
             if per.get(v):
                 s = report["summary"][p][v]["physics"]
                 lines.append(f"| {p} / {v} | mean ± sd | " + " | ".join(_fmt(s[x], 4) for x in PHYSICS_KEYS) + " |")
@@ -286,5 +304,53 @@ def write_report(out_dir: Path, report: dict[str, Any], traces: dict[str, dict[s
         lines.append("data      SYNTHETIC; run on real WESAD with: " + REAL_DATA_STUDY)
     for s in report["data"]["skipped_subjects"]:
         lines.append(f"skipped   {s['subject']}: {s['error']}")
+    ex = report.get("execution", {})
+    if ex:
+        lines.append(f"tasks     {ex['tasks']} on {ex['executor']}: {ex['run']} run, {ex['cached']} cached, "
+                     f"{len(ex['failed'])} failed" + (f"; peak worker memory {ex['peak_task_rss_mib']:.0f} MiB"
+                                                      if ex.get("peak_task_rss_mib") else ""))
+    for f in ex.get("failed", []):
+        lines.append(f"failed    {f['task']} ({f['attempts']} attempts): {f['error']}  (rerun the command to retry)")
     lines += [f"target    {'PASS' if t['met'] else 'FAIL'}  {t['target']}: {t['measured']}" for t in report["targets"]]
     return lines
+
+
+TIMING_KEYS = frozenset({"seconds", "train_seconds"})
+"""Result fields that measure time, not the model: left out when two runs' figures are compared."""
+
+
+def figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's figures (per-fold results, their aggregates and the targets) without timings."""
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in TIMING_KEYS}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return strip({"folds": report["folds"], "summary": report["summary"], "targets": report["targets"]})
+
+
+def figure_difference(a: dict[str, Any], b: dict[str, Any]) -> float:
+    """The largest relative difference between two reports' figures (0.0: identical; inf: they hold
+    different folds, variants or keys). Relative to max(|x|, |y|, 1e-12); two NaNs count as equal."""
+    fa, fb = figures(a), figures(b)
+
+    def walk(x: Any, y: Any) -> float:
+        if isinstance(x, dict) and isinstance(y, dict):
+            if x.keys() != y.keys():
+                return math.inf
+            return max((walk(x[k], y[k]) for k in x), default=0.0)
+        if isinstance(x, list) and isinstance(y, list):
+            if len(x) != len(y):
+                return math.inf
+            return max((walk(u, v) for u, v in zip(x, y)), default=0.0)
+        if isinstance(x, bool) or isinstance(y, bool) or not isinstance(x, (int, float)):
+            return 0.0 if x == y else math.inf
+        if not isinstance(y, (int, float)):
+            return math.inf
+        if math.isnan(x) or math.isnan(y):
+            return 0.0 if math.isnan(x) and math.isnan(y) else math.inf
+        return abs(x - y) / max(abs(x), abs(y), 1e-12) if x != y else 0.0
+
+    return walk(fa, fb)

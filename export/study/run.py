@@ -51,7 +51,7 @@ import json
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,9 @@ class StudyOptions:
     subjects (listed in the report) instead of stopping with their error.
     personalise_s: seconds of a new wearer's first baseline used to fine-tune the PINN in
     each LOSO fold (the ``pinn+personalised`` variant; 0 = off). personalise_epochs:
-    full-batch fine-tuning steps.
+    full-batch fine-tuning steps. task_threads: torch / OpenMP threads each task runs with,
+    under every executor: a model's weights depend on the thread count (the order of its
+    sums), so the same count is what makes a parallel run's figures equal the serial ones.
     """
 
     window_s: float = 60.0
@@ -120,11 +122,12 @@ class StudyOptions:
     skip_bad: bool = False
     personalise_s: float = 120.0
     personalise_epochs: int = 30
+    task_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ConfigError(f"StudyOptions.folds must be >= 2, got {self.folds}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "task_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"StudyOptions.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_subjects", "loso_folds"):
@@ -155,7 +158,8 @@ class StudyOptions:
 
 
 WINDOW_FIELDS = ("window_s", "train_hop_s", "forecast_s")
-TRAIN_FIELDS = WINDOW_FIELDS + ("epochs", "batch_size", "lr", "physics_weight", "seed", "folds", "max_subjects")
+TRAIN_FIELDS = WINDOW_FIELDS + ("epochs", "batch_size", "lr", "physics_weight", "seed", "folds", "max_subjects",
+                                 "task_threads")
 
 
 @dataclass
@@ -394,6 +398,10 @@ class FoldRun:
             self._data = fold_data(self.pool, self.train, self.test, self.opts)
         return self._data
 
+    def adopt(self, variant: str, model: Any, history: dict[str, Any]) -> None:
+        """Use ``model`` (trained elsewhere on this fold with these options) as ``variant``'s."""
+        self._models[variant] = (model, history)
+
     def trained(self, variant: str) -> tuple[Any, dict[str, Any]]:
         """(model, history) of ``variant``, trained on this fold once."""
         if variant not in self._models:
@@ -553,17 +561,28 @@ def _trace(pool: Pool, test: np.ndarray, pred_uS: np.ndarray) -> dict[str, Any]:
 
 
 def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(), progress: bool = True,
-              command: str | None = None) -> StudyResult:
+              command: str | None = None, executor: Any = "serial") -> StudyResult:
     """Run the study on a WESAD-layout folder and write ``out_dir/report.md``, ``report.json`` and plots.
 
-    ``out_dir`` keeps a window cache (``cache/``) and per-fold results (``runs/``): a rerun
-    with the same options resumes and recomputes only what is missing.
+    Every (protocol, fold, variant) is one task (:class:`~edgemer.export.study.tasks.StudyTask`)
+    run by ``executor``: ``"serial"``, ``"processes[:N]"``, ``"ray[:ADDRESS]"`` or an
+    :class:`~edgemer.export.study.executor.ExecutorSpec`; the same options give the same
+    figures under each. ``out_dir`` keeps a window cache (``cache/``), each task's result
+    (``runs/<options>/``, written as the task finishes) and log (``runs/<options>/logs/``): a
+    rerun with the same options resumes and recomputes only what is missing. A task that
+    fails twice is named in the report (``execution.failed``) and rerun by the next run.
 
     Raises
     ------
     DatasetError, UnsafePickleError: see :func:`load_study_subjects`.
-    MissingExtraError: torch, scikit-learn or matplotlib missing (extra ``export``).
+    MissingExtraError: torch, scikit-learn or matplotlib missing (extra ``export``); Ray
+        missing for ``ray`` (extra ``study``).
+    ConfigError: a malformed executor.
     """
+    from edgemer.export.study.executor import ExecutorSpec, run_tasks
+    from edgemer.export.study.tasks import StudyTask, TaskOutput, model_name
+
+    spec = executor if isinstance(executor, ExecutorSpec) else ExecutorSpec.parse(str(executor))
     require("torch", "export", "The physiology study (edgemer study physio)")
     require("sklearn", "export", "The study's baselines and metrics (edgemer study physio)")
     started = time.perf_counter()
@@ -575,34 +594,42 @@ def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(
     runs = out_dir / "runs" / opts.key(*TRAIN_FIELDS)
     runs.mkdir(parents=True, exist_ok=True)
     names = {p: variants(opts, p) for p in opts.protocols}
-    cells = [(p, k, tr, te) for p in opts.protocols for k, (tr, te) in enumerate(fold_indices(pool, p, opts))]
+    every = [StudyTask(p, k, v, tr, te, f"{p}-fold{k}-{v.replace('+', '_')}{_cache_suffix(v, opts)}.json", k == 0)
+             for p in opts.protocols for k, (tr, te) in enumerate(fold_indices(pool, p, opts)) for v in names[p]]
+    saved: dict[str, dict[str, Any]] = {t.name: json.loads((runs / t.cache_name).read_text())
+                                        for t in every if (runs / t.cache_name).is_file()}
+    todo = [t for t in every if t.name not in saved]
+    pending = {t.name for t in todo}
+    todo = [replace(t, needs=model_name(t)) if t.variant == PERSONALISED and model_name(t) in pending
+            else t for t in todo]
+    peak_mib = 0.0
+
+    def on_done(task: StudyTask, out: TaskOutput) -> None:
+        nonlocal peak_mib
+        f = runs / task.cache_name
+        tmp = f.with_suffix(".tmp")
+        tmp.write_text(json.dumps(out.saved))
+        tmp.replace(f)
+        saved[task.name] = out.saved
+        peak_mib = max(peak_mib, out.peak_rss_mb)
+
+    failures = run_tasks(todo, pool, opts, spec, on_done, runs / "logs", progress)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {p: {v: [] for v in names[p]} for p in opts.protocols}
     traces: dict[str, dict[str, Any]] = {}
-    bar = progress_bar(total=sum(len(names[p]) for p, *_ in cells), enabled=progress, desc="study", unit="run")
-    for protocol, k, train, test in cells:
-        fold = FoldRun(pool, train, test, opts)
-        for v in names[protocol]:
-            f = runs / f"{protocol}-fold{k}-{v.replace('+', '_')}{_cache_suffix(v, opts)}.json"
-            if f.is_file():
-                saved = json.loads(f.read_text())
-            else:
-                bar.set_description(f"{protocol} fold {k} {v}")
-                res, preds = run_cell(v, pool, train, test, opts, fold)
-                saved = {"result": res}
-                if k == 0 and "pred_uS" in preds:
-                    saved["trace"] = _trace(pool, test, preds["pred_uS"])
-                tmp = f.with_suffix(".tmp")
-                tmp.write_text(json.dumps(saved))
-                tmp.replace(f)
-            results[protocol][v].append(saved["result"])
-            if "trace" in saved:
-                traces[f"{protocol}/{v}"] = saved["trace"]
-            bar.update(1)
-    bar.close()
+    for t in every:
+        if t.name in saved:
+            results[t.protocol][t.variant].append({**saved[t.name]["result"], "fold": t.fold})
+            if "trace" in saved[t.name]:
+                traces[f"{t.protocol}/{t.variant}"] = saved[t.name]["trace"]
+    execution = {"executor": spec.describe(), "task_threads": opts.task_threads, "tasks": len(every),
+                 "cached": len(every) - len(todo), "run": len(todo) - len(failures),
+                 "failed": [f.as_dict() for f in failures],
+                 "peak_task_rss_mib": round(peak_mib, 1) if spec.kind != "serial" and todo else None,
+                 "logs": str(runs / "logs")}
     from edgemer.export.study.report import build_report, write_report
 
     truth = read_truth(wesad_dir)
     report = build_report(results, opts, subjects, skipped, truth, wesad_dir, command,
-                          seconds=time.perf_counter() - started)
+                          seconds=time.perf_counter() - started, execution=execution)
     lines = write_report(out_dir, report, traces)
     return StudyResult(out_dir, report, report["seconds"], lines)
