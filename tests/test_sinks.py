@@ -1,5 +1,6 @@
 """Sinks: JSONL rotation, a refusing disk, Lab Streaming Layer."""
 import json
+import math
 
 import pytest
 
@@ -63,8 +64,9 @@ def test_lsl_outlet_is_resolvable_and_carries_estimates():
     inlet = pylsl.StreamInlet(streams[0])
     inlet.open_stream(timeout=5.0)
     info = inlet.info()
-    assert info.channel_count() == 6 and info.type() == "Estimates"
+    assert info.channel_count() == 13 and info.type() == "Estimates"  # 4 + 2 labels + 7 physiology features
     sink.write(_estimate(0))
     sample, ts = inlet.pull_sample(timeout=5.0)
     assert sample[0] == pytest.approx(0.25) and sample[5] == pytest.approx(0.25)
+    assert all(math.isnan(v) for v in sample[6:])  # no physiology estimate: its features are NaN
     sink.close()

@@ -13,7 +13,7 @@ The steps (each a function, ``sampling_rate``/``rate_hz`` always explicit):
    ``ppg_quality(method="templatematch")``). A motion artifact rarely looks like a pulse.
 3. :func:`ibi_clean`: inter-beat intervals (s) between two consecutive good beats, kept
    when inside physiological limits (default 0.33-1.5 s, 40-180 bpm) and within
-   ``max_change`` (default 20 %) of the median of their neighbours (a successive-difference
+   ``max_change`` (default 20 %) of the median of their six neighbours (a successive-difference
    rule that catches missed and extra beats).
 4. :func:`heart_rate`: the window's rate (bpm) = 60 / mean clean interval, with a window
    quality (0..1) = the fraction of the window covered by clean intervals times the mean
@@ -192,7 +192,8 @@ def ibi_clean(beat_t: np.ndarray, good_beat: np.ndarray, config: HeartRateConfig
 
     An interval is clean when both its beats are good, it lies within the physiological
     limits, and it differs by at most ``max_change`` from the median of its neighbours:
-    the two intervals before and the two after it that pass the first two tests.
+    the three intervals before and the three after it that pass the first two tests (so
+    two wrong intervals in a row, as an extra beat makes, do not outvote the right ones).
     """
     beat_t = np.asarray(beat_t, np.float64)
     good_beat = np.asarray(good_beat, bool)
@@ -201,9 +202,10 @@ def ibi_clean(beat_t: np.ndarray, good_beat: np.ndarray, config: HeartRateConfig
     clean = ok.copy()
     cand = ibi[ok]
     if cand.size >= 2:
-        padded = np.concatenate([np.full(2, np.nan), cand, np.full(2, np.nan)])
+        side = 3
+        padded = np.concatenate([np.full(side, np.nan), cand, np.full(side, np.nan)])
         k = cand.size
-        neighbours = np.stack([padded[0:k], padded[1:k + 1], padded[3:k + 3], padded[4:k + 4]])
+        neighbours = np.stack([padded[j:j + k] for j in range(2 * side + 1) if j != side])
         ref = np.nanmedian(neighbours, axis=0)
         clean[np.flatnonzero(ok)] = np.abs(cand - ref) <= config.max_change * ref
     return ibi, clean

@@ -41,6 +41,8 @@ from edgemer.frontends.heart import HeartRate, HeartRateConfig, ppg_heart_rate
 from edgemer.types import ModalityEstimate, StreamSpec, Window
 
 CHANNELS = ("eda", "hr", "temp", "motion")
+FEATURES = ("heart_rate_bpm", "hr_quality", "eda_tonic_uS", "scr_per_min", "scr_amplitude_uS", "temp_c", "motion_g")
+"""The measured features every physiology estimate carries in ``extras["features"]`` (:func:`window_features`)."""
 BASELINE_CHANNELS = ("eda", "hr", "temp")
 """Channels a personal baseline (:mod:`edgemer.calibration`) re-centres."""
 FEATURE_RATE_HZ = 4.0
