@@ -20,24 +20,37 @@ from edgemer.errors import ConfigError, EdgemerError
 REAL_DATA_HINT = "edgemer export physio --wesad /path/to/WESAD --out my-physio-bundle"
 
 
+def _speed(text: str) -> float:
+    """--speed: a number, or 'max' (as fast as the pipeline processes)."""
+    from edgemer.clock import parse_speed
+
+    try:
+        return parse_speed(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--speed", type=float, default=1.0,
-                   help="stream seconds per wall second for simulated/replayed sources (default 1 = real time)")
+    # Every default is None, so that an option given on the command line can be told from one left
+    # out: with --config, only the given ones replace the file's values (defaults apply where used).
+    p.add_argument("--speed", type=_speed, default=None,
+                   help="stream seconds per wall second for simulated/replayed sources (default 1 = real time); "
+                        "'max': as fast as the pipeline processes, in lockstep (every window, nothing dropped)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                    help="stream seconds to run (default: until Ctrl-C, or the end of a replay)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE.jsonl",
                    help="also write every estimate as one JSON object per line")
-    p.add_argument("--backend", choices=("auto", "onnxruntime", "litert"), default="auto",
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "litert"), default=None,
                    help="inference runtime; 'auto' (default) runs each bundle's fastest verified file measured on "
                         "this device (cached; 'edgemer bench engines' shows it); litert needs: pip install "
                         "'edgemer[tflite]'")
-    p.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
+    p.add_argument("--precision", choices=("auto", "int8", "fp32"), default=None,
                    help="model precision (default auto); pin --backend and --precision for a fixed deployment")
     p.add_argument("--threads", type=int, default=None,
                    help="inference threads (default: chosen with the engine; 1 when backend and precision are pinned)")
     p.add_argument("--providers", default=None,
                    help="onnxruntime execution providers, comma-separated: cpu, cuda, tensorrt (default cpu)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the simulated wearable (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the simulated wearable (default 0)")
     p.add_argument("--record", type=Path, default=None, metavar="FOLDER",
                    help="record the raw sensor chunks (never audio/video) to FOLDER; replay with "
                         "--source replay:FOLDER")
@@ -45,8 +58,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="start with a resting phase of SECONDS that records the wearer's baseline (e.g. 120)")
     p.add_argument("--baseline", type=Path, default=None, metavar="FILE.json",
                    help="with --calibrate: save the baseline there; alone: load a saved baseline (no phase)")
-    p.add_argument("--user", default="default", help="whose baseline this is (default 'default')")
-    p.add_argument("--quiet", action="store_true", help="print no per-estimate lines (summary only)")
+    p.add_argument("--user", default=None, help="whose baseline this is (default 'default')")
+    p.add_argument("--quiet", action="store_true", default=None, help="print no per-estimate lines (summary only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,13 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run a bundle on a source",
-                         description="Run a bundle on a sensor source and print estimates.")
+                         description="Run a bundle on a sensor source and print estimates. With --config FILE.toml "
+                                     "the file describes the run, and every option given on the command line "
+                                     "replaces the file's value wherever the file sets it (e.g. --duration also "
+                                     "each [[source]]'s duration_s, --backend also each [[bundle]]'s backend, "
+                                     "--calibrate/--baseline the whole [calibration] table); the header line says "
+                                     "which values came from where. --bundle and --source cannot be combined with "
+                                     "--config (the file's [[bundle]] and [[source]] tables name them).")
     run.add_argument("--bundle", help="bundle folder or shipped bundle name (see 'edgemer info')")
     run.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
-                     help="describe sources, bundles, fusion and sinks in a TOML file (see examples/); "
-                          "then --bundle/--source/--speed/--duration/--backend come from the file")
-    run.add_argument("--source", default="simulated",
-                     help="'simulated', 'replay:PATH[:SUBJECT]' (WESAD-layout folder or subject .pkl) or "
+                     help="describe sources, bundles, fusion and sinks in a TOML file (see examples/); options "
+                          "given on the command line replace the file's values")
+    run.add_argument("--source", default=None,
+                     help="(default 'simulated') 'simulated', 'replay:PATH[:SUBJECT]' (WESAD-layout folder or "
+                          "subject .pkl) or "
                           "'serial:PORT[@BAUD]' (a wearable or 'edgemer emulate' on a serial port); for face "
                           "bundles 'camera[:INDEX[:WIDTHxHEIGHT[@FPS]]]' or 'replay:VIDEO_OR_IMAGE_DIR[@FPS]'; for "
                           "audio bundles 'mic[:DEVICE][@CAPTURE_RATE_HZ]' (device index or part of its name) or "
@@ -173,9 +193,11 @@ def _pipeline_from_args(bundle_ref: str, source_spec: str, args: argparse.Namesp
     from edgemer.pipeline import Pipeline, PipelineConfig
     from edgemer.sources import source_from_spec
 
-    providers = tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
-    config = PipelineConfig(backend=args.backend, precision=args.precision, threads=args.threads, providers=providers)
-    source = source_from_spec(source_spec, speed=args.speed, duration_s=args.duration, seed=args.seed)
+    providers = _providers(args)
+    given = {k: getattr(args, k) for k in ("backend", "precision", "threads") if getattr(args, k) is not None}
+    config = PipelineConfig(providers=providers, **given)
+    source = source_from_spec(source_spec, speed=1.0 if args.speed is None else args.speed, duration_s=args.duration,
+                              seed=0 if args.seed is None else args.seed)
     bundle = bundle_ref
     fps, detector = getattr(args, "analysis_fps", None), getattr(args, "face_detector", None)
     selection = getattr(args, "face_selection", None)
@@ -193,23 +215,80 @@ def _pipeline_from_args(bundle_ref: str, source_spec: str, args: argparse.Namesp
     return Pipeline([source], [bundle], config=config, record=args.record, calibration=_calibration(args))
 
 
-def _calibration(args: argparse.Namespace):
-    from edgemer.calibration import CalibrationConfig
+def _providers(args: argparse.Namespace) -> tuple[str, ...] | None:
+    return tuple(p.strip() for p in args.providers.split(",")) if args.providers else None
 
+
+def _calibration_table(args: argparse.Namespace) -> dict | None:
+    """--calibrate / --baseline / --user as a [calibration] table (None when neither is given)."""
+    user = {"user": args.user} if args.user is not None else {}
     if args.calibrate is not None:
-        return CalibrationConfig(duration_s=args.calibrate, user=args.user, save_to=args.baseline)
+        save = {"save_to": str(args.baseline.resolve())} if args.baseline is not None else {}
+        return {"duration_s": args.calibrate, **user, **save}
     if args.baseline is not None:
-        return CalibrationConfig(user=args.user, load_from=args.baseline)
+        return {"load_from": str(args.baseline.resolve()), **user}
     return None
 
 
-def _run_pipeline(pipe, args: argparse.Namespace) -> int:
-    """Print what runs, stream estimates to the terminal (and --out), then a summary."""
+def _calibration(args: argparse.Namespace):
+    from edgemer.calibration import CalibrationConfig
+
+    table = _calibration_table(args)
+    if table is None:
+        return None
+    return CalibrationConfig(**{k: Path(v) if k in ("save_to", "load_from") else v for k, v in table.items()})
+
+
+_NOT_WITH_CONFIG = {"bundle": "its [[bundle]] tables name the bundles",
+                    "source": "its [[source]] tables name the sources"}
+
+
+def _config_overrides(args: argparse.Namespace) -> dict[str, dict]:
+    """The options given with --config, as pipeline-file keys that replace the file's values
+    (see edgemer.config.OVERRIDABLE); an option that cannot apply to a file is an error."""
+    for name, why in _NOT_WITH_CONFIG.items():
+        if getattr(args, name) is not None:
+            raise ConfigError(f"--{name} cannot be used with --config: {args.config} describes the run and {why}; "
+                              f"edit the file, or drop --config to run one bundle on one source")
+    if args.user is not None and args.calibrate is None and args.baseline is None:
+        raise ConfigError("--user applies with --calibrate or --baseline (it names whose baseline is recorded or "
+                          "loaded); with --config give one of them too, or set user in the file's [calibration]")
+    run = {"speed": args.speed, "duration_s": args.duration, "seed": args.seed,
+           "record": str(args.record.resolve()) if args.record is not None else None}
+    runtime = {"backend": args.backend, "precision": args.precision, "threads": args.threads,
+               "providers": list(_providers(args)) if args.providers else None}
+    bundle = {"analysis_fps": args.analysis_fps, "face_detector": args.face_detector,
+              "face_selection": args.face_selection, "vad": args.vad}
+    out = {"run": run, "runtime": runtime, "bundle": bundle, "calibration": _calibration_table(args) or {}}
+    return {section: {k: v for k, v in values.items() if v is not None} for section, values in out.items()}
+
+
+def _origin_line(pf) -> str:
+    """Which values came from the command line (with the file's values they replaced)."""
+    if not pf.overridden:
+        return f"all settings from {pf.path}"
+    given = []
+    for key, (value, old) in pf.overridden.items():
+        name = key.split(".", 1)[-1]
+        if key == "calibration":
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
+            old = ", ".join(f"{k} {v}" for k, v in old.items()) if old else None
+        elif value == float("inf"):
+            value = "max"
+        given.append(f"{name} {value}" + (f" (file: {old})" if old is not None else ""))
+    return f"from the command line: {'; '.join(given)}; everything else from {pf.path}"
+
+
+def _run_pipeline(pipe, args: argparse.Namespace, origins: str | None = None) -> int:
+    """Print what runs (and, for a pipeline file, which values came from the command line),
+    stream estimates to the terminal (and --out), then a summary."""
     from edgemer.sinks import JsonlSink, TerminalSink
 
     names = ", ".join(r.bundle.name for r in pipe.runners)
     sessions = "; ".join(r.session.description for r in pipe.runners)
-    print(f"edgemer: {', '.join(s.name for s in pipe.sources)} -> {names} [{sessions}], speed x{pipe.speed:g}")
+    speed = "speed max (lockstep: as fast as processed)" if pipe.lockstep else f"speed x{pipe.speed:g}"
+    print(f"edgemer: {', '.join(s.name for s in pipe.sources)} -> {names} [{sessions}], {speed}"
+          + (f"; {origins}" if origins else ""))
     for r in pipe.runners:
         print(r.choice.line())
     for r in pipe.runners:
@@ -219,12 +298,7 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
                   f"working, not validated emotion recognition. Train on real data with: {hint}")
             if r.bundle.manifest.provenance.get("use_real_model"):
                 print(f"      or use a real pretrained model: {r.bundle.manifest.provenance['use_real_model']}")
-    first = min(r.front_end.window_s for r in pipe.runners)
-    window = max(r.front_end.window_s for r in pipe.runners)
-    print(f"First estimate after {first:g} s of stream time ({first / pipe.speed:.1f} s wall), "
-          + ("" if window == first else f"with every modality after {window:g} s, ")
-          + f"then one every {pipe.hop_s:g} s. Ctrl-C stops.", flush=True)
-    if not args.quiet:
+    if not args.quiet:  # None (not given) or False
         pipe.sinks.append(TerminalSink())
     if args.out is not None:
         pipe.sinks.append(JsonlSink(args.out))
@@ -238,8 +312,15 @@ def _run_pipeline(pipe, args: argparse.Namespace) -> int:
         stop_requested.set()
         pipe.request_stop()
 
+    # In place before "Ctrl-C stops." is printed, so that a Ctrl-C from then on stops cleanly.
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    first = min(r.front_end.window_s for r in pipe.runners)
+    window = max(r.front_end.window_s for r in pipe.runners)
+    wall = "" if pipe.lockstep else f" ({first / pipe.speed:.1f} s wall)"
     try:
+        print(f"First estimate after {first:g} s of stream time{wall}, "
+              + ("" if window == first else f"with every modality after {window:g} s, ")
+              + f"then one every {pipe.hop_s:g} s. Ctrl-C stops.", flush=True)
         with pipe:
             for est in pipe:
                 latencies.append(est.latency_s)
@@ -278,10 +359,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.config is not None:
         from edgemer.config import load_pipeline_file
 
-        return _run_pipeline(load_pipeline_file(args.config).build(), args)
+        pf = load_pipeline_file(args.config, overrides=_config_overrides(args))
+        return _run_pipeline(pf.build(), args, origins=_origin_line(pf))
     if args.bundle is None:
         raise ConfigError("edgemer run needs --bundle (or --config FILE.toml)")
-    return _run_pipeline(_pipeline_from_args(args.bundle, args.source, args), args)
+    return _run_pipeline(_pipeline_from_args(args.bundle, args.source or "simulated", args), args)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

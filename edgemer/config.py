@@ -3,7 +3,8 @@
 Example (``examples/physio.toml``)::
 
     [run]
-    speed = 20.0            # stream seconds per wall second (simulated/replayed sources)
+    speed = 20.0            # stream seconds per wall second (simulated/replayed sources);
+                            # "max": as fast as the pipeline processes (lockstep, nothing dropped)
     duration_s = 600        # stream seconds; omit to run until Ctrl-C
     # record = "session-rec"  # record raw chunks (never audio/video) for later replay
 
@@ -39,17 +40,24 @@ Example (``examples/physio.toml``)::
 
 Every key is checked: an unknown key or a value of the wrong type raises
 :class:`~edgemer.errors.ConfigError` naming the key and its line in the file.
+
+Values given on the command line replace the file's (``overrides`` of
+:func:`load_pipeline_file`, see :data:`OVERRIDABLE`): a key is replaced wherever the file
+sets it, e.g. ``duration_s`` in ``[run]`` and in every ``[[source]]``, ``backend`` in
+``[runtime]`` and in every ``[[bundle]]``; :attr:`PipelineFile.overridden` lists them with
+the file's values.
 ``examples/full.toml`` runs all three modalities from replay files shipped with edgemer.
 """
 from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from edgemer.calibration import CalibrationConfig
+from edgemer.clock import parse_speed
 from edgemer.errors import ConfigError
 from edgemer.fusion import FusionConfig
 from edgemer.pipeline import BundleSpec, Pipeline, PipelineConfig
@@ -62,7 +70,7 @@ else:  # Python 3.10 (JetPack 6): the tomli backport, installed by setup.cfg
     import tomli as tomllib
 
 _SECTIONS = {
-    "run": {"speed": (int, float), "duration_s": (int, float), "record": str, "seed": int},
+    "run": {"speed": (int, float, str), "duration_s": (int, float), "record": str, "seed": int},
     "runtime": {"backend": str, "precision": str, "threads": int, "providers": list, "max_wait_s": (int, float),
                 "min_wait_wall_s": (int, float), "buffer_s": (int, float), "queue_size": int,
                 "stale_data_s": (int, float)},
@@ -76,6 +84,20 @@ _ARRAYS = {
                "analysis_fps": (int, float), "face_detector": str, "face_selection": str, "vad": str},
     "sink": {"type": str, "path": str, "max_bytes": int, "backups": int, "name": str, "labels": list},
 }
+
+OVERRIDABLE = {
+    "run": ("speed", "duration_s", "seed", "record"),
+    "runtime": ("backend", "precision", "threads", "providers"),
+    "calibration": ("duration_s", "user", "save_to", "load_from"),
+    "bundle": ("analysis_fps", "face_detector", "face_selection", "vad"),
+}
+"""Keys that ``overrides`` may replace, per section. A ``[run]`` or ``[runtime]`` key also
+replaces the same key in every ``[[source]]`` / ``[[bundle]]`` table; a ``calibration``
+override replaces the whole ``[calibration]`` table; ``bundle`` keys apply to the bundles of
+their modality (face: analysis_fps, face_detector, face_selection; audio: vad), and to none
+is an error."""
+
+_BUNDLE_KEY_MODALITY = {"analysis_fps": "face", "face_detector": "face", "face_selection": "face", "vad": "audio"}
 
 
 MAX_FILE_BYTES = 1 << 20
@@ -94,6 +116,8 @@ class PipelineFile:
     duration_s: float | None
     record: Path | None
     calibration: CalibrationConfig | None = None
+    overridden: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    """``section.key`` -> (value given on the command line, the file's value or None)."""
 
     def build(self, extra_sinks: list[Sink] | None = None) -> Pipeline:
         pipe = Pipeline(self.sources, self.bundles, config=self.config, record=self.record,
@@ -180,13 +204,45 @@ def _configured_bundle(path: Path, ref: str, table: Mapping[str, Any]):
     return bundle
 
 
+def _apply_overrides(path: Path, data: dict[str, Any], overrides: Mapping[str, Mapping[str, Any]]
+                     ) -> dict[str, tuple[Any, Any]]:
+    """Replace the file's values in ``data`` (parsed TOML) by ``overrides`` (see
+    :data:`OVERRIDABLE`); returns ``section.key`` -> (new value, file value or None).
+    Bundle keys are applied later, per bundle, by :func:`load_pipeline_file`."""
+    done: dict[str, tuple[Any, Any]] = {}
+    for section, values in overrides.items():
+        allowed = OVERRIDABLE.get(section)
+        if allowed is None:
+            raise ConfigError(f"cannot override section '{section}' of {path}; sections: {', '.join(OVERRIDABLE)}")
+        for key in values:
+            if key not in allowed:
+                raise ConfigError(f"cannot override '{key}' in [{section}] of {path}; keys: {', '.join(allowed)}")
+    for section in ("run", "runtime"):
+        table = data.setdefault(section, {})
+        per_item = data.get("source" if section == "run" else "bundle", [])
+        for key, value in overrides.get(section, {}).items():
+            old = table.get(key)
+            items = [t.pop(key) for t in per_item if key in t]  # the command line wins over per-item keys too
+            done[f"{section}.{key}"] = (value, old if old is not None or not items else items[0])
+            table[key] = value
+    if overrides.get("calibration"):
+        old = data.get("calibration")
+        data["calibration"] = dict(overrides["calibration"])
+        done["calibration"] = (data["calibration"], old)
+    return done
+
+
 def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s: float | None = None,
-                       loop: bool | None = None) -> PipelineFile:
+                       loop: bool | None = None,
+                       overrides: Mapping[str, Mapping[str, Any]] | None = None) -> PipelineFile:
     """Parse and validate a pipeline TOML file; sources and bundles are created (not started).
 
-    ``speed`` and ``duration_s`` (stream seconds; every source's) replace the file's when
-    given, ``loop`` sets every replayed source's ``loop`` (benchmarks use them to run the
-    same file longer or faster).
+    ``overrides`` replaces the file's values: ``{section: {key: value}}`` with the keys of
+    :data:`OVERRIDABLE`, as TOML would give them (paths absolute or relative to the working
+    folder); ``edgemer run --config`` passes every option given on its command line this way.
+    ``speed`` and ``duration_s`` (stream seconds; every source's) are shorthands for
+    ``{"run": {"speed": ..., "duration_s": ...}}``; ``loop`` sets every replayed source's
+    ``loop`` (benchmarks use them to run the same file longer or faster).
     """
     path = Path(path)
     try:
@@ -218,6 +274,12 @@ def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s:
             raise ConfigError(f"{path}: '{name}' must be an array of tables [[{name}]]")
         for i, t in enumerate(tables):
             _check_table(path, text, f"[{name}]", t, allowed, index=i)
+    given = {section: dict(values) for section, values in (overrides or {}).items() if values}
+    if speed is not None:
+        given.setdefault("run", {})["speed"] = speed
+    if duration_s is not None:
+        given.setdefault("run", {})["duration_s"] = duration_s
+    overridden = _apply_overrides(path, data, given)
     run = data.get("run", {})
     runtime = dict(data.get("runtime", {}))
     if "providers" in runtime:
@@ -228,8 +290,8 @@ def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s:
         raise ConfigError(f"{path}: no [[source]]; add one, e.g. [[source]] spec = \"simulated\"")
     if not data.get("bundle"):
         raise ConfigError(f"{path}: no [[bundle]]; add one, e.g. [[bundle]] name = \"physio-demo\"")
-    speed = float(run.get("speed", 1.0) if speed is None else speed)
-    duration = run.get("duration_s") if duration_s is None else duration_s
+    speed = parse_speed(run.get("speed", 1.0))
+    duration = run.get("duration_s")
     base = path.parent
 
     def local(p: str) -> str:
@@ -244,8 +306,7 @@ def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s:
 
     sources = []
     for index, t in enumerate(data["source"]):
-        src = source_from_spec(local(t["spec"]), speed=speed,
-                               duration_s=t.get("duration_s", duration) if duration_s is None else duration_s,
+        src = source_from_spec(local(t["spec"]), speed=speed, duration_s=t.get("duration_s", duration),
                                seed=t.get("seed", run.get("seed", 0)))
         if "loop" in t:
             if not hasattr(src, "loop"):
@@ -255,15 +316,31 @@ def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s:
         if loop is not None and hasattr(src, "loop"):
             src.loop = loop
         sources.append(src)
+    bundle_keys = dict(given.get("bundle", {}))
+    applied: set[str] = set()
     bundles = []
     for t in data["bundle"]:
         name = t.get("name")
         if not name:
             raise ConfigError(f"{path}: a [[bundle]] needs 'name' (shipped name or folder)")
         ref = str(base / name) if (base / name).is_dir() else name
+        if bundle_keys:
+            from edgemer.bundle import load_bundle
+
+            kind = load_bundle(ref, verify=False).manifest.modality
+            for key, value in bundle_keys.items():
+                if _BUNDLE_KEY_MODALITY[key] == kind:
+                    overridden.setdefault(f"bundle.{key}", (value, t.get(key)))
+                    t = {**t, key: value}
+                    applied.add(key)
         bundles.append(BundleSpec(_configured_bundle(path, ref, t), backend=t.get("backend"),
                                   precision=t.get("precision"), threads=t.get("threads"),
                                   providers=tuple(t["providers"]) if "providers" in t else None))
+    for key in bundle_keys:
+        if key not in applied:
+            names = ", ".join(str(t.get("name")) for t in data["bundle"])
+            raise ConfigError(f"{path}: '{key}' given on the command line (--{key.replace('_', '-')}) applies to "
+                              f"{_BUNDLE_KEY_MODALITY[key]} bundles, and this file runs none ({names})")
     record = base / run["record"] if "record" in run else None
     calibration = None
     if "calibration" in data:
@@ -274,4 +351,4 @@ def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s:
         calibration = CalibrationConfig(**c)
     return PipelineFile(path=path, sources=sources, bundles=bundles, config=config,
                         sink_tables=list(data.get("sink", [])), duration_s=duration, record=record,
-                        calibration=calibration)
+                        calibration=calibration, overridden=overridden)

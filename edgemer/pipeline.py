@@ -13,6 +13,12 @@ k hops, from the manifest) on the one pipeline clock, runs the bundles due at th
 hands the :class:`~edgemer.types.Estimate` to the sinks and to the iterator: one estimate
 per distinct window end.
 
+Time comes from one clock (:mod:`edgemer.clock`), chosen from the sources' speed: the
+wall clock at any finite speed (live sensors at 1), or, at speed ``inf`` (``--speed
+max``), the :class:`~edgemer.clock.LockstepClock`, on which replayed and simulated
+sources run exactly as fast as the worker consumes them: the same windows, nothing
+dropped, whatever the machine's load.
+
 Missing modalities never stop the output: a window with too little data, a flat line
 (see :data:`FLAT_MIN_RATE_HZ`), data older than ``PipelineConfig.stale_data_s``,
 nothing to analyse (no face, no speech), or whose source ended or failed makes the
@@ -39,7 +45,7 @@ from edgemer.backends.choice import AUTO, BACKEND_CHOICES, PRECISION_CHOICES, En
 from edgemer.buffers import FrameBuffer, StreamBuffer
 from edgemer.bundle import Bundle, load_bundle
 from edgemer.calibration import Baseline, CalibrationConfig
-from edgemer.clock import PipelineClock
+from edgemer.clock import MAX_SPEED, Clock, clock_for
 from edgemer.errors import ConfigError, InputError, NothingDetectedError, SampleRateError
 from edgemer.frontends import FrontEnd, create_front_end
 from edgemer.fusion import FusionConfig, LateFusion
@@ -68,12 +74,13 @@ class PipelineConfig:
     best available here (TensorRT, then CUDA, then CPU; see
     :func:`edgemer.backends.onnxruntime_backend.choose_providers`); a requested provider that
     is missing falls back to CPU with a one-line warning. max_wait_s: stream seconds a window
-    waits for late samples before it is cut with what arrived; at least
-    ``min_wait_wall_s`` wall seconds, so that faster-than-real-time runs are not cut
-    short by thread scheduling jitter. buffer_s: extra seconds each ring buffer holds
-    beyond the longest window that reads it (and beyond the wait for late samples).
-    queue_size: estimates kept for a slow iterator before the oldest is dropped (and
-    counted). stale_data_s: a window whose
+    waits for late samples before it is cut with what arrived; on the wall clock at
+    least ``min_wait_wall_s`` wall seconds, so that faster-than-real-time runs are not cut
+    short by thread scheduling jitter (the lockstep clock has no jitter). buffer_s: extra
+    seconds each ring buffer holds beyond the longest window that reads it (and beyond the
+    wait for late samples). queue_size: estimates kept for a slow iterator before the
+    oldest is dropped (and counted); on the lockstep clock a slow iterator holds the
+    pipeline back instead. stale_data_s: a window whose
     newest sample of any stream is older than this (stream seconds before the window's
     end) counts as missing: the modality is named absent (``"stale: ..."``) instead of
     being estimated from old data; None disables the check.
@@ -194,7 +201,9 @@ class Pipeline:
 
     Parameters
     ----------
-    sources: started and stopped by the pipeline. Non-live sources must share one speed.
+    sources: started and stopped by the pipeline. Non-live sources must share one speed;
+        at speed ``inf`` every source must be ``steppable`` (replayed or simulated) and the
+        run goes on the :class:`~edgemer.clock.LockstepClock`.
     bundles: bundle folders, shipped bundle names (``"physio-demo"``), loaded :class:`Bundle`
         objects, or :class:`BundleSpec` objects to run one bundle with its own backend/threads.
     config: backend, precision, threads, fusion.
@@ -229,6 +238,16 @@ class Pipeline:
         self.speed = speeds.pop()
         if self.speed != 1.0 and any(s.live for s in self.sources):
             raise ConfigError("a live source cannot run faster than real time; use speed 1")
+        self.lockstep = self.speed == MAX_SPEED
+        if self.lockstep:
+            paced = [s.name for s in self.sources if not getattr(s, "steppable", False)]
+            if paced:
+                raise ConfigError(f"source(s) {', '.join(paced)} cannot run at speed max (as fast as processed): "
+                                  f"only replayed and simulated sources wait for the pipeline; give a finite speed")
+        # Stream seconds a window waits for late data: on the wall clock at least min_wait_wall_s
+        # of wall time (thread scheduling jitter), which grows with the replay speed.
+        self._max_wait_s = (config.max_wait_s if self.lockstep
+                            else max(config.max_wait_s, config.min_wait_wall_s * self.speed))
         specs = [b if isinstance(b, BundleSpec) else BundleSpec(b) for b in bundles]
         self.runners = [ModelRunner(spec, config) for spec in specs]
         self.engines = {r.bundle.name: r.choice.label for r in self.runners}
@@ -249,7 +268,7 @@ class Pipeline:
             self._use_baseline(Baseline.load(calibration.load_from))
         elif calibration is not None:
             self._calibration_rows = {r.modality: [] for r in self.runners}
-        self.clock: PipelineClock | None = None
+        self.clock: Clock | None = None
         self.dropped_estimates = 0
         self.late_windows = 0
         self.estimates = 0
@@ -298,7 +317,7 @@ class Pipeline:
         # Beyond its longest window, a ring holds buffer_s plus the time a window may wait for
         # late data (which grows with the replay speed), so that a worker running late by that
         # much still finds every sample.
-        slack_s = self.config.buffer_s + max(self.config.max_wait_s, self.config.min_wait_wall_s * self.speed)
+        slack_s = self.config.buffer_s + self._max_wait_s
         buffers: dict[str, StreamBuffer | FrameBuffer] = {}
         for name, spec in provided.items():
             readers = [r.front_end.window_s for r in self.runners if any(s.name == name for s in r.front_end.streams)]
@@ -307,8 +326,10 @@ class Pipeline:
             if spec.frames:
                 # Frames are large, so a live camera keeps only the newest (dropping when behind is
                 # right for live video); a faster-than-real-time replay also keeps the frames of
-                # the worker's scheduling jitter (min_wait_wall_s), which is `speed` times more stream time.
-                jitter_s = self.config.min_wait_wall_s * self.speed if self.speed > 1 else 0.0
+                # the worker's scheduling jitter (min_wait_wall_s), which is `speed` times more stream time;
+                # on the lockstep clock sources run at most the wait for late data ahead of the worker.
+                jitter_s = (self.config.max_wait_s if self.lockstep
+                            else self.config.min_wait_wall_s * self.speed if self.speed > 1 else 0.0)
                 buffers[name] = FrameBuffer(spec, max(readers, default=1.0 / spec.rate_hz) + jitter_s)
             else:
                 buffers[name] = StreamBuffer(spec, max(readers, default=longest) + slack_s)
@@ -354,7 +375,7 @@ class Pipeline:
             raise ConfigError("this Pipeline was already started; create a new one")
         for r in self.runners:
             r.warm_up()
-        self.clock = PipelineClock(self.speed)
+        self.clock = clock_for(self.speed)
         if self.recorder is not None:
             self.recorder.start(self.clock)
         self._worker = threading.Thread(target=self._work, name="edgemer-pipeline", daemon=True)
@@ -371,10 +392,14 @@ class Pipeline:
         after the window it is on and iteration ends; leaving the ``with`` block (or :meth:`stop`)
         then stops the sources and closes the sinks."""
         self._stop.set()
+        if self.clock is not None:
+            self.clock.close()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop sources and worker, close sinks. Safe to call twice."""
         self._stop.set()
+        if self.clock is not None:
+            self.clock.close()
         for src in self.sources:
             src.stop()
         with self._data:
@@ -490,7 +515,7 @@ class Pipeline:
 
     def _work(self) -> None:
         assert self.clock is not None
-        max_wait = max(self.config.max_wait_s, self.config.min_wait_wall_s * self.clock.speed)
+        max_wait = self._max_wait_s
         latest: dict[str, ModalityEstimate | None] = {}
         n = len(self.runners)
         try:
@@ -513,8 +538,7 @@ class Pipeline:
                 with self._data:  # checked again under the lock, so that no wake-up is missed
                     self._wait_t = t
                     if not self._ready(t, due, max_wait):
-                        self._data.wait(timeout=min(0.05, self.clock.wall_seconds(max_wait),
-                                                    max(0.001, self.clock.wall_seconds(t - self.clock.now()))))
+                        self.clock.wait(self._data, t, t + max_wait)
                     self._wait_t = float("inf")
             self._check_sources()
             if not self._stop.is_set() and len(self._failed) == len(self.sources):
@@ -640,6 +664,12 @@ class Pipeline:
         self.estimates += 1
         for name, buf in self.buffers.items():
             buf.release_before(t - self._keep_s[name])
+        while self.lockstep and not self._stop.is_set():  # as fast as consumed: wait for the iterator
+            try:
+                self._queue.put(estimate, timeout=0.1)
+                return
+            except queue.Full:
+                continue
         try:
             self._queue.put_nowait(estimate)
         except queue.Full:

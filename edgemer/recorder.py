@@ -15,6 +15,7 @@ so :class:`RecordingReplay` hands the pipeline bit-identical chunks.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from edgemer.clock import PipelineClock
+from edgemer.clock import Clock
 from edgemer.errors import ConfigError, DatasetError
 from edgemer.sources import Emit, ThreadedSource
 from edgemer.types import Chunk, StreamSpec
@@ -59,13 +60,14 @@ class Recorder:
         self._t_start: float | None = None
         self.chunks = 0
 
-    def start(self, clock: PipelineClock) -> None:
+    def start(self, clock: Clock) -> None:
         """Fix the recording's time origin (the pipeline clock's start) and write meta.json."""
         from edgemer import __version__
 
         self._t_start = clock.start
         self._wall_start = clock.wall_start
-        meta = {"format": FORMAT, "edgemer": __version__, "speed": clock.speed,
+        speed = clock.speed if math.isfinite(clock.speed) else "max"  # strict JSON has no inf
+        meta = {"format": FORMAT, "edgemer": __version__, "speed": speed,
                 "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "streams": [{"name": s.name, "rate_hz": s.rate_hz, "channels": s.channels, "unit": s.unit,
                              "media": s.media} for s in self.specs.values()],
@@ -105,6 +107,7 @@ class RecordingReplay(ThreadedSource):
     """
 
     live = False
+    steppable = True
 
     def __init__(self, path: str | Path, speed: float = 1.0, duration_s: float | None = None,
                  loop: bool = False) -> None:
@@ -141,7 +144,7 @@ class RecordingReplay(ThreadedSource):
         if loop and self.length_s <= 0:
             raise DatasetError(f"{self.path}: the recording holds no samples; nothing to loop")
 
-    def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:
+    def _run(self, clock: Clock, emit: Emit, stop: threading.Event) -> None:
         rates = {s.name: s.rate_hz for s in self.streams}
         seq_span = max((row["seq"] for row in self._index), default=-1) + 1
         lap = 0

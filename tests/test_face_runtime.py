@@ -13,6 +13,7 @@ import pytest
 cv2 = pytest.importorskip("cv2", reason="the face modality needs opencv-python-headless (edgemer[camera])")
 
 from edgemer.bundle import load_bundle  # noqa: E402
+from edgemer.clock import MAX_SPEED  # noqa: E402
 from edgemer.errors import (ConfigError, DatasetError, InputShapeError, ManifestError, ModelLoadError,  # noqa: E402
                             NoFaceError, SourceError)
 from edgemer.frontends import create_front_end  # noqa: E402
@@ -359,12 +360,18 @@ def test_camera_frames_run_at_the_analysis_rate_and_drops_are_counted(face_demo,
         for e in pipe:
             estimates.append(e)
     h = cam.health()
-    assert h["frames"] > 20 and h["dropped_frames"] >= 4  # a 0.2 s stall at 30 fps loses ~6 frames
+    # A live camera runs on the wall clock, so these hold at any machine speed: the 0.2 s stall at 30 fps
+    # loses ~6 frames (a busy machine reading late loses more, counted the same way) after 10 frames read.
+    assert h["frames"] >= 10 and h["dropped_frames"] >= 4
     assert h["frame_size"] == [640, 480] and cap.props[3] == 640 and cap.released
-    # ~30 camera frames per second, analysed at the bundle's 5 per second
+    # ~30 camera frames per second, analysed at the bundle's 5 per second: one window per 0.2 s of the 1.4 s
     assert 4 <= len(estimates) <= 8
-    assert all(e.available["face"] for e in estimates)
-    assert pipe.stats()["bundles"]["face-demo"]["windows"] == len(estimates)
+    # Every window holding a frame is analysed; a 0.2 s window can fall inside the 0.23 s stall (or inside
+    # a longer wait of a starved camera thread), and then the modality is named missing for lack of frames.
+    analysed = [e for e in estimates if e.available["face"]]
+    assert analysed and all(e.absent["face"] in ("no data on 'video'", "source 'camera:0' ended")
+                            for e in estimates if not e.available["face"])
+    assert pipe.stats()["bundles"]["face-demo"]["windows"] == len(analysed)
 
 
 def test_missing_or_busy_camera_raises_source_error_and_read_failures_are_counted(face_demo, astronaut):
@@ -383,7 +390,7 @@ def test_missing_or_busy_camera_raises_source_error_and_read_failures_are_counte
 
 
 def test_pipeline_replays_an_image_folder_and_reports_no_face(face_demo, image_dir):
-    src = source_from_spec(f"replay:{image_dir}", speed=4.0)
+    src = source_from_spec(f"replay:{image_dir}", speed=MAX_SPEED)  # lockstep: every frame reaches its window
     assert isinstance(src, VideoReplay) and src.kind == "images" and src.fps == 5.0
     with Pipeline([src], [face_demo]) as pipe:
         estimates = list(pipe)
@@ -408,7 +415,7 @@ def test_video_file_replay_and_unreadable_inputs(face_demo, astronaut, tmp_path)
     for _ in range(10):
         writer.write(cv2.resize(astronaut, (320, 240)))
     writer.release()
-    src = source_from_spec(f"replay:{path}@5", speed=4.0)
+    src = source_from_spec(f"replay:{path}@5", speed=MAX_SPEED)
     assert src.kind == "video" and src.native_fps == pytest.approx(10.0) and src.fps == pytest.approx(5.0)
     with Pipeline([src], [face_demo]) as pipe:
         estimates = list(pipe)
@@ -453,7 +460,7 @@ def test_cli_runs_face_demo_on_an_image_folder(image_dir, tmp_path, capfd):
     from edgemer.cli import main
 
     jsonl = tmp_path / "estimates.jsonl"
-    assert main(["run", "--bundle", "face-demo", "--source", f"replay:{image_dir}", "--speed", "4",
+    assert main(["run", "--bundle", "face-demo", "--source", f"replay:{image_dir}", "--speed", "max",
                  "--analysis-fps", "5", "--face-detector", "haar", "--face-selection", "tracked",
                  "--out", str(jsonl)]) == 0
     out = capfd.readouterr().out

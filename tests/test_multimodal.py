@@ -18,7 +18,7 @@ pytest.importorskip("cv2", reason="the face modality needs opencv-python-headles
 
 from edgemer import Pipeline, PipelineConfig  # noqa: E402
 from edgemer.bundle import Bundle, load_bundle  # noqa: E402
-from edgemer.clock import PipelineClock  # noqa: E402
+from edgemer.clock import MAX_SPEED, LockstepClock  # noqa: E402
 from edgemer.config import load_pipeline_file  # noqa: E402
 from edgemer.errors import ConfigError, SampleRateError  # noqa: E402
 from edgemer.frontends.face import configure_face_bundle  # noqa: E402
@@ -34,14 +34,23 @@ FULL = ROOT / "examples" / "full.toml"
 MODALITIES = {"physio", "audio", "face"}
 
 
-def _example(tmp_path: Path, speed: float, duration_s: float) -> Path:
-    """examples/full.toml with another speed and duration (its replay files are shipped by name)."""
-    text = FULL.read_text().replace("speed = 10.0", f"speed = {speed}").replace("duration_s = 120",
+def _example(tmp_path: Path, speed: float | str, duration_s: float) -> Path:
+    """examples/full.toml with another speed (a number or "max") and duration (its replay
+    files are shipped by name)."""
+    value = f'"{speed}"' if isinstance(speed, str) else speed
+    text = FULL.read_text().replace("speed = 10.0", f"speed = {value}").replace("duration_s = 120",
                                                                                  f"duration_s = {duration_s}")
-    assert f"speed = {speed}" in text and f"duration_s = {duration_s}" in text
+    assert f"speed = {value}" in text and f"duration_s = {duration_s}" in text
     out = tmp_path / "full.toml"
     out.write_text(text)
     return out
+
+
+def _since_start(t: float, clock) -> float:
+    """Stream seconds from the clock's start to ``t``, rounded to the microsecond: ``start + 50.0 -
+    start`` can come out as 49.99999999999994 (``start`` is the host's monotonic time), which would
+    move a test's event by one chunk depending on when the test ran."""
+    return round(t - clock.start, 6)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +72,7 @@ def test_replay_examples_ship_with_the_package():
 
 
 def test_full_example_fuses_three_modalities_on_one_clock(tmp_path):
-    pf = load_pipeline_file(_example(tmp_path, speed=25.0, duration_s=70))
+    pf = load_pipeline_file(_example(tmp_path, speed="max", duration_s=70))
     called = []
     pipe = pf.build(extra_sinks=[CallbackSink(called.append)])
     assert [r.front_end.hop_s for r in pipe.runners] == [5.0, 1.0, 0.5]
@@ -94,9 +103,8 @@ def test_full_example_fuses_three_modalities_on_one_clock(tmp_path):
         [e.confidence for e in estimates if e.stress_probability is not None and not all(e.available.values())])
     stats = pipe.stats()
     assert stats["dropped_estimates"] == 0 and not stats["source_errors"]
-    # Sample rings hold 30 s beyond the longest window: nothing is lost at 25x. (Video keeps only a
-    # few frames, as a live camera would, so a stalled worker may skip frames there: not asserted.)
-    assert all(s["dropped_samples"] == 0 for name, s in stats["streams"].items() if name != "video")
+    # On the lockstep clock the sources never run ahead of the worker: nothing is lost, video included.
+    assert all(s["dropped_samples"] == 0 for s in stats["streams"].values()) and stats["late_windows"] == 0
     assert not [t for t in threading.enumerate() if t.name.startswith("edgemer-")]
 
 
@@ -105,7 +113,7 @@ class _FailingWav(WavReplay):
 
     def _run(self, clock, emit, stop):
         def guarded(chunk):
-            if chunk.t0 - clock.start >= 8.0:
+            if _since_start(chunk.t0, clock) >= 8.0:
                 raise OSError("microphone unplugged")
             emit(chunk)
         super()._run(clock, guarded, stop)
@@ -115,13 +123,13 @@ class _GappyFaces(VideoReplay):
     """Face frames with nothing between 4 s and 8 s (camera unplugged), then frames again."""
 
     def _run(self, clock, emit, stop):
-        super()._run(clock, lambda c: None if 4.0 <= c.t0 - clock.start < 8.0 else emit(c), stop)
+        super()._run(clock, lambda c: None if 4.0 <= _since_start(c.t0, clock) < 8.0 else emit(c), stop)
 
 
 def test_a_failing_source_and_a_dropout_leave_the_rest_running(face_2fps):
-    # At speed 8 a window waits max_wait = 2 s of stream for late data: less than the 4 s face gap.
-    audio = _FailingWav("speech-example", speed=8, loop=True, duration_s=14)
-    faces = _GappyFaces(shipped_example("face-example"), speed=8, fps=2, loop=True, duration_s=14)
+    # A window waits max_wait = 2 s of stream for late data: less than the 4 s face gap.
+    audio = _FailingWav("speech-example", speed=MAX_SPEED, loop=True, duration_s=14)
+    faces = _GappyFaces(shipped_example("face-example"), speed=MAX_SPEED, fps=2, loop=True, duration_s=14)
     with Pipeline([audio, faces], ["audio-demo", face_2fps]) as pipe:
         estimates = list(pipe)  # no exception: the face modality keeps the pipeline going
     by_t = {round(e.elapsed_s, 1): e for e in estimates}
@@ -139,7 +147,7 @@ def test_a_failing_source_and_a_dropout_leave_the_rest_running(face_2fps):
 
 
 def test_all_sources_failing_reaches_the_caller_after_the_estimates(face_2fps):
-    audio = _FailingWav("speech-example", speed=20, loop=True)
+    audio = _FailingWav("speech-example", speed=MAX_SPEED, loop=True)
     got = []
     with pytest.raises(OSError, match="unplugged"):
         with Pipeline([audio], ["audio-demo"]) as pipe:
@@ -154,7 +162,7 @@ class _QuietEda(SimulatedWearable):
 
     def _run(self, clock, emit, stop):
         def patched(chunk):
-            if chunk.stream == "eda" and chunk.t0 - clock.start >= 64:
+            if chunk.stream == "eda" and _since_start(chunk.t0, clock) >= 64:
                 chunk = Chunk(chunk.stream, chunk.rate_hz, chunk.t0, np.full_like(chunk.samples, np.nan),
                               seq=chunk.seq, arrival=chunk.arrival)
             emit(chunk)
@@ -164,7 +172,7 @@ class _QuietEda(SimulatedWearable):
 @pytest.mark.parametrize("stale_data_s", [3.0, None])
 def test_stale_data_counts_as_missing_with_a_configurable_age(stale_data_s):
     config = PipelineConfig(stale_data_s=stale_data_s)
-    with Pipeline([_QuietEda(speed=400, duration_s=75)], ["physio-demo"], config=config) as pipe:
+    with Pipeline([_QuietEda(speed=MAX_SPEED, duration_s=75)], ["physio-demo"], config=config) as pipe:
         est = list(pipe)
     at = {round(e.elapsed_s): e for e in est}
     assert at[60].available["physio"] and at[65].available["physio"]  # newest EDA about 1 s old at 65 s
@@ -184,12 +192,13 @@ def test_bundle_rate_that_does_not_match_the_source_is_a_typed_error(face_2fps):
 
 
 def test_recording_replay_loops_on_one_grid():
-    rec = RecordingReplay(shipped_example("physio-example"), speed=5000, duration_s=2 * 120)
+    rec = RecordingReplay(shipped_example("physio-example"), speed=MAX_SPEED, duration_s=2 * 120)
     rec.loop = True
     chunks: list[Chunk] = []
-    clock = PipelineClock(5000)
+    clock = LockstepClock()
     rec.start(clock, chunks.append)
-    rec._thread.join(10)
+    clock.advance_to(clock.start + 240)  # returns once the source has delivered everything up to 240 s
+    assert rec.finished
     eda = [c for c in chunks if c.stream == "eda"]
     assert rec.length_s == 120.0 and len(eda) == 120  # 2 s chunks, two laps
     t = np.array([c.t0 - clock.start for c in eda])
@@ -313,7 +322,7 @@ class _FlatBvp(SimulatedWearable):
 
     def _run(self, clock, emit, stop):
         def patched(chunk):
-            if chunk.stream == "bvp" and chunk.t0 - clock.start >= 50:
+            if chunk.stream == "bvp" and _since_start(chunk.t0, clock) >= 50:
                 chunk = Chunk(chunk.stream, chunk.rate_hz, chunk.t0, np.full_like(chunk.samples, 0.5),
                               seq=chunk.seq, arrival=chunk.arrival)
             emit(chunk)
@@ -323,7 +332,7 @@ class _FlatBvp(SimulatedWearable):
 def test_flat_lines_count_as_missing_with_a_clear_reason(tmp_path):
     from scipy.io import wavfile
 
-    with Pipeline([_FlatBvp(speed=400, duration_s=120)], ["physio-demo"]) as pipe:
+    with Pipeline([_FlatBvp(speed=MAX_SPEED, duration_s=120)], ["physio-demo"]) as pipe:
         est = list(pipe)
     at = {round(e.elapsed_s): e for e in est}
     assert at[105].available["physio"]  # 5 s of flat BVP inside a 60 s window: not a flat window
@@ -331,7 +340,7 @@ def test_flat_lines_count_as_missing_with_a_clear_reason(tmp_path):
     assert pipe.stats()["bundles"]["physio-demo"]["flat_windows"] == 3  # windows ending at 110, 115 and 120 s
     muted = tmp_path / "muted.wav"
     wavfile.write(muted, 16000, np.zeros(5 * 16000, np.int16))  # a muted microphone: digital silence
-    with Pipeline([WavReplay(muted, speed=50)], ["audio-demo"]) as pipe:
+    with Pipeline([WavReplay(muted, speed=MAX_SPEED)], ["audio-demo"]) as pipe:
         est = list(pipe)
     assert est and all(e.absent == {"audio": "flat line on 'audio' for the whole 3 s window (sensor off, muted or "
                                              "saturated?)"} for e in est)

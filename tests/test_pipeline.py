@@ -1,4 +1,7 @@
-"""The pipeline runs the shipped bundle on simulated and replayed wearables, end to end."""
+"""The pipeline runs the shipped bundle on simulated and replayed wearables, end to end.
+
+Sources run at speed MAX_SPEED (the lockstep clock): as fast as the pipeline consumes them,
+so exact counts of windows and drops hold however busy the machine is."""
 import json
 import threading
 
@@ -6,6 +9,7 @@ import numpy as np
 import pytest
 
 from edgemer import Pipeline, PipelineConfig
+from edgemer.clock import MAX_SPEED
 from edgemer.errors import ConfigError, SampleRateError
 from edgemer.fusion import FusionConfig
 from edgemer.simulate import WRIST_STREAMS
@@ -22,7 +26,7 @@ def _run(source, **config):
 
 
 def test_one_estimate_per_hop_after_the_first_window():
-    pipe, est = _run(SimulatedWearable(speed=400, duration_s=120))
+    pipe, est = _run(SimulatedWearable(speed=MAX_SPEED, duration_s=120))
     assert len(est) == 13  # windows ending at 60, 65, ..., 120 s
     assert [round(e.elapsed_s) for e in est[:3]] == [60, 65, 70]
     for e in est:
@@ -39,8 +43,7 @@ def test_one_estimate_per_hop_after_the_first_window():
 @pytest.mark.parametrize("backend", ["onnxruntime", "litert"])
 def test_demo_bundle_tells_stress_from_baseline_on_the_simulator(backend):
     # Demo scenario: 120 s baseline, 150 s stress, 90 s baseline, 120 s amusement, 90 s meditation.
-    # 200x, not faster: the test is about the model, and a busy 2-core runner must not drop windows.
-    _, est = _run(SimulatedWearable(speed=200, duration_s=570, seed=3), backend=backend,
+    _, est = _run(SimulatedWearable(speed=MAX_SPEED, duration_s=570, seed=3), backend=backend,
                   fusion=FusionConfig(smoothing="none"))
     by_truth = {}
     for e in est:
@@ -51,7 +54,7 @@ def test_demo_bundle_tells_stress_from_baseline_on_the_simulator(backend):
 def test_callback_and_jsonl_sink(tmp_path):
     got = []
     out = tmp_path / "est.jsonl"
-    with Pipeline([SimulatedWearable(speed=400, duration_s=75)], ["physio-demo"], sinks=[JsonlSink(out)],
+    with Pipeline([SimulatedWearable(speed=MAX_SPEED, duration_s=75)], ["physio-demo"], sinks=[JsonlSink(out)],
                   callback=got.append) as pipe:
         pipe.wait()
     lines = [json.loads(x) for x in out.read_text().splitlines()]
@@ -65,7 +68,7 @@ class _NanWearable(SimulatedWearable):
 
     def _run(self, clock, emit, stop):
         def patched(chunk):
-            rel = chunk.t0 - clock.start
+            rel = round(chunk.t0 - clock.start, 6)  # start + 70.0 - start can be 69.99999999999994
             if chunk.stream == "eda" and 70 <= rel < 90:
                 chunk = Chunk(chunk.stream, chunk.rate_hz, chunk.t0, np.full_like(chunk.samples, np.nan),
                               arrival=chunk.arrival)
@@ -74,7 +77,7 @@ class _NanWearable(SimulatedWearable):
 
 
 def test_nan_samples_are_counted_and_low_coverage_windows_skipped():
-    pipe, est = _run(_NanWearable(speed=400, duration_s=120))
+    pipe, est = _run(_NanWearable(speed=MAX_SPEED, duration_s=120))
     stats = pipe.stats()
     assert stats["streams"]["eda"]["nan_samples"] == 80
     # Windows ending 70..85 s lose < 20 % of EDA (filled); later ones 25-33 %: skipped, named as missing.
@@ -113,12 +116,12 @@ class _Broken(SimulatedWearable):
 
 def test_source_failure_reaches_the_caller():
     with pytest.raises(OSError, match="unplugged"):
-        with Pipeline([_Broken(speed=100)], ["physio-demo"]) as pipe:
+        with Pipeline([_Broken(speed=MAX_SPEED)], ["physio-demo"]) as pipe:
             list(pipe)
 
 
 def test_wesad_replay_runs_through_the_same_pipeline(small_wesad):
-    pipe, est = _run(WesadReplay(small_wesad, subject="S3", speed=1000))
+    pipe, est = _run(WesadReplay(small_wesad, subject="S3", speed=MAX_SPEED))
     assert len(est) == 37  # 240 s recording: windows ending at 60, 65, ..., 240 s
     assert {e.reference for e in est} <= {"baseline", "stress", "amusement", "meditation", "transient"}
 
@@ -131,9 +134,9 @@ def test_recording_replays_bit_exact(tmp_path):
         def _run(self, clock, emit, stop):
             super()._run(clock, lambda c: (seen_live.append(c), emit(c)), stop)
 
-    with Pipeline([Tap(speed=400, duration_s=70)], ["physio-demo"], record=rec) as pipe:
+    with Pipeline([Tap(speed=MAX_SPEED, duration_s=70)], ["physio-demo"], record=rec) as pipe:
         live = list(pipe)
-    replay = RecordingReplay(rec, speed=400)
+    replay = RecordingReplay(rec, speed=MAX_SPEED)
     orig_emit = replay._run
 
     def tapped(clock, emit, stop):
@@ -156,7 +159,7 @@ def test_calibration_records_the_wearers_baseline_and_reloads(tmp_path):
     wearer = SubjectTraits(tonic_uS=8.0, rest_hr_bpm=88.0, skin_temp_c=34.2)
     saved = tmp_path / "alice.json"
     cal = CalibrationConfig(duration_s=120, user="alice", save_to=saved)
-    src = SimulatedWearable(speed=500, duration_s=300, traits=wearer, scenario=[(1, 150.0), (2, 150.0)])
+    src = SimulatedWearable(speed=MAX_SPEED, duration_s=300, traits=wearer, scenario=[(1, 150.0), (2, 150.0)])
     with Pipeline([src], ["physio-demo"], calibration=cal) as pipe:
         est = list(pipe)
     assert [e.calibrating for e in est[:14]] == [True] * 13 + [False]
@@ -165,7 +168,7 @@ def test_calibration_records_the_wearers_baseline_and_reloads(tmp_path):
     assert abs(baseline.levels["physio"]["eda"] - 8.0) < 0.5
     assert abs(baseline.levels["physio"]["hr"] - 88.0) < 6.0
     # Reloading applies the baseline at once: no calibration phase.
-    src = SimulatedWearable(speed=500, duration_s=70, traits=wearer)
+    src = SimulatedWearable(speed=MAX_SPEED, duration_s=70, traits=wearer)
     with Pipeline([src], ["physio-demo"], calibration=CalibrationConfig(load_from=saved)) as pipe:
         again = list(pipe)
         shift = pipe.runners[0].front_end._baseline_shift[:, 0]

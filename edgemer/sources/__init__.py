@@ -1,8 +1,11 @@
 """Sensor sources: each runs its own reader thread and emits Chunks.
 
 A source declares its streams (:class:`~edgemer.types.StreamSpec`), whether it is
-``live`` (bound to real time) and the ``speed`` at which it plays, and is a context
-manager. The pipeline starts it with the shared clock and a non-blocking ``emit``.
+``live`` (bound to real time), the ``speed`` at which it plays and whether it is
+``steppable`` (paces itself only through the clock, so that it can run on the
+:class:`~edgemer.clock.LockstepClock` at speed ``inf``: as fast as the pipeline consumes),
+and is a context manager. The pipeline starts it with the shared clock and a
+non-blocking ``emit``.
 
 Shipped sources: :class:`SimulatedWearable` (``simulated``), :class:`WesadReplay`
 (``replay:DIR``) and :class:`~edgemer.sources.serial_wearable.SerialWearable`
@@ -16,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Protocol
 
-from edgemer.clock import PipelineClock
+from edgemer.clock import Clock
 from edgemer.errors import ConfigError, DatasetError, SourceError
 from edgemer.types import Chunk, StreamSpec
 
@@ -30,8 +33,9 @@ class Source(Protocol):
     streams: tuple[StreamSpec, ...]
     live: bool
     speed: float
+    steppable: bool
 
-    def start(self, clock: PipelineClock, emit: Emit) -> None: ...
+    def start(self, clock: Clock, emit: Emit) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -54,15 +58,20 @@ class ThreadedSource:
     Subclasses implement ``_run(clock, emit, stop_event)``, which returns when the data
     ends or ``stop_event`` is set. An exception in the thread is kept in ``error``
     (and logged) instead of being lost; the pipeline re-raises it.
+
+    ``steppable``: set True in a subclass whose ``_run`` waits for stream time only
+    through ``clock.sleep_until`` (replays, simulators); the thread is then attached to
+    the clock, so that a :class:`~edgemer.clock.LockstepClock` waits for it.
     """
 
     name = "source"
     streams: tuple[StreamSpec, ...] = ()
     live = False
+    steppable = False
 
     def __init__(self, speed: float = 1.0) -> None:
         if not speed > 0:
-            raise ConfigError(f"{type(self).__name__}.speed must be > 0, got {speed!r}")
+            raise ConfigError(f"{type(self).__name__}.speed must be > 0 (inf: as fast as processed), got {speed!r}")
         self.speed = float(speed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -77,9 +86,12 @@ class ThreadedSource:
         """Link counters; sources with a physical link override this."""
         return {}
 
-    def start(self, clock: PipelineClock, emit: Emit) -> None:
+    def start(self, clock: Clock, emit: Emit) -> None:
         if self._thread is not None:
             raise SourceError(f"source '{self.name}' was already started; create a new one")
+        stepped = self.steppable
+        if stepped:
+            clock.attach()
 
         def body() -> None:
             try:
@@ -89,6 +101,8 @@ class ThreadedSource:
                 log.error("source '%s' stopped: %s", self.name, exc)
             finally:
                 self._done.set()
+                if stepped:
+                    clock.detach()
 
         self._thread = threading.Thread(target=body, name=f"edgemer-source-{self.name}", daemon=True)
         self._thread.start()
@@ -98,7 +112,7 @@ class ThreadedSource:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
-    def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:  # pragma: no cover
+    def _run(self, clock: Clock, emit: Emit, stop: threading.Event) -> None:  # pragma: no cover
         raise NotImplementedError
 
     def __enter__(self):
@@ -138,6 +152,9 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
     folder of images, optionally ``@FPS`` (``replay:clips/face.mp4@10``); ``camera[:INDEX
     [:WIDTHxHEIGHT[@FPS]]]`` opens a camera, e.g. ``camera:0:1280x720@30``.
 
+    Empatica E4: ``replay:e4:PATH`` plays an E4 connect export (folder or .zip; see
+    :mod:`edgemer.sources.e4`).
+
     Audio: ``replay:FILE.wav`` plays a WAV file as the 16 kHz mono ``audio`` stream
     (``replay:speech-example`` the one shipped with edgemer); ``mic[:DEVICE][@RATE]`` opens a
     microphone (index or part of its name; capture rate in Hz, default the device's), e.g.
@@ -151,6 +168,10 @@ def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = N
         from edgemer.sources.wesad_replay import WesadReplay
 
         target = spec[len("replay:"):]
+        if target.startswith("e4:"):
+            from edgemer.sources.e4 import E4Replay
+
+            return E4Replay(target[len("e4:"):], speed=speed, duration_s=duration_s)
         example = shipped_example(target.rpartition("@")[0] if "@" in target else target)
         if example is not None:
             target = str(example) + (target[target.index("@"):] if "@" in target else "")

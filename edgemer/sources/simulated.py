@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edgemer.clock import PipelineClock
+from edgemer.clock import Clock
 from edgemer.errors import ConfigError
 from edgemer.simulate import DEMO_SCENARIO, WRIST_STREAMS, EdaDynamics, SubjectTraits, WristSimulator
 from edgemer.sources import Emit, ThreadedSource
@@ -26,7 +26,8 @@ class SimulatedWearable(ThreadedSource):
 
     Parameters
     ----------
-    speed: stream seconds per wall second (1 = real time).
+    speed: stream seconds per wall second (1 = real time; ``inf``: as fast as the pipeline consumes,
+        on the :class:`~edgemer.clock.LockstepClock`).
     duration_s: stream seconds to produce; None runs until stopped.
     chunk_s: seconds per chunk (a multiple of 0.25 s), like a wearable's BLE packet cadence.
     seed, scenario, dynamics, traits: passed to :class:`~edgemer.simulate.WristSimulator`.
@@ -35,6 +36,7 @@ class SimulatedWearable(ThreadedSource):
     name = "simulated"
     streams = WRIST_STREAMS + (CONDITION_STREAM,)
     live = False
+    steppable = True
 
     def __init__(self, speed: float = 1.0, duration_s: float | None = None, chunk_s: float = 1.0, seed: int = 0,
                  scenario: Sequence[tuple[int, float]] = DEMO_SCENARIO, dynamics: EdaDynamics = EdaDynamics(),
@@ -48,7 +50,7 @@ class SimulatedWearable(ThreadedSource):
         self.chunk_s = float(chunk_s)
         self.simulator = WristSimulator(scenario=scenario, dynamics=dynamics, traits=traits, seed=seed, loop=True)
 
-    def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:
+    def _run(self, clock: Clock, emit: Emit, stop: threading.Event) -> None:
         t_sim = 0.0
         seq = 0
         while not stop.is_set() and (self.duration_s is None or t_sim < self.duration_s - 1e-9):

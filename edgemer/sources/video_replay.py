@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemer.clock import PipelineClock
+from edgemer.clock import Clock
 from edgemer.errors import ConfigError, DatasetError
 from edgemer.sources import Emit, ThreadedSource
 from edgemer.types import FLAG_GAP, Chunk, StreamSpec
@@ -176,7 +176,8 @@ class VideoReplay(ThreadedSource):
     Parameters
     ----------
     path: video file (``.mp4``, ``.avi``, ...), folder of images, or one image.
-    speed: stream seconds per wall second.
+    speed: stream seconds per wall second (``inf``: as fast as the pipeline consumes, on the
+        :class:`~edgemer.clock.LockstepClock`).
     fps: frames per second to play: images default 5; a video defaults to its own rate
         and is thinned to ``fps`` if lower.
     duration_s: stream seconds to play (None: to the end).
@@ -185,6 +186,7 @@ class VideoReplay(ThreadedSource):
     """
 
     live = False
+    steppable = True
 
     def __init__(self, path: str | Path, speed: float = 1.0, fps: float | None = None,
                  duration_s: float | None = None, loop: bool = False, stream: str = "video") -> None:
@@ -280,7 +282,7 @@ class VideoReplay(ThreadedSource):
             if not self.loop:
                 return
 
-    def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:
+    def _run(self, clock: Clock, emit: Emit, stop: threading.Event) -> None:
         cv2 = _cv2()
         spec = self.streams[0]
         period = 1.0 / self.fps

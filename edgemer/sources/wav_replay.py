@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemer.clock import PipelineClock
+from edgemer.clock import Clock
 from edgemer.errors import ConfigError, DatasetError
 from edgemer.frontends.audio_dsp import resample
 from edgemer.sources import Emit, ThreadedSource
@@ -273,7 +273,8 @@ class WavReplay(ThreadedSource):
     ----------
     path: the WAV file (``speech-example`` plays the one shipped with edgemer).
     rate_hz: stream rate, Hz: the audio is converted to it (the speech bundles' rate, 16 kHz).
-    speed: stream seconds per wall second.
+    speed: stream seconds per wall second (``inf``: as fast as the pipeline consumes, on the
+        :class:`~edgemer.clock.LockstepClock`).
     block_s: seconds per emitted block, like a sound card's buffer (default 0.064 s).
     duration_s: stream seconds to play (None: to the end). loop: start again at the end.
     stream: name of the stream.
@@ -314,7 +315,7 @@ class WavReplay(ThreadedSource):
             out["conversions"] = "; ".join(self.info["conversions"])
         return out
 
-    def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:
+    def _run(self, clock: Clock, emit: Emit, stop: threading.Event) -> None:
         spec = self.streams[0]
         n_total = self.audio.size
         end = None if self.duration_s is None else int(round(self.duration_s * self.rate_hz))

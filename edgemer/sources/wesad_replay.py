@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgemer.clock import PipelineClock
+from edgemer.clock import Clock
 from edgemer.errors import ConfigError, DatasetError
 from edgemer.simulate import WRIST_STREAMS
 from edgemer.sources import Emit, ThreadedSource
@@ -27,13 +27,15 @@ class WesadReplay(ThreadedSource):
     ----------
     path: WESAD folder (``S2/S2.pkl`` ...) or a subject ``.pkl``.
     subject: subject id in the folder, e.g. ``"S5"``; default the first.
-    speed: stream seconds per wall second.
+    speed: stream seconds per wall second (``inf``: as fast as the pipeline consumes, on the
+        :class:`~edgemer.clock.LockstepClock`).
     start_s: offset into the recording, seconds. duration_s: seconds to replay (None: to the end).
     chunk_s: seconds per emitted chunk.
     """
 
     streams = WRIST_STREAMS + (CONDITION_STREAM,)
     live = False
+    steppable = True
 
     def __init__(self, path: str | Path, subject: str | None = None, speed: float = 1.0, start_s: float = 0.0,
                  duration_s: float | None = None, chunk_s: float = 1.0) -> None:
@@ -59,7 +61,7 @@ class WesadReplay(ThreadedSource):
         self.end_s = end
         self._labels_4hz = self.recording.labels_at(4.0).astype(np.float32)[:, None]
 
-    def _run(self, clock: PipelineClock, emit: Emit, stop: threading.Event) -> None:
+    def _run(self, clock: Clock, emit: Emit, stop: threading.Event) -> None:
         t_rec = self.start_s
         seq = 0
         while not stop.is_set() and t_rec < self.end_s - 1e-9:
