@@ -508,8 +508,8 @@ def _toml_prepare() -> None:
 
 _HOSTILE_PICKLES = (
     b"cos\nsystem\n(S'true'\ntR.",                                     # a global outside the allow-list
-    b"\x80\x02cbuiltins\nbytearray\nJ\x00\x10\xa5\xd4\x85R.",            # bytearray(10**12)
-    b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n(J\x00\x10\xa5\xd4\x85\x85C\x01b\x87R.",
+    b"\x80\x02cbuiltins\nbytearray\n\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85R.",  # bytearray(10**12)
+    b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85C\x01b\x87R.",
     b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x04\x00\x00\x00zlib\x86R.",
     b"\x80\x04\x95\xff\xff\xff\xff\xff\xff\xff\x7f.",                    # a frame of 2^63 bytes
     b"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\x7f.",                    # BINBYTES8 of 2^63 bytes

@@ -1,0 +1,244 @@
+"""Containment and limits: what a hostile bundle, WAV, image, TOML or pickle may not do.
+
+Each refusal is a typed edgemer error naming the file and the field. The inputs of the
+regression tests are in tests/fuzz_corpus/regressions/ (crashes the fuzzer found).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgemer.backends import open_session
+from edgemer.benchmarks.fuzz_formats import onnx_matmul
+from edgemer.bundle import file_entry, load_bundle
+from edgemer.config import load_pipeline_file
+from edgemer.errors import ConfigError, DatasetError, ManifestError, UnsafeBundleError, UnsafePickleError
+from edgemer.sources.wav_replay import read_wav
+from edgemer.wesad import load_subject
+
+CORPUS = Path(__file__).parent / "fuzz_corpus"
+REGRESSIONS = CORPUS / "regressions"
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path) -> Path:
+    """A copy of the corpus' tiny bundle (inline weights) in ``tmp_path/bundle``."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(CORPUS / "bundle" / "inline", dst)
+    return dst
+
+
+def _edit(bundle: Path, change) -> None:
+    m = json.loads((bundle / "manifest.json").read_text())
+    change(m)
+    (bundle / "manifest.json").write_text(json.dumps(m))
+
+
+def _point_model_at(bundle: Path, name: str, target: Path) -> None:
+    def change(m):
+        m["models"]["onnx_fp32"]["file"] = name
+        m["files"][name] = file_entry(target)
+    _edit(bundle, change)
+
+
+def test_the_tiny_seed_bundle_loads_and_runs(tiny_bundle):
+    session = open_session(load_bundle(tiny_bundle), "onnxruntime", "fp32", 1)
+    assert session is not None
+
+
+def test_issue_case_model_outside_the_bundle_is_refused(tiny_bundle):
+    # Issue 21: a manifest naming ../outside.onnx with its correct sha256 and size was loaded.
+    outside = tiny_bundle.parent / "outside.onnx"
+    shutil.copy(tiny_bundle / "model.onnx", outside)
+    _point_model_at(tiny_bundle, "../outside.onnx", outside)
+    with pytest.raises(UnsafeBundleError, match=r"manifest.json: 'files' names '\.\./outside\.onnx'"):
+        load_bundle(tiny_bundle)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "sub/../../x.onnx", "./model.onnx", "C:\\model.onnx",
+                                  "model.onnx\x00", "", "~/model.onnx", "a" * 300])
+def test_file_names_must_be_plain_relative_names(tiny_bundle, name):
+    _edit(tiny_bundle, lambda m: m["files"].__setitem__(name, m["files"]["model.onnx"]))
+    with pytest.raises(UnsafeBundleError, match="'files' names"):
+        load_bundle(tiny_bundle)
+
+
+def test_model_file_field_is_named(tiny_bundle):
+    _edit(tiny_bundle, lambda m: m["models"]["onnx_fp32"].__setitem__("file", "/abs/model.onnx"))
+    with pytest.raises(UnsafeBundleError, match=r"'models\.onnx_fp32\.file'"):
+        load_bundle(tiny_bundle)
+
+
+@pytest.mark.parametrize("link_to_folder", [False, True])
+def test_symlinks_leaving_the_bundle_are_refused(tiny_bundle, link_to_folder):
+    outside = tiny_bundle.parent / "outside"
+    outside.mkdir()
+    shutil.copy(tiny_bundle / "model.onnx", outside / "model.onnx")
+    if link_to_folder:
+        os.symlink(outside, tiny_bundle / "sub")
+        name = "sub/model.onnx"
+    else:
+        os.symlink(outside / "model.onnx", tiny_bundle / "link.onnx")
+        name = "link.onnx"
+    _point_model_at(tiny_bundle, name, outside / "model.onnx")
+    with pytest.raises(UnsafeBundleError, match="leaves the bundle folder through a symlink"):
+        load_bundle(tiny_bundle)
+
+
+def test_a_symlink_inside_the_bundle_is_fine(tiny_bundle):
+    os.symlink("model.onnx", tiny_bundle / "alias.onnx")
+    _point_model_at(tiny_bundle, "alias.onnx", tiny_bundle / "model.onnx")
+    assert load_bundle(tiny_bundle).model_path("onnx", "fp32").name == "model.onnx"
+
+
+def _external_bundle(tmp_path: Path, location: str, **kw) -> Path:
+    bundle = tmp_path / "ext"
+    shutil.copytree(CORPUS / "bundle" / "external", bundle)
+    model, weights = onnx_matmul(external=location, **kw)
+    (bundle / "model.onnx").write_bytes(model)
+    (tmp_path / "outside.bin").write_bytes(weights)
+    _edit(bundle, lambda m: m["files"].__setitem__("model.onnx", file_entry(bundle / "model.onnx")))
+    return bundle
+
+
+def test_external_data_inside_the_bundle_loads(tmp_path):
+    bundle = _external_bundle(tmp_path, "weights.bin", offset=0, length=2880)
+    assert open_session(load_bundle(bundle), "onnxruntime", "fp32", 1) is not None
+
+
+@pytest.mark.parametrize("location,message", [
+    ("../outside.bin", "not a plain relative file name"),
+    ("/etc/passwd", "not a plain relative file name"),
+    ("link.bin", "leaves the model's folder through a symlink"),
+    ("missing.bin", "missing next to the model"),
+    ("unlisted.bin", "no sha256 entry"),
+])
+def test_external_data_must_stay_inside_and_be_verified(tmp_path, location, message):
+    bundle = _external_bundle(tmp_path, location)
+    os.symlink(tmp_path / "outside.bin", bundle / "link.bin")
+    shutil.copy(bundle / "weights.bin", bundle / "unlisted.bin")
+    with pytest.raises(UnsafeBundleError, match=f"tensor 'W' external-data 'location'.*{message}"):
+        load_bundle(bundle)
+
+
+def test_external_data_range_past_the_file_is_refused(tmp_path):
+    bundle = _external_bundle(tmp_path, "weights.bin", offset=0, length=10 ** 12)
+    with pytest.raises(UnsafeBundleError, match="runs past its 2880 bytes"):
+        load_bundle(bundle)
+
+
+def test_onnx_tensor_of_1e12_elements_is_refused(tmp_path):
+    bundle = _external_bundle(tmp_path, "weights.bin", dims=(10 ** 6, 10 ** 6))
+    with pytest.raises(UnsafeBundleError, match="tensor 'W' declares more than .* elements \\(field 'dims'\\)"):
+        load_bundle(bundle)
+
+
+def test_manifest_shape_of_1e12_elements_is_refused(tiny_bundle):
+    _edit(tiny_bundle, lambda m: m["inputs"][0].__setitem__("shape", [1, 10 ** 6, 10 ** 6]))
+    with pytest.raises(UnsafeBundleError, match="'inputs' shape declares more than"):
+        load_bundle(tiny_bundle)
+
+
+@pytest.mark.parametrize("value", [1e9, 0, -4.0, "4 Hz", None, True])
+def test_absurd_rate_is_refused_naming_the_field(tiny_bundle, value):
+    _edit(tiny_bundle, lambda m: m["front_end"]["streams"]["eda"].__setitem__("rate_hz", value))
+    with pytest.raises(UnsafeBundleError, match=r"'front_end\.streams\.eda\.rate_hz' = .* is not a rate"):
+        load_bundle(tiny_bundle)
+
+
+def test_100_mb_manifest_is_refused_before_reading(tiny_bundle):
+    with open(tiny_bundle / "manifest.json", "r+b") as f:
+        f.truncate(100 << 20)  # sparse: nothing is written or read
+    with pytest.raises(UnsafeBundleError, match="104857600 bytes, more than 4194304"):
+        load_bundle(tiny_bundle)
+
+
+@pytest.mark.parametrize("text", ["[" * 100000, '{"a": 1e999999, "b": ' + "9" * 5000 + "}", "NaN"])
+def test_manifest_json_that_python_chokes_on_is_a_manifest_error(tiny_bundle, text):
+    (tiny_bundle / "manifest.json").write_text(text)
+    with pytest.raises(ManifestError):
+        load_bundle(tiny_bundle)
+
+
+def test_samples_npz_declaring_a_huge_array_is_refused(tiny_bundle):
+    import io
+    import zipfile
+
+    from numpy.lib import format as npformat
+
+    member = io.BytesIO()
+    npformat.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 12,)})
+    member.write(bytes(16))
+    with zipfile.ZipFile(tiny_bundle / "samples.npz", "w") as z:
+        z.writestr("x.npy", member.getvalue())
+    _edit(tiny_bundle, lambda m: m["files"].__setitem__("samples.npz", file_entry(tiny_bundle / "samples.npz")))
+    bundle = load_bundle(tiny_bundle)
+    with pytest.raises(UnsafeBundleError, match="array 'x.npy' declares shape \\(1000000000000,\\)"):
+        bundle.samples()
+
+
+# --------------------------------------------------------------------------- regressions
+
+def test_issue_case_wav_header_cut_after_fmt(tmp_path):
+    # Issue 21: scipy.io.wavfile ended with a bare struct.error.
+    with pytest.raises(DatasetError, match="wav_cut_after_fmt.wav: not a readable WAV file"):
+        read_wav(REGRESSIONS / "wav_cut_after_fmt.wav")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("rate", 10 ** 9, "sample rate 1000000000 Hz is outside"),
+    ("channels", 0, "field channels is 0"),
+    ("bits", 12, "field bits_per_sample is 12"),
+    ("tag", 2, "format_tag is 0x2"),
+])
+def test_wav_header_fields_are_named(tmp_path, field, value, message):
+    import struct
+
+    fields = {"tag": 1, "channels": 1, "rate": 16000, "bits": 16}
+    fields[field] = value
+    align = max(1, fields["channels"]) * fields["bits"] // 8
+    fmt = struct.pack("<HHIIHH", fields["tag"], fields["channels"], fields["rate"], 0, align if field != "channels"
+                      else 0, fields["bits"])
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 4) + b"\0" * 4
+    path = tmp_path / "bad.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(DatasetError, match=message):
+        read_wav(path)
+
+
+def test_jpeg_declaring_20000_by_20000_is_refused_before_decoding():
+    pytest.importorskip("cv2")
+    from edgemer.sources.video_replay import VideoReplay
+
+    with pytest.raises(DatasetError, match="declares 20000 x 20000 pixels"):
+        VideoReplay(REGRESSIONS / "jpeg_declares_20000x20000.jpg")
+
+
+def test_image_content_opencv_would_sniff_is_refused_whatever_the_extension(tmp_path):
+    pytest.importorskip("cv2")
+    from edgemer.sources.video_replay import VideoReplay
+
+    fake = tmp_path / "photo.png"
+    fake.write_bytes(b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 30000 +X 30000\n")
+    with pytest.raises(DatasetError, match="not a PNG, JPEG"):
+        VideoReplay(fake)
+
+
+def test_toml_that_is_not_utf8():
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_pipeline_file(REGRESSIONS / "toml_not_utf8.toml")
+
+
+@pytest.mark.parametrize("name,error,message", [
+    ("wesad_0d_eda.pkl", DatasetError, "'signal/wrist/EDA' has shape \\(\\)"),
+    ("wesad_binbytes8_2e63.pkl", DatasetError, "not a readable WESAD pickle"),
+    ("wesad_bytearray_1e12.pkl", UnsafePickleError, "bytearray of 1000000000000 bytes"),
+])
+def test_wesad_pickle_regressions(name, error, message):
+    with pytest.raises(error, match=message):
+        load_subject(REGRESSIONS / name)
