@@ -1,19 +1,24 @@
-"""edgemer benchmarks: per-cell model latency, memory and INT8-vs-FP32 parity, the
-end-to-end pipeline, a device fingerprint, and a report across devices.
+"""edgemer benchmarks: one command, ``edgemer bench KIND``, one result schema, one report.
 
-Modules (import what you need; this package imports nothing at load time so that
-``edgemer --help`` stays fast):
+The kinds and where each lives (the registry is :data:`edgemer.benchmarks.commands.KINDS`):
 
-- :mod:`edgemer.benchmarks.bundle_bench` — :func:`bench_bundle`, :func:`format_table`
-- :mod:`edgemer.benchmarks.pipeline_bench` — :func:`bench_pipeline`
-- :mod:`edgemer.benchmarks.fingerprint` — :func:`device_fingerprint`
-- :mod:`edgemer.benchmarks.report` — :func:`collect_results`, :func:`markdown_report`
-- :mod:`edgemer.benchmarks.commands` — ``edgemer bench`` options and entry point
-- :mod:`edgemer.benchmarks.cell` — the per-cell worker process
+- ``bundles`` — :mod:`edgemer.benchmarks.bundle_bench` (per model file x backend x precision x
+  threads, each cell in a fresh process by :mod:`edgemer.benchmarks.cell`; ``--pipeline`` adds
+  :mod:`edgemer.benchmarks.pipeline_bench`)
+- ``suite`` — :mod:`edgemer.benchmarks.suite`
+- ``audio`` — :mod:`edgemer.benchmarks.audio_bench`
+- ``face`` — :mod:`edgemer.benchmarks.face_bench`
+- ``multimodal`` — :mod:`edgemer.benchmarks.soak_bench`
+- ``bridge`` — :mod:`edgemer.firmware_bridge.bench`
+- ``arm64`` — :mod:`edgemer.benchmarks.arm64_parity`
+- ``report`` — :mod:`edgemer.benchmarks.report` (the cross-device report of every kind)
 
-Results follow the versioned JSON schema in ``benchmarks/SCHEMA.md``.
+Shared pieces: :mod:`edgemer.benchmarks.result` (the common schema: build, check, write),
+:mod:`edgemer.benchmarks.fingerprint` (the device fingerprint), :mod:`edgemer.benchmarks.stats`.
+This package imports nothing at load time so that ``edgemer --help`` stays fast. Results
+follow the versioned JSON schema in ``benchmarks/SCHEMA.md``.
 """
 from __future__ import annotations
 
-SCHEMA = "edgemer.bench/1"
+SCHEMA = "edgemer.bench/2"
 """Version tag of the result JSON (``result["schema"]``); bump on incompatible changes."""

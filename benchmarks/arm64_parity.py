@@ -3,7 +3,7 @@
 ::
 
     sudo scripts/install-arm64-emulation.sh           # qemu-user-static, debootstrap, binfmt-support
-    sudo python3 -m edgemer.benchmarks.arm64_parity    # [--work DIR] [--bundles a,b] [--out-dir DIR]
+    sudo python3 -m edgemer bench arm64               # [--work DIR] [--bundles a,b] [--json DIR]
 
 End to end, as root on an x86-64 Debian/Ubuntu host:
 
@@ -26,8 +26,8 @@ End to end, as root on an x86-64 Debian/Ubuntu host:
    Default CPUs: ``cortex-a72`` (Raspberry Pi 4: no dot-product instructions) and
    ``cortex-a76`` (Pi 5: dot product), so both int8 kernel families are exercised; qemu's
    default ``max`` CPU would report SVE and i8mm, which no Pi has.
-4. **Result.** ``<out-dir>/arm64-parity-<YYYYMMDD>.json`` (kind ``arm64-parity``, see
-   ``benchmarks/SCHEMA.md``): per bundle and model file the aarch64-vs-x86-64 argmax
+4. **Result.** ``benchmarks/results/<device>_arm64_<stamp>.json`` (or ``--json FILE_OR_DIR``;
+   kind ``arm64``, see ``benchmarks/SCHEMA.md``): per bundle and model file the aarch64-vs-x86-64 argmax
    agreement and largest output difference, accuracy on the parity labels, the aarch64 INT8
    vs FP32 agreement, versions, and timings — the emulated ones labelled
    ``"emulated: meaningless for speed"`` (qemu translates every instruction).
@@ -99,7 +99,7 @@ def check_host(which=shutil.which, euid: int | None = None) -> None:
     euid = os.geteuid() if euid is None else euid
     if euid != 0:
         raise EmulationError("building and entering the arm64 root filesystem (debootstrap, chroot) needs root: "
-                             "run it with sudo, e.g. sudo python3 -m edgemer.benchmarks.arm64_parity")
+                             "run it with sudo, e.g. sudo python3 -m edgemer bench arm64")
     missing = [t for t in TOOLS if which(t) is None]
     if missing:
         raise EmulationError(f"missing tool(s) {missing}: install them with sudo {INSTALL_SCRIPT} "
@@ -401,56 +401,38 @@ def compare_runs(job: Mapping[str, Any], job_dir: Path, host_dir: Path, arm_dir:
 
 def build_result(rows: Sequence[Mapping[str, Any]], rootfs: Rootfs | Mapping[str, Any],
                  host_report: Mapping[str, Any], arm_report: Mapping[str, Any], emulator: str,
-                 cpus: Sequence[str],
-                 device: Mapping[str, Any] | None = None, created_utc: str | None = None) -> dict[str, Any]:
-    """The ``arm64-parity`` result (see SCHEMA.md) from :func:`compare_runs` rows (all CPUs), the host's and
-    one emulated runner report (for versions), and the emulated ``cpus``."""
-    from edgemer.benchmarks import SCHEMA
+                 cpus: Sequence[str], device: Mapping[str, Any] | None = None, created_utc: str | None = None,
+                 settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``arm64`` result (see SCHEMA.md) from :func:`compare_runs` rows (all CPUs), the host's and
+    one emulated runner report (for versions), and the emulated ``cpus``. settings: how it was run
+    (default: just the CPUs)."""
+    from edgemer.benchmarks.result import make_result, target
 
-    if device is None:
-        from edgemer.benchmarks.fingerprint import device_fingerprint
-
-        device = device_fingerprint()
     ok = [r for r in rows if r["status"] == "ok"]
     agreements = [r["parity"]["argmax_agreement"] for r in ok if r["parity"]["argmax_agreement"] is not None]
     worst = min(agreements) if agreements else None
     by_cpu = {cpu: min((r["parity"]["argmax_agreement"] for r in ok if r["cpu"] == cpu), default=None) for cpu in cpus}
     fs = {k: (str(v) if isinstance(v, Path) else v)
           for k, v in (asdict(rootfs) if isinstance(rootfs, Rootfs) else dict(rootfs)).items()}
-    return {
-        "schema": SCHEMA, "kind": "arm64-parity",
-        "created_utc": created_utc or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": dict(device),
-        "bundle": {"name": "arm64-parity", "bundles": sorted({r["bundle"] for r in rows})},
-        "emulation": {"emulator": emulator, "rootfs": fs,
-                      "cpus": {c: CPU_MODELS.get(c, "qemu CPU model") for c in cpus},
-                      "command": "QEMU_CPU=<cpu> chroot ROOTFS /usr/bin/qemu-aarch64-static /usr/bin/python3 "
-                                 "arm64_runner.py JOB.json OUT_DIR", "timing_note": EMULATED_NOTE},
-        "versions": {"x86_64": host_report.get("versions"), "aarch64": arm_report.get("versions")},
-        "results": list(rows),
-        "summary": {"models": len(rows), "compared": len(ok), "failed": len(rows) - len(ok),
-                    "min_argmax_agreement": worst, "min_argmax_agreement_by_cpu": by_cpu,
-                    "windows": sum(r["parity"]["n_inputs"] for r in ok),
-                    "disagreeing_windows": sum(len(r["parity"]["disagreeing_windows"]) for r in ok)},
-        "targets": [{"id": "arm64_argmax_parity",
-                     "description": "every model file gives the same argmax on emulated aarch64 (every CPU) as on "
-                                    "x86-64 for every window of its parity set (worst model's agreement)",
-                     "value": worst, "threshold": "== 1.0",
-                     "met": None if worst is None else bool(worst == 1.0 and len(ok) == len(rows))}],
-    }
-
-
-def result_path(out_dir: Path, created_utc: str) -> Path:
-    """``out_dir/arm64-parity-<YYYYMMDD>.json`` for the result's UTC date."""
-    return Path(out_dir) / f"arm64-parity-{created_utc[:10].replace('-', '')}.json"
-
-
-def write_result(result: Mapping[str, Any], out_dir: Path) -> Path:
-    """Write ``result`` as strict JSON to :func:`result_path`; returns the path."""
-    path = result_path(out_dir, result["created_utc"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    return make_result(
+        "arm64",
+        settings=dict(settings) if settings is not None else {"cpus": list(cpus)},
+        targets=[target("arm64_argmax_parity", "every model file gives the same argmax on emulated aarch64 (every "
+                        "CPU) as on x86-64 for every window of its parity set (worst model's agreement)",
+                        worst, "== 1.0", None if worst is None else worst == 1.0 and len(ok) == len(rows),
+                        "fraction")],
+        device=device, created_utc=created_utc,
+        bundle={"name": "arm64", "bundles": sorted({r["bundle"] for r in rows})},
+        emulation={"emulator": emulator, "rootfs": fs, "cpus": {c: CPU_MODELS.get(c, "qemu CPU model") for c in cpus},
+                   "command": "QEMU_CPU=<cpu> chroot ROOTFS /usr/bin/qemu-aarch64-static /usr/bin/python3 "
+                              "arm64_runner.py JOB.json OUT_DIR", "timing_note": EMULATED_NOTE},
+        versions={"x86_64": host_report.get("versions"), "aarch64": arm_report.get("versions")},
+        results=list(rows),
+        summary={"models": len(rows), "compared": len(ok), "failed": len(rows) - len(ok),
+                 "min_argmax_agreement": worst, "min_argmax_agreement_by_cpu": by_cpu,
+                 "windows": sum(r["parity"]["n_inputs"] for r in ok),
+                 "disagreeing_windows": sum(len(r["parity"]["disagreeing_windows"]) for r in ok)},
+    )
 
 
 def format_result(result: Mapping[str, Any]) -> str:
@@ -483,18 +465,15 @@ def _qemu_version() -> str:
         return "qemu-aarch64-static (version unknown)"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from edgemer.bundle import list_shipped_bundles
-
-    parser = argparse.ArgumentParser(prog="python3 -m edgemer.benchmarks.arm64_parity",
-                                     description="Run the shipped bundles on emulated aarch64 (qemu) and compare their "
-                                                 "argmax with x86-64. Needs root and " + INSTALL_SCRIPT + ".")
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edgemer bench arm64``; the result goes into benchmarks/results unless --json says otherwise."""
+    parser.description = ("Run the shipped bundles on emulated aarch64 (qemu) and compare their argmax with x86-64. "
+                          f"Needs root (sudo python3 -m edgemer bench arm64) and {INSTALL_SCRIPT}.")
+    parser.set_defaults(json=Path("benchmarks/results"))
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, metavar="DIR",
                         help=f"cache for the root filesystem and wheels (default {DEFAULT_WORK})")
     parser.add_argument("--bundles", default=None, metavar="NAMES",
                         help="comma-separated bundle names or folders (default: every shipped bundle)")
-    parser.add_argument("--out-dir", type=Path, default=Path("benchmarks/results"), metavar="DIR",
-                        help="where arm64-parity-<date>.json goes (default benchmarks/results)")
     parser.add_argument("--suite", default=DEFAULT_SUITE, help=f"Debian suite of the root filesystem ({DEFAULT_SUITE})")
     parser.add_argument("--mirror", default=DEFAULT_MIRROR, help=f"Debian mirror ({DEFAULT_MIRROR})")
     parser.add_argument("--threads", type=int, default=1, help="inference threads on both sides (default 1)")
@@ -508,36 +487,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-binfmt", action="store_true",
                         help="do not register qemu with binfmt_misc; unpack the packages with dpkg-deb instead")
     parser.add_argument("--rebuild", action="store_true", help="delete and rebuild the cached root filesystem")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``edgemer bench arm64``: build/reuse the root filesystem, run, compare, print, write.
+
+    Returns 0 when the parity target is met, 1 when not. Raises :class:`EmulationError` (one line on the
+    command line) when the host cannot emulate or ``--cpus`` names an unknown model.
+    """
+    from edgemer.benchmarks.result import write_json
+    from edgemer.bundle import list_shipped_bundles
+
     cpus = [c.strip() for c in args.cpus.split(",") if c.strip()]
-    try:
-        unknown = [c for c in cpus if c not in CPU_MODELS]
-        if not cpus or unknown:
-            raise EmulationError(f"--cpus must name qemu CPU models among {sorted(CPU_MODELS)}, got {args.cpus!r}")
-        check_host()
-        work = args.work.expanduser().absolute()
-        rootfs = build_rootfs(work, args.suite, args.mirror, use_binfmt=not args.no_binfmt, rebuild=args.rebuild)
-        pinned = {d: None for d in PACKAGES} if args.latest else host_versions()
-        installed = install_wheels(work, rootfs, pinned)
-        print(f"aarch64 packages: {installed}")
-        refs = [b.strip() for b in args.bundles.split(",")] if args.bundles else list_shipped_bundles()
-        job_dir = rootfs.path / "opt/edgemer-arm64/job"
-        job = prepare_job(refs, job_dir, args.threads)
-        print(f"x86_64: running {sum(len(b['models']) for b in job['bundles'])} model files ...")
-        host_report = run_host(job_dir, job_dir / "out-x86_64")
-        rows, arm_report = [], {}
-        for cpu in cpus:
-            print(f"aarch64 (emulated {cpu}): running the same models under qemu ...")
-            out = job_dir / f"out-aarch64-{cpu}"
-            arm_report = run_emulated(rootfs, job_dir, out, cpu)
-            rows += compare_runs(job, job_dir, job_dir / "out-x86_64", out, host_report, arm_report, cpu)
-        result = build_result(rows, rootfs, host_report, arm_report, _qemu_version(), cpus)
-    except EdgemerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    unknown = [c for c in cpus if c not in CPU_MODELS]
+    if not cpus or unknown:
+        raise EmulationError(f"--cpus must name qemu CPU models among {sorted(CPU_MODELS)}, got {args.cpus!r}")
+    check_host()
+    work = args.work.expanduser().absolute()
+    rootfs = build_rootfs(work, args.suite, args.mirror, use_binfmt=not args.no_binfmt, rebuild=args.rebuild)
+    pinned = {d: None for d in PACKAGES} if args.latest else host_versions()
+    installed = install_wheels(work, rootfs, pinned)
+    print(f"aarch64 packages: {installed}")
+    refs = [b.strip() for b in args.bundles.split(",")] if args.bundles else list_shipped_bundles()
+    job_dir = rootfs.path / "opt/edgemer-arm64/job"
+    job = prepare_job(refs, job_dir, args.threads)
+    print(f"x86_64: running {sum(len(b['models']) for b in job['bundles'])} model files ...")
+    host_report = run_host(job_dir, job_dir / "out-x86_64")
+    rows, arm_report = [], {}
+    for cpu in cpus:
+        print(f"aarch64 (emulated {cpu}): running the same models under qemu ...")
+        out = job_dir / f"out-aarch64-{cpu}"
+        arm_report = run_emulated(rootfs, job_dir, out, cpu)
+        rows += compare_runs(job, job_dir, job_dir / "out-x86_64", out, host_report, arm_report, cpu)
+    settings = {"cpus": cpus, "bundles": refs, "threads": args.threads, "suite": args.suite, "mirror": args.mirror,
+                "latest": args.latest, "binfmt": not args.no_binfmt}
+    result = build_result(rows, rootfs, host_report, arm_report, _qemu_version(), cpus, settings=settings)
     print(format_result(result))
-    print(f"wrote {write_result(result, args.out_dir)}")
+    if args.json is not None:
+        print(f"wrote {write_json(result, args.json)}")
     return 0 if result["targets"][0]["met"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Deprecated spelling ``sudo python3 -m edgemer.benchmarks.arm64_parity``: runs ``edgemer bench arm64``
+    (``--out-dir DIR`` is now ``--json DIR``)."""
+    from edgemer.benchmarks.commands import deprecated_main
+
+    argv = ["--json" if a == "--out-dir" else a for a in (sys.argv[1:] if argv is None else argv)]
+    return deprecated_main("python3 -m edgemer.benchmarks.arm64_parity", "arm64", argv)
 
 
 if __name__ == "__main__":

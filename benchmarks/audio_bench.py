@@ -1,6 +1,6 @@
 """Speech-path benchmark: the audio modality's targets, measured and printed.
 
-    python3 -m edgemer.benchmarks.audio_bench [--bundle audio-demo] [--hf-model-dir DIR] [--json FILE]
+    edgemer bench audio [--bundle audio-demo] [--hf-model-dir DIR] [--json FILE_OR_DIR]
 
 1. Log-mel front-end vs librosa on the same 10 s clip: max |difference| in dB after the
    same top_db clipping (target <= 1e-3 dB) and the speed ratio librosa / edgemer
@@ -17,9 +17,8 @@
    ``[hf]`` extra; skipped (and said so) without it.
 
 Timings are medians of repeated runs on this machine; compare ratios across machines,
-not absolute numbers. ``--json FILE`` writes the result (schema ``edgemer.bench/1``, kind
-``audio``, with the device fingerprint and a ``targets`` list; see benchmarks/SCHEMA.md),
-e.g. into ``benchmarks/results/``.
+not absolute numbers. ``--json FILE_OR_DIR`` writes the result (kind ``audio``, the common
+schema of benchmarks/SCHEMA.md), e.g. into ``benchmarks/results/``.
 """
 from __future__ import annotations
 
@@ -30,11 +29,11 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from edgemer.benchmarks.result import target
 
 
 def _median_ms(fn: Callable[[], Any], repeat: int, warmup: int = 3) -> float:
@@ -219,56 +218,50 @@ def bench_hf(model_dir: str | None) -> dict[str, Any]:
             "size_ratio": row["size_ratio"]}
 
 
-def _target(tid: str, description: str, value: float | None, threshold: str, met: bool | None) -> dict[str, Any]:
-    return {"id": tid, "description": description, "value": value, "threshold": threshold, "met": met}
-
-
 def audio_targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets as ``{id, description, value, threshold, met}`` rows (value/met null when not measured)."""
     lm, q, e, h = res["log_mel"], res["int8"], res["end_to_end"], res["hf"]
-    rows = [_target("log_mel_vs_librosa_db", "max |edgemer - librosa| log-mel on a 10 s clip, dB",
-                    lm.get("max_abs_diff_db"), "<= 1e-3",
-                    None if "max_abs_diff_db" not in lm else lm["max_abs_diff_db"] <= 1e-3),
-            _target("log_mel_speed_ratio", "librosa time / edgemer time for the same log-mel", lm.get("speed_ratio"),
-                    ">= 1", None if "speed_ratio" not in lm else lm["speed_ratio"] >= 1)]
+    rows = [target("log_mel_vs_librosa_db", "max |edgemer - librosa| log-mel on a 10 s clip, dB",
+                   lm.get("max_abs_diff_db"), "<= 1e-3",
+                   None if "max_abs_diff_db" not in lm else lm["max_abs_diff_db"] <= 1e-3, "dB"),
+            target("log_mel_speed_ratio", "librosa time / edgemer time for the same log-mel", lm.get("speed_ratio"),
+                   ">= 1", None if "speed_ratio" not in lm else lm["speed_ratio"] >= 1, "ratio")]
     for label, row in q["comparisons"].items():
         tag = label.split(" vs ")[0].replace("-", "_")
         agree, r, speed = row.get("argmax_agreement"), row.get("regression_r"), row.get("speed_ratio")
         rmin = min(r.values()) if r else None
-        rows += [_target(f"{tag}_argmax_agreement", f"{label}: argmax agreement", agree, ">= 0.99",
-                         None if agree is None else agree >= 0.99),
-                 _target(f"{tag}_regression_r", f"{label}: lowest arousal/valence/dominance correlation", rmin,
-                         ">= 0.99", None if rmin is None else rmin >= 0.99),
-                 _target(f"{tag}_speed_ratio_1_thread", f"{label}: FP32 / INT8 latency at one thread", speed, ">= 2",
-                         None if speed is None else speed >= 2)]
+        rows += [target(f"{tag}_argmax_agreement", f"{label}: argmax agreement", agree, ">= 0.99",
+                        None if agree is None else agree >= 0.99, "fraction"),
+                 target(f"{tag}_regression_r", f"{label}: lowest arousal/valence/dominance correlation", rmin,
+                        ">= 0.99", None if rmin is None else rmin >= 0.99, "r"),
+                 target(f"{tag}_speed_ratio_1_thread", f"{label}: FP32 / INT8 latency at one thread", speed, ">= 2",
+                        None if speed is None else speed >= 2, "ratio")]
     rtf = e.get("real_time_factor")
     rtf = rtf if rtf is not None and np.isfinite(rtf) else None  # no estimate or no timed work: not measured
-    rows.append(_target("audio_real_time_factor", "audio seconds per second of front-end + VAD + inference, one "
-                        "core (goal)", rtf, ">= 50", None if rtf is None else rtf >= 50))
+    rows.append(target("audio_real_time_factor", "audio seconds per second of front-end + VAD + inference, one "
+                       "core (goal)", rtf, ">= 50", None if rtf is None else rtf >= 50, "ratio"))
     hr = h.get("int8_vs_fp32_r")
-    rows.append(_target("wav2vec2_int8_vs_fp32_r", "tiny wav2vec2 through optimum: INT8 vs FP32 output correlation",
-                        hr, ">= 0.99", None if hr is None else hr >= 0.99))
+    rows.append(target("wav2vec2_int8_vs_fp32_r", "tiny wav2vec2 through optimum: INT8 vs FP32 output correlation",
+                       hr, ">= 0.99", None if hr is None else hr >= 0.99, "r"))
     return rows
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure and print every part; returns the result (schema ``edgemer.bench/1``, kind ``audio``)."""
-    from edgemer.benchmarks import SCHEMA
-    from edgemer.benchmarks.commands import strict_json
-    from edgemer.benchmarks.fingerprint import device_fingerprint
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure and print every part; returns the result (kind ``audio``, benchmarks/SCHEMA.md)."""
+    from edgemer.benchmarks.result import make_result, now_utc
     from edgemer.bundle import load_bundle
 
     if args.one_core and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     bundle = load_bundle(args.bundle)
-    res: dict[str, Any] = {"schema": SCHEMA, "kind": "audio", "created_utc": None, "device": device_fingerprint(),
-                           "bundle": {"name": bundle.manifest.name, "path": str(bundle.path),
-                                      "synthetic_data": bool(bundle.manifest.provenance.get("synthetic_data"))},
-                           "settings": {"repeat": args.repeat, "windows": args.windows, "seconds": args.seconds,
-                                        "speed": args.speed, "one_core": args.one_core},
-                           "machine": {"python": platform.python_version(), "cpu": platform.processor() or
-                                       platform.machine(), "cores_used": len(os.sched_getaffinity(0))
-                                       if hasattr(os, "sched_getaffinity") else os.cpu_count()}}
+    res = make_result("audio", settings={"repeat": args.repeat, "windows": args.windows, "seconds": args.seconds,
+                                         "speed": args.speed, "one_core": args.one_core,
+                                         "hf_model_dir": args.hf_model_dir, "transformer": not args.no_transformer},
+                      bundle={"name": bundle.manifest.name, "path": str(bundle.path),
+                              "synthetic_data": bool(bundle.manifest.provenance.get("synthetic_data"))},
+                      machine={"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+                               "cores_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                               else os.cpu_count()})
     print(f"edgemer audio benchmark ({res['machine']['cores_used']} core(s); medians of {args.repeat} runs)")
     lm = res["log_mel"] = bench_log_mel(args.repeat)
     if "skipped" in lm:
@@ -298,7 +291,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           f"({e['no_speech_windows']} without speech); block arrival -> estimate p50 {e['latency_ms_p50']:.1f} ms, "
           f"p99 {e['latency_ms_p99']:.1f} ms; {e['processing_ms_per_window']:.2f} ms per window; real-time factor "
           f"{e['real_time_factor']:.0f}x on one core (goal >= 50x) {_verdict(e['real_time_factor'] >= 50)}")
-    h = res["hf"] = bench_hf(args.hf_model_dir)
+    h = res["hf"] = ({"skipped": "--no-transformer given"} if args.no_transformer else bench_hf(args.hf_model_dir))
     if "skipped" in h:
         print(f"wav2vec2  skipped: {h['skipped']}")
     else:
@@ -306,21 +299,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               f"(>= 0.99) {_verdict(h['int8_vs_fp32_r'] >= 0.99)}"
               + (f", argmax agreement {h['argmax_agreement']:.1%}" if h.get("argmax_agreement") is not None else ""))
     res["targets"] = audio_targets(res)
-    res["created_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    res["created_utc"] = now_utc()
     met = [t for t in res["targets"] if t["met"] is not None]
     print(f"targets   {sum(t['met'] for t in met)} of {len(met)} measured targets met"
           + (f"; not met: {', '.join(t['id'] for t in met if not t['met'])}" if not all(t["met"] for t in met) else "")
           + (f"; not measured: {', '.join(t['id'] for t in res['targets'] if t['met'] is None)}"
              if len(met) < len(res["targets"]) else ""))
-    return strict_json(res)
+    return res
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python3 -m edgemer.benchmarks.audio_bench",
-                                description="Measure the speech path against the audio modality's targets.")
+def configure(p: argparse.ArgumentParser) -> None:
+    """Options of ``edgemer bench audio``."""
+    p.description = ("Measure the speech path against the audio modality's targets: log-mel vs librosa, INT8 vs "
+                     "FP32 of the CNN bundle, a WAV replayed end to end, and a wav2vec2 exported through optimum.")
     p.add_argument("--bundle", default="audio-demo", help="CNN speech bundle (default: the shipped audio-demo)")
     p.add_argument("--hf-model-dir", default=None, metavar="DIR",
                    help="a local wav2vec2/HuBERT checkpoint for the transformer line (default: a tiny random one)")
+    p.add_argument("--no-transformer", action="store_true",
+                   help="skip the wav2vec2 line (it exports a transformer through optimum: the slowest part)")
     p.add_argument("--repeat", type=int, default=50, help="timed runs per measurement (default 50)")
     p.add_argument("--windows", type=int, default=256,
                    help="speech windows for the INT8 parity, besides the bundle's samples.npz (default 256: one "
@@ -329,20 +325,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=10.0, help="replay speed for the end-to-end run (default 10)")
     p.add_argument("--all-cores", dest="one_core", action="store_false",
                    help="do not pin the process to one core (default: pinned)")
-    p.add_argument("--json", type=Path, default=None, metavar="FILE",
-                   help="also write the results as JSON (schema edgemer.bench/1, kind audio; see "
-                        "benchmarks/SCHEMA.md), e.g. benchmarks/results/audio-x86-YYYYMMDD.json")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from edgemer.benchmarks.commands import write_json
+def run(args: argparse.Namespace) -> int:
+    """``edgemer bench audio``: measure, print PASS/FAIL per target, write with --json; 0."""
+    from edgemer.benchmarks.result import write_json
 
-    args = build_parser().parse_args(argv)
-    res = run(args)
+    res = measure(args)
     if args.json is not None:
         print(f"results written to {write_json(res, args.json)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Deprecated spelling ``python3 -m edgemer.benchmarks.audio_bench``: runs ``edgemer bench audio``."""
+    from edgemer.benchmarks.commands import deprecated_main
+
+    return deprecated_main("python3 -m edgemer.benchmarks.audio_bench", "audio", argv)
 
 
 if __name__ == "__main__":

@@ -15,20 +15,20 @@ sizes bytes. The result layout is documented in ``benchmarks/SCHEMA.md``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from edgemer.benchmarks import SCHEMA
 from edgemer.benchmarks.cell import CellSpec
 from edgemer.benchmarks.fingerprint import device_fingerprint
+from edgemer.benchmarks.result import make_result, target
 
 from edgemer.bundle import PRECISIONS, Bundle, load_bundle
 from edgemer.errors import ConfigError, ManifestError
@@ -117,8 +117,8 @@ def bench_bundle(bundle: Bundle | str | Path, backends: Sequence[str] = ("onnxru
 
     Returns
     -------
-    ``{"schema": "edgemer.bench/1", "kind": "bundle", "created_utc", "device", "bundle",
-    "settings", "cells", "ratios", "targets"}`` — see ``benchmarks/SCHEMA.md``.
+    ``{"schema", "kind": "bundles", "created_utc", "device", "settings", "targets", "bundle", "cells",
+    "ratios"}`` — see ``benchmarks/SCHEMA.md``.
 
     Raises
     ------
@@ -149,23 +149,21 @@ def bench_bundle(bundle: Bundle | str | Path, backends: Sequence[str] = ("onnxru
     add_reference_parity(cells, outputs, first_output)
     ratios = compute_ratios(cells, outputs, settings, first_output)
     settings_dict = asdict(settings)
-    return {
-        "schema": SCHEMA,
-        "kind": "bundle",
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device,
-        "bundle": {"name": bundle.name, "path": str(bundle.path),
-                   "synthetic_data": bundle.manifest.trained_on_synthetic_data,
-                   "modality": bundle.manifest.modality, "task": bundle.manifest.task,
-                   "inputs": [s.to_dict() for s in bundle.manifest.inputs],
-                   "first_output": first_output},
-        "settings": {**settings_dict, "backends": list(settings.backends), "precisions": list(settings.precisions),
-                     "threads": list(settings.threads),
-                     "providers": list(settings.providers) if settings.providers else None},
-        "cells": cells,
-        "ratios": ratios,
-        "targets": compute_targets(ratios),
-    }
+    return make_result(
+        "bundles",
+        settings={**settings_dict, "backends": list(settings.backends), "precisions": list(settings.precisions),
+                  "threads": list(settings.threads),
+                  "providers": list(settings.providers) if settings.providers else None},
+        targets=compute_targets(ratios),
+        device=device,
+        bundle={"name": bundle.name, "path": str(bundle.path),
+                "synthetic_data": bundle.manifest.trained_on_synthetic_data,
+                "modality": bundle.manifest.modality, "task": bundle.manifest.task,
+                "inputs": [s.to_dict() for s in bundle.manifest.inputs],
+                "first_output": first_output},
+        cells=cells,
+        ratios=ratios,
+    )
 
 
 def _base_cell(bundle: Bundle, backend: str, precision: str, threads: int) -> dict[str, Any]:
@@ -336,14 +334,11 @@ def compute_targets(ratios: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     latency = onnx1["latency_p50_ratio"] if onnx1 else None
     size = onnx_any["size_ratio"] if onnx_any else None
     return [
-        {"id": "int8_onnx_latency_1_thread",
-         "description": "INT8 ONNX p50 latency at 1 thread below FP32 at 1 thread",
-         "value": latency, "threshold": "< 1.0", "met": None if latency is None else bool(latency < 1.0),
-         "significant": onnx1["ci_separated"] if onnx1 else None},
-        {"id": "int8_onnx_size",
-         "description": f"INT8 ONNX file size <= {INT8_SIZE_TARGET}x FP32",
-         "value": size, "threshold": f"<= {INT8_SIZE_TARGET}",
-         "met": None if size is None else bool(size <= INT8_SIZE_TARGET)},
+        target("int8_onnx_latency_1_thread", "INT8 ONNX p50 latency at 1 thread below FP32 at 1 thread", latency,
+               "< 1.0", None if latency is None else latency < 1.0, "ratio",
+               significant=onnx1["ci_separated"] if onnx1 else None),
+        target("int8_onnx_size", f"INT8 ONNX file size <= {INT8_SIZE_TARGET}x FP32", size, f"<= {INT8_SIZE_TARGET}",
+               None if size is None else size <= INT8_SIZE_TARGET, "ratio"),
     ]
 
 
@@ -418,3 +413,67 @@ def format_table(result: Mapping[str, Any]) -> str:
 
         lines += ["", format_pipeline(result["pipeline"])]
     return "\n".join(lines)
+
+
+# -- edgemer bench bundles ----------------------------------------------------------------------------
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edgemer bench bundles``."""
+    from edgemer.benchmarks.commands import csv_list
+
+    parser.description = ("Benchmark a bundle's model files per backend, precision and thread count, each cell in a "
+                          "fresh process: load time, first inference, p50/p90/p99 latency, throughput, peak RSS, "
+                          "file size, INT8-vs-FP32 parity. --pipeline adds the end-to-end pipeline on the simulated "
+                          "wearable.")
+    parser.add_argument("bundle", nargs="?", default="physio-demo",
+                        help="bundle folder or shipped bundle name (default physio-demo)")
+    parser.add_argument("--backends", type=csv_list(str), default=("onnxruntime", "litert"), metavar="LIST",
+                        help="comma-separated runtimes: onnxruntime, litert (default onnxruntime,litert)")
+    parser.add_argument("--precisions", type=csv_list(str), default=("fp32", "int8"), metavar="LIST",
+                        help="comma-separated precisions: fp32, int8 (default fp32,int8)")
+    parser.add_argument("--threads", type=csv_list(int), default=(1, 2), metavar="LIST",
+                        help="comma-separated inference thread counts (default 1,2)")
+    parser.add_argument("--max-time", type=float, default=3.0, metavar="SECONDS",
+                        help="longest timed run per cell; a cell stops earlier once the p50's 95 %% CI is within "
+                             "5 %% (default 3)")
+    parser.add_argument("--providers", type=csv_list(str), default=None, metavar="LIST",
+                        help="onnxruntime execution providers: cpu, cuda, tensorrt, with options as "
+                             "tensorrt:fp16=1:cache=DIR or cuda:device=1 (default cpu)")
+    parser.add_argument("--pipeline", action="store_true",
+                        help="also run the whole pipeline on the simulated wearable and report its overhead "
+                             "beyond inference (uses the first backend, int8 if listed, the first thread count)")
+    parser.add_argument("--estimates", type=int, default=40, help="estimates measured with --pipeline (default 40)")
+    parser.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``edgemer bench bundles``: print the device, the table and ratios; write with --json.
+
+    Returns 1 when every cell failed or was skipped (nothing was measured), else 0.
+    """
+    from edgemer.benchmarks.fingerprint import device_line
+    from edgemer.benchmarks.pipeline_bench import bench_pipeline, format_pipeline
+    from edgemer.benchmarks.result import write_json
+
+    bundle = load_bundle(args.bundle)
+    if not args.quiet:
+        print(f"benchmarking {bundle.name} ({bundle.path}); each cell runs in its own process", file=sys.stderr)
+    result = bench_bundle(bundle, backends=args.backends, precisions=args.precisions, threads=args.threads,
+                          max_time_s=args.max_time, progress=not args.quiet, providers=args.providers)
+    print(device_line(result["device"]))
+    if bundle.manifest.trained_on_synthetic_data:
+        print(f"bundle {bundle.name}: trained on synthetic data (timings are real; accuracy is not)")
+    print()
+    print(format_table(result))
+    if args.pipeline:
+        precision = "int8" if "int8" in args.precisions else args.precisions[0]
+        if not args.quiet:
+            print(f"running the pipeline ({args.backends[0]} {precision} threads={args.threads[0]}) ...",
+                  file=sys.stderr)
+        result["pipeline"] = bench_pipeline(bundle, backend=args.backends[0], precision=precision,
+                                            threads=args.threads[0], estimates=args.estimates)
+        print()
+        print(format_pipeline(result["pipeline"]))
+    if args.json is not None:
+        print(f"\nwrote {write_json(result, args.json)}")
+    return 0 if any(c["status"] == "ok" for c in result["cells"]) else 1

@@ -1,19 +1,97 @@
-"""``edgemer bench``: options and entry point, registered by :mod:`edgemer.cli`.
+"""``edgemer bench KIND``: the one benchmark verb, its registry of kinds and their parsers.
 
-Only the standard library is imported at module level, so building the CLI parser
-stays fast; the benchmark modules load when the command runs. Bundle errors
-(:class:`edgemer.errors.EdgemerError`) propagate to the CLI, which prints them.
+A kind is one line in :data:`KINDS`: a name, a one-line summary (listed by ``edgemer bench
+--help``) and the module that measures it. That module defines two functions::
+
+    def configure(parser: argparse.ArgumentParser) -> None   # add the kind's options
+    def run(args: argparse.Namespace) -> int                   # measure, print, write; exit status
+
+``run`` builds its result with :func:`edgemer.benchmarks.result.make_result` (the common
+schema: ``schema``, ``kind``, ``created_utc``, ``device``, ``settings``, ``targets``) and,
+when ``args.json`` is set, writes it with :func:`write_json`; the registry adds that
+``--json`` option to every kind that writes a result. Adding a benchmark is therefore a new
+module with those two functions plus one :class:`BenchKind` line here.
+
+Only the standard library is imported at module level, and a kind's module is imported only
+when that kind is parsed (run or ``--help``), so ``edgemer --help`` stays fast.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Callable, Sequence
+
+from edgemer.benchmarks.result import result_filename, strict_json, write_json
+
+__all__ = ["KINDS", "BenchKind", "KindParser", "add_bench_commands", "configure_bench", "csv_list",
+           "deprecated_main", "kind_named", "kinds_help", "result_filename", "run_kind", "strict_json", "write_json"]
 
 
-def _csv(kind: type):
+@dataclass(frozen=True)
+class BenchKind:
+    """One ``edgemer bench NAME``.
+
+    name: the word after ``edgemer bench``; also the ``kind`` of the results it writes.
+    summary: one line for ``edgemer bench --help``.
+    module: import path of the module defining ``configure(parser)`` and ``run(args) -> int``.
+    writes_result: whether the kind writes a result (then the registry adds ``--json``).
+    """
+
+    name: str
+    summary: str
+    module: str
+    writes_result: bool = True
+
+    def load(self) -> ModuleType:
+        """Import the kind's module."""
+        return importlib.import_module(self.module)
+
+
+KINDS: tuple[BenchKind, ...] = (
+    BenchKind("bundles", "one bundle's model files x backend x precision x threads: load, latency, RSS, "
+                         "INT8-vs-FP32 parity (--pipeline: end to end)", "edgemer.benchmarks.bundle_bench"),
+    BenchKind("suite", "every shipped bundle x engine (ORT CPU/CUDA/TensorRT, LiteRT) x precision x threads, "
+                       "plus the three-modality pipeline", "edgemer.benchmarks.suite"),
+    BenchKind("engines", "backend/precision 'auto' against every fixed engine choice (file x engine x threads), "
+                         "per bundle", "edgemer.benchmarks.engines_bench"),
+    BenchKind("audio", "speech path: log-mel vs librosa, INT8 vs FP32, end-to-end latency and real-time factor, "
+                       "wav2vec2 INT8", "edgemer.benchmarks.audio_bench"),
+    BenchKind("face", "face path: detection, crop and expression per frame; fer INT8 agreement and speed",
+              "edgemer.benchmarks.face_bench"),
+    BenchKind("physio", "physiology front-ends on real recordings (heartpy, systole): PPG/ECG heart rate and EDA "
+                        "features vs heartpy and neurokit2", "edgemer.benchmarks.physio_bench"),
+    BenchKind("multimodal", "three-modality pipeline: overhead, one-core real-time factor, peak RSS "
+                            "(--soak: 1 h of stream at 100x)", "edgemer.benchmarks.soak_bench"),
+    BenchKind("bridge", "serial link: decoder throughput, clock sync, recovery after an unplug, latency",
+              "edgemer.firmware_bridge.bench"),
+    BenchKind("fuzz", "every file format edgemer reads, fed hostile input: crashes, hangs and memory blow-ups "
+                      "per format", "edgemer.benchmarks.fuzz_bench"),
+    BenchKind("arm64", "shipped bundles on emulated aarch64 (qemu; needs root): argmax parity with x86-64",
+              "edgemer.benchmarks.arm64_parity"),
+    BenchKind("report", "every result in a folder (all kinds, all devices) -> REPORT.md with plots",
+              "edgemer.benchmarks.report", writes_result=False),
+)
+"""Every benchmark kind, in the order ``edgemer bench --help`` lists them."""
+
+JSON_HELP = ("write the result (schema in benchmarks/SCHEMA.md) to FILE.json, or into a folder (e.g. "
+             "benchmarks/results) as DEVICE_NAME_STAMP.json")
+
+
+def kind_named(name: str) -> BenchKind:
+    """The registered kind ``name``; KeyError names the kinds there are."""
+    for kind in KINDS:
+        if kind.name == name:
+            return kind
+    raise KeyError(f"no benchmark kind {name!r}; kinds: {', '.join(k.name for k in KINDS)}")
+
+
+def csv_list(kind: type) -> Callable[[str], tuple]:
+    """An argparse ``type`` reading a comma-separated list of ``kind`` (``"1,2"`` -> ``(1, 2)``)."""
     def parse(text: str) -> tuple:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if not items:
@@ -26,159 +104,123 @@ def _csv(kind: type):
     return parse
 
 
+class KindParser(argparse.ArgumentParser):
+    """The parser of one ``edgemer bench KIND``. The kind's module is imported and its options added
+    the first time the parser is used (parsing, usage or help), not when the CLI is built."""
+
+    def __init__(self, *args, kind: BenchKind, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+        self._configured = False
+
+    def _configure(self) -> None:
+        if self._configured:
+            return
+        self._configured = True
+        module = self.kind.load()
+        if self.kind.writes_result:
+            self.add_argument("--json", type=Path, default=None, metavar="FILE_OR_DIR", help=JSON_HELP)
+        module.configure(self)  # may change defaults, e.g. arm64 writes into benchmarks/results by default
+        self.set_defaults(func=module.run)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._configure()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._configure()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._configure()
+        return super().format_help()
+
+
+def _is_bundle(name: str) -> bool:
+    if Path(name).is_dir():
+        return True
+    from edgemer.bundle import list_shipped_bundles
+
+    return name in list_shipped_bundles()
+
+
+class _Moved(argparse.Action):
+    """An option of ``edgemer bench`` from before the kinds: stops with the new spelling."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error(f"{option_string} moved: run 'edgemer bench {self.new}' (edgemer bench --help lists the kinds)")
+
+
+def kinds_help(width: int = 100) -> str:
+    """One line per kind (name, then its summary), as ``edgemer bench --help`` lists them."""
+    pad = max(len(k.name) for k in KINDS) + 4
+    lines = []
+    for kind in KINDS:
+        wrapped = textwrap.wrap(kind.summary, width - pad) or [""]
+        lines.append(f"  {kind.name:<{pad - 2}}{wrapped[0]}")
+        lines += [" " * pad + more for more in wrapped[1:]]
+    return "\n".join(lines)
+
+
 def configure_bench(parser: argparse.ArgumentParser) -> None:
-    """Add the ``edgemer bench`` arguments to ``parser``."""
-    parser.add_argument("bundle", nargs="?", default="physio-demo",
-                        help="bundle folder or shipped bundle name (default physio-demo); or 'report' to render "
-                             "the results folder given next (edgemer bench report benchmarks/results --out report/)")
-    parser.add_argument("results", nargs="?", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--suite", choices=("standard",), default=None,
-                        help="standard: every shipped bundle (plus --bundle ones) x every engine (onnxruntime CPU, "
-                             "CUDA, TensorRT; LiteRT CPU/XNNPACK; --delegate) x fp32/int8 x threads 1..cores; "
-                             "engines not installed are skipped with the reason")
-    parser.add_argument("--bundle", dest="extra_bundles", action="append", default=[], metavar="PATH",
-                        help="with --suite: also benchmark this bundle folder (repeatable)")
-    parser.add_argument("--delegate", default=None, metavar="PATH",
-                        help="TFLite delegate library for the LiteRT cells, e.g. /usr/lib/libedgetpu.so.1")
-    parser.add_argument("--repeat", type=int, default=1, metavar="N",
-                        help="with --suite: run the whole grid N times and print each cell's p50 spread")
-    parser.add_argument("--best-of", type=int, default=1, metavar="K",
-                        help="with --suite: run the grid K times per run and keep each cell's lowest p50 (noise "
-                             "only adds time; steadier numbers on shared or virtual machines; default 1)")
-    parser.add_argument("--pipeline-seconds", type=float, default=70.0, metavar="SECONDS",
-                        help="with --suite: stream seconds of the three-modality pipeline run (0 = skip; default 70)")
-    parser.add_argument("--out", type=Path, default=Path("report"), metavar="FOLDER",
-                        help="with 'report': where REPORT.md and the PNG plots go (default report/)")
-    parser.add_argument("--backends", type=_csv(str), default=("onnxruntime", "litert"), metavar="LIST",
-                        help="comma-separated runtimes: onnxruntime, litert (default onnxruntime,litert)")
-    parser.add_argument("--precisions", type=_csv(str), default=("fp32", "int8"), metavar="LIST",
-                        help="comma-separated precisions: fp32, int8 (default fp32,int8)")
-    parser.add_argument("--threads", type=_csv(int), default=None, metavar="LIST",
-                        help="comma-separated inference thread counts (default 1,2; with --suite 1..cores)")
-    parser.add_argument("--max-time", type=float, default=3.0, metavar="SECONDS",
-                        help="longest timed run per cell; a cell stops earlier once the p50's 95 %% CI is within "
-                             "5 %% (default 3)")
-    parser.add_argument("--providers", type=_csv(str), default=None, metavar="LIST",
-                        help="onnxruntime execution providers: cpu, cuda, tensorrt, with options as "
-                             "tensorrt:fp16=1:cache=DIR or cuda:device=1 (default cpu; with --suite: options for "
-                             "the CUDA/TensorRT engines)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
-                        help="also write the result as JSON (schema edgemer.bench/1) to FILE.json, or into a folder "
-                             "(any other path, e.g. benchmarks/results) as DEVICE_BUNDLE_DATE.json")
-    parser.add_argument("--pipeline", action="store_true",
-                        help="also run the whole pipeline on the simulated wearable and report its overhead "
-                             "beyond inference (uses the first backend, int8 if listed, the first thread count)")
-    parser.add_argument("--estimates", type=int, default=40, help="estimates measured with --pipeline (default 40)")
-    parser.add_argument("--multimodal", action="store_true",
-                        help="instead of a bundle: the three-modality example (examples/full.toml) against the "
-                             "runtime targets (overhead, real-time factor on one core, peak RSS); with --soak also "
-                             "1 h of stream at 100x (more options: python -m edgemer.benchmarks.soak_bench --help)")
-    parser.add_argument("--soak", action="store_true", help="with --multimodal: add the 1-hour soak at 100x")
-    parser.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
+    """Turn ``parser`` into ``edgemer bench KIND [options]`` (the kind parses its own options)."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = ("One verb for every benchmark. Every kind prints its targets and, with --json FILE_OR_DIR, "
+                          "writes one result schema\n(benchmarks/SCHEMA.md) that 'edgemer bench report' renders across "
+                          "kinds and devices.\n\nkinds ('edgemer bench KIND --help' for a kind's options):\n"
+                          + kinds_help())
+    parser.add_argument("kind", nargs="?", metavar="KIND", help="which benchmark (listed above)")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, metavar="...", help="the kind's options")
+    for option, new in (("--suite", "suite"), ("--multimodal", "multimodal"), ("--soak", "multimodal --soak"),
+                        ("--pipeline", "bundles BUNDLE --pipeline")):
+        parser.add_argument(option, action=_Moved, new=new)
+
+    def dispatch(args: argparse.Namespace) -> int:
+        if args.kind is None:
+            parser.print_help()
+            return 2
+        if args.kind in {k.name for k in KINDS}:
+            return run_kind(args.kind, args.argv)
+        if _is_bundle(args.kind):  # the spelling before the kinds: edgemer bench BUNDLE [options]
+            print(f"note: 'edgemer bench {args.kind}' is now 'edgemer bench bundles {args.kind}'", file=sys.stderr)
+            return run_kind("bundles", [args.kind, *args.argv])
+        parser.error(f"no benchmark kind {args.kind!r} (and no bundle of that name); kinds: "
+                     f"{', '.join(k.name for k in KINDS)}. A bundle folder is benchmarked with "
+                     f"'edgemer bench bundles FOLDER'")
+
+    parser.set_defaults(func=dispatch)
 
 
-def result_filename(result: dict) -> str:
-    """``<device_id>_<bundle>_<YYYYmmddTHHMMSS>.json`` for a results folder (``<kind>`` for results
-    without one bundle, e.g. ``face``)."""
-    stamp = result["created_utc"].replace("-", "").replace(":", "").split("+")[0]
-    if result.get("kind") == "suite":
-        return f"{result['device']['device_id']}_suite-{result.get('suite', 'standard')}_{stamp}.json"
-    name = result["bundle"]["name"] if "bundle" in result else result["kind"]
-    return f"{result['device']['device_id']}_{name}_{stamp}.json"
+def run_kind(name: str, argv: Sequence[str]) -> int:
+    """Parse ``argv`` as ``edgemer bench NAME ARGV`` and run it; edgemer errors print one line (exit 2)."""
+    from edgemer.errors import EdgemerError
+
+    kind = kind_named(name)
+    args = KindParser(prog=f"edgemer bench {name}", description=kind.summary, kind=kind).parse_args(list(argv))
+    try:
+        return int(args.func(args) or 0)
+    except EdgemerError as exc:
+        print(f"edgemer: error: {exc}", file=sys.stderr)
+        return 2
 
 
-def strict_json(x: Any) -> Any:
-    """``x`` with NaN and infinities as None and numpy scalars as Python numbers (strict JSON, as SCHEMA.md asks)."""
-    import numpy as np
-
-    if isinstance(x, dict):
-        return {k: strict_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [strict_json(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+def deprecated_main(old: str, name: str, argv: Sequence[str] | None = None) -> int:
+    """An old spelling (``old``) of ``edgemer bench NAME``: says where it moved, then runs it."""
+    print(f"note: '{old}' is now 'edgemer bench {name}'; running that", file=sys.stderr)
+    return run_kind(name, sys.argv[1:] if argv is None else argv)
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    """Run the benchmark described by ``args``; print the device, the table and ratios; 0 on success.
-
-    Returns 1 when every cell failed or was skipped (nothing was measured).
-    """
-    from edgemer.benchmarks.bundle_bench import bench_bundle, format_table
-    from edgemer.benchmarks.fingerprint import device_line
-    from edgemer.benchmarks.pipeline_bench import bench_pipeline, format_pipeline
-
-    from edgemer.bundle import load_bundle
-
-    if args.bundle == "report" and not (Path("report") / "manifest.json").is_file():  # not a bundle called report
-        from edgemer.benchmarks.report import run_report
-
-        return run_report(Path(args.results or "benchmarks/results"), args.out)
-    if getattr(args, "suite", None):
-        return run_suite_cli(args)
-    if args.threads is None:
-        args.threads = (1, 2)
-    if getattr(args, "multimodal", False):
-        from edgemer.benchmarks.soak_bench import DEFAULT_CONFIG, run_cli
-
-        return run_cli(argparse.Namespace(config=DEFAULT_CONFIG, overhead_duration=65.0, rtf_speed=40.0,
-                                          rtf_duration=240.0, soak_hours=1.0, soak_speed=100.0,
-                                          no_soak=not args.soak, json=args.json))
-    bundle = load_bundle(args.bundle)
-    quiet = getattr(args, "quiet", False)
-    if not quiet:
-        print(f"benchmarking {bundle.name} ({bundle.path}); each cell runs in its own process", file=sys.stderr)
-    result = bench_bundle(bundle, backends=args.backends, precisions=args.precisions, threads=args.threads,
-                          max_time_s=args.max_time, progress=not quiet, providers=args.providers)
-    print(device_line(result["device"]))
-    if bundle.manifest.trained_on_synthetic_data:
-        print(f"bundle {bundle.name}: trained on synthetic data (timings are real; accuracy is not)")
-    print()
-    print(format_table(result))
-    if getattr(args, "pipeline", False):
-        precision = "int8" if "int8" in args.precisions else args.precisions[0]
-        if not quiet:
-            print(f"running the pipeline ({args.backends[0]} {precision} threads={args.threads[0]}) ...",
-                  file=sys.stderr)
-        result["pipeline"] = bench_pipeline(bundle, backend=args.backends[0], precision=precision,
-                                            threads=args.threads[0], estimates=args.estimates)
-        print()
-        print(format_pipeline(result["pipeline"]))
-    if args.json is not None:
-        print(f"\nwrote {write_json(result, args.json)}")
-    return 0 if any(c["status"] == "ok" for c in result["cells"]) else 1
-
-
-def write_json(result: dict, dest: Path) -> Path:
-    """Write ``result`` to ``dest`` (a ``.json`` file) or into the folder ``dest`` under :func:`result_filename`."""
-    is_folder = dest.is_dir() or dest.suffix.lower() != ".json"
-    path = dest / result_filename(result) if is_folder else dest
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    return path
-
-
-def run_suite_cli(args: argparse.Namespace) -> int:
-    """``edgemer bench --suite standard``: progress bar, tables, overhead, spread, targets; JSON with --json.
-
-    Returns 1 when no cell was measured.
-    """
-    from edgemer.benchmarks.fingerprint import device_line
-    from edgemer.benchmarks.suite import format_suite, run_suite, standard_engines, suite_bundles
-
-    extra = list(args.extra_bundles)
-    if args.bundle not in (None, "physio-demo"):
-        extra.insert(0, args.bundle)
-    result = run_suite(suite_bundles(extra), standard_engines(args.delegate, args.providers),
-                       precisions=args.precisions, threads=args.threads, max_time_s=args.max_time,
-                       repeat=args.repeat, best_of=args.best_of, pipeline_s=args.pipeline_seconds,
-                       progress=not args.quiet)
-    print(device_line(result["device"]))
-    print()
-    print(format_suite(result))
-    if args.json is not None:
-        print(f"\nwrote {write_json(result, args.json)}")
-    return 0 if any(c["status"] == "ok" for e in result["results"] for c in e["cells"]) else 1
+def add_bench_commands(sub: argparse.Action) -> None:
+    """Register ``edgemer bench`` (and the hidden, deprecated ``edgemer bridge-bench``) on the CLI's sub-commands."""
+    bench = sub.add_parser("bench", help=f"every benchmark: {', '.join(k.name for k in KINDS)} "
+                                         "(edgemer bench --help)")
+    configure_bench(bench)
+    # Deprecated spelling, not listed: every argument after it is passed on untouched ('+' is its only
+    # option prefix, so argparse leaves '--json' and the like to 'edgemer bench bridge').
+    old = sub.add_parser("bridge-bench", prefix_chars="+", add_help=False)
+    old.add_argument("argv", nargs=argparse.REMAINDER)
+    old.set_defaults(func=lambda args: deprecated_main("edgemer bridge-bench", "bridge", args.argv))

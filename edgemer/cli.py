@@ -123,19 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the manifest as JSON")
     info.set_defaults(func=cmd_info)
 
-    from edgemer.benchmarks.commands import configure_bench, run_bench
+    from edgemer.benchmarks.commands import add_bench_commands
 
-    bench = sub.add_parser("bench", help="latency, memory and INT8-vs-FP32 benchmarks",
-                           description="Benchmark a bundle's model files per backend, precision and thread count "
-                                       "(each cell in a fresh process); --pipeline adds the end-to-end pipeline on the "
-                                       "simulated wearable. The speech path's targets (log-mel vs librosa, "
-                                       "INT8 vs FP32, end-to-end latency and real-time factor, wav2vec2 INT8): "
-                                       "python3 -m edgemer.benchmarks.audio_bench.")
-    configure_bench(bench)
-    bench.set_defaults(func=run_bench)
+    add_bench_commands(sub)  # edgemer bench KIND (and the deprecated, unlisted bridge-bench)
 
-    from edgemer.firmware_bridge.commands import (configure_bridge_bench, configure_emulate, run_bridge_bench,
-                                                  run_emulate)
+    from edgemer.firmware_bridge.commands import configure_emulate, run_emulate
 
     emulate = sub.add_parser("emulate", help="an emulated wrist wearable on a pseudo-terminal (serial link tests)",
                              description="Open a pseudo-terminal that behaves like a wrist wearable speaking the "
@@ -144,13 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
                                          "on request. Prints the port; run 'edgemer run --source serial:PORT'.")
     configure_emulate(emulate)
     emulate.set_defaults(func=run_emulate)
-    bridge_bench = sub.add_parser("bridge-bench", help="serial link benchmark: decoder throughput, clock sync, "
-                                                       "recovery, latency",
-                                  description="Measure the firmware bridge against its targets: decoder throughput "
-                                              "vs a saturated 1 Mbaud link, drift and timestamp error at 100 ppm, "
-                                              "recovery after a 3 s unplug, last-byte-to-Chunk latency.")
-    configure_bridge_bench(bridge_bench)
-    bridge_bench.set_defaults(func=run_bridge_bench)
 
     from edgemer.export.physio.commands import (configure_export_physio, configure_synth_wesad,
                                                 run_export_physio, run_synth_wesad)

@@ -11,7 +11,7 @@ Modules (each small, importable on its own; COBS/CRC come from the ``[serial]`` 
 ``faults``     seeded link faults: bit flips, dropped bytes, truncation, garbage
 ``emulator``   the device on a pseudo-terminal (``edgemer emulate``)
 ``vectors``    the test vectors shared with the C code in ``c/``
-``bench``      ``edgemer bridge-bench``: throughput, clock sync, recovery, latency
+``bench``      ``edgemer bench bridge``: throughput, clock sync, recovery, latency
 
 The host-side source is :class:`edgemer.sources.serial_wearable.SerialWearable`
 (``--source serial:PORT``). The byte layout is in ``PROTOCOL.md`` next to this file; the

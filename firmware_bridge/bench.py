@@ -1,4 +1,4 @@
-"""``edgemer bridge-bench``: how well the serial link holds up, against the issue's targets.
+"""``edgemer bench bridge``: how well the serial link holds up, against the issue's targets.
 
 Four measurements, printed as ratios and percentiles (tests never assert wall-clock
 numbers; this command reports them):
@@ -14,19 +14,20 @@ numbers; this command reports them):
 4. latency from the last byte of a frame written by the emulator to its Chunk in a ring
    buffer (p50 / p99), measured during run 2 (emulator and source in one process).
 
-Run: ``edgemer bridge-bench`` or ``python3 -m edgemer.firmware_bridge.bench``.
+Run: ``edgemer bench bridge [--json benchmarks/results]`` (result kind ``bridge`` in
+``benchmarks/SCHEMA.md``). ``edgemer bridge-bench`` and ``python3 -m edgemer.firmware_bridge.bench``
+are deprecated spellings of it.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from edgemer.firmware_bridge.session import DeviceSession
 
 LINK_BYTES_PER_S = 1_000_000 / 10
 """A 1 Mbaud UART with 8N1 framing moves 10 bits per byte."""
+GOALS = {"throughput_ratio": 20.0, "drift_error_ppm": 10.0, "map_error_ms": 2.0, "recovery_s": 1.0}
+"""The bridge's targets: decoder vs link frame rate (ratio), drift error (ppm), mapped-time error (ms),
+recovery after an unplug (s)."""
 
 
 def device_stream(seconds: float, streams: tuple[str, ...] | None = None, seed: int = 0) -> tuple[bytes, int]:
@@ -171,16 +175,19 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def run(sync_s: float = 60.0, throughput_s: float = 600.0, skip_link: bool = False) -> dict[str, Any]:
-    results: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
-                               "processor": platform.processor() or platform.machine()}
-    print(f"edgemer bridge-bench  (Python {results['python']}, {results['processor']})", flush=True)
+def measure(sync_s: float = 60.0, throughput_s: float = 600.0, skip_link: bool = False) -> dict[str, Any]:
+    """Run the four measurements (only the decoder's with ``skip_link``), printing each; returns
+    ``{"throughput": ..., "sync": ..., "recovery": ...}`` (the last two absent with ``skip_link``)."""
+    results: dict[str, Any] = {}
+    print(f"edgemer bench bridge  (Python {platform.python_version()}, {platform.processor() or platform.machine()})",
+          flush=True)
     tp = results["throughput"] = bench_throughput(throughput_s)
     print(f"decoder throughput  emulator stream mix, {tp['bytes_per_frame']:.1f} B/frame: "
           f"{tp['decoded_frames_per_s']:,.0f} frames/s ({tp['decoded_bytes_per_s'] / 1e6:.1f} MB/s) on one core "
           f"[cobs C extension: {'yes' if tp['cobs_c_extension'] else 'no'}]")
     print(f"                    saturated 1 Mbaud link carries {tp['link_frames_per_s']:,.0f} frames/s -> "
-          f"ratio {tp['ratio']:.1f}x (goal >= 20x) {_verdict(tp['ratio'] >= 20)}")
+          f"ratio {tp['ratio']:.1f}x (goal >= {GOALS['throughput_ratio']:g}x) "
+          f"{_verdict(tp['ratio'] >= GOALS['throughput_ratio'])}")
     print(f"                    worst case, 1-sample frames of {tp['small_bytes_per_frame']:.1f} B: "
           f"{tp['small_decoded_frames_per_s']:,.0f} vs {tp['small_link_frames_per_s']:,.0f} frames/s -> "
           f"ratio {tp['small_ratio']:.1f}x", flush=True)
@@ -193,7 +200,30 @@ def run(sync_s: float = 60.0, throughput_s: float = 600.0, skip_link: bool = Fal
         _print_link(results, sync_s)
     finally:
         quiet.setLevel(level)
+    results["sync"].pop("health", None)  # the source's own counters: not part of the result
     return results
+
+
+def bridge_targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The serial link's targets (``targets[]`` rows); the link ones are not measured (null) without the pty runs."""
+    from edgemer.benchmarks.result import target
+
+    g = GOALS
+    tp, sy, rc = results["throughput"], results.get("sync"), results.get("recovery")
+    recovery = None if rc is None or not np.isfinite(rc["recovery_s"]) else rc["recovery_s"]
+    return [
+        target("decoder_throughput_ratio", "decoded frames/s on one core / frames/s of a saturated 1 Mbaud link "
+               "(emulator stream mix)", tp["ratio"], f">= {g['throughput_ratio']:g}",
+               tp["ratio"] >= g["throughput_ratio"], "ratio"),
+        target("clock_drift_error", "drift estimate error for a device clock at +100 ppm",
+               None if sy is None else sy["drift_error_ppm"], f"<= {g['drift_error_ppm']:g}",
+               None if sy is None else sy["drift_error_ppm"] <= g["drift_error_ppm"], "ppm"),
+        target("mapped_time_error", "largest error of mapped sample times against the emulator's true times",
+               None if sy is None else sy["map_error_ms_max"], f"<= {g['map_error_ms']:g}",
+               None if sy is None else sy["map_error_ms_max"] <= g["map_error_ms"], "ms"),
+        target("recovery_after_unplug", "samples again after a 3 s unplug, from the port's return", recovery,
+               f"< {g['recovery_s']:g}", None if recovery is None else recovery < g["recovery_s"], "s"),
+    ]
 
 
 def _print_link(results: dict[str, Any], sync_s: float) -> None:
@@ -214,23 +244,37 @@ def _print_link(results: dict[str, Any], sync_s: float) -> None:
           f"{rc['reconnects']} reconnect", flush=True)
 
 
-def run_from_args(args: argparse.Namespace) -> int:
-    results = run(args.sync_s, args.throughput_s, args.decoder_only)
+def configure(p: argparse.ArgumentParser) -> None:
+    """Options of ``edgemer bench bridge``."""
+    p.description = ("Measure the firmware bridge against its targets: decoder throughput vs a saturated 1 Mbaud "
+                     "link, drift and timestamp error at 100 ppm, recovery after a 3 s unplug, last-byte-to-Chunk "
+                     "latency.")
+    p.add_argument("--sync-s", type=float, default=60.0, metavar="SECONDS",
+                   help="real seconds of the clock-sync and latency run (default 60)")
+    p.add_argument("--throughput-s", type=float, default=600.0, metavar="SECONDS",
+                   help="emulated seconds of traffic the decoder chews through (default 600)")
+    p.add_argument("--decoder-only", action="store_true", help="only the decoder throughput (no pty runs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``edgemer bench bridge``: measure, print PASS/MISS per target, write with --json; 0."""
+    from edgemer.benchmarks.result import make_result, now_utc, write_json
+
+    settings = {"sync_s": args.sync_s, "throughput_s": args.throughput_s, "decoder_only": args.decoder_only,
+                "link_bytes_per_s": LINK_BYTES_PER_S, "drift_ppm": 100.0, "unplug_s": 3.0}
+    result = make_result("bridge", settings=settings, **measure(args.sync_s, args.throughput_s, args.decoder_only))
+    result["targets"] = bridge_targets(result)
+    result["created_utc"] = now_utc()
     if args.json is not None:
-        for part in ("sync",):
-            results.get(part, {}).pop("health", None)
-        args.json.write_text(json.dumps(results, indent=2, default=str))
-        print(f"results written to {args.json}")
+        print(f"results written to {write_json(result, args.json)}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edgemer.firmware_bridge.commands import configure_bridge_bench
+    """Deprecated spelling ``python3 -m edgemer.firmware_bridge.bench``: runs ``edgemer bench bridge``."""
+    from edgemer.benchmarks.commands import deprecated_main
 
-    parser = argparse.ArgumentParser(prog="python3 -m edgemer.firmware_bridge.bench",
-                                     description=__doc__.split("\n")[0])
-    configure_bridge_bench(parser)
-    return run_from_args(parser.parse_args(argv))
+    return deprecated_main("python3 -m edgemer.firmware_bridge.bench", "bridge", argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""Command-line front ends of the firmware bridge: ``edgemer emulate`` and ``edgemer bridge-bench``.
+"""Command-line front end of the firmware bridge: ``edgemer emulate``.
+
+The serial link benchmark is ``edgemer bench bridge`` (:mod:`edgemer.firmware_bridge.bench`).
 
 Registered in :func:`edgemer.cli.build_parser`; this module imports nothing heavy at the
 top, so building the parser stays cheap.
@@ -109,19 +111,4 @@ def run_emulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def configure_bridge_bench(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sync-s", type=float, default=60.0, metavar="SECONDS",
-                   help="real seconds of the clock-sync and latency run (default 60)")
-    p.add_argument("--throughput-s", type=float, default=600.0, metavar="SECONDS",
-                   help="emulated seconds of traffic the decoder chews through (default 600)")
-    p.add_argument("--decoder-only", action="store_true", help="only the decoder throughput (no pty runs)")
-    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results as JSON")
-
-
-def run_bridge_bench(args: argparse.Namespace) -> int:
-    from edgemer.firmware_bridge.bench import run_from_args
-
-    return run_from_args(args)
-
-
-__all__ = ["configure_bridge_bench", "configure_emulate", "run_bridge_bench", "run_emulate"]
+__all__ = ["configure_emulate", "run_emulate"]

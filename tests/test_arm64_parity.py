@@ -12,7 +12,8 @@ import pytest
 from edgemer.benchmarks.arm64_parity import (EMULATED_NOTE, INSTALL_SCRIPT, TOOLS, EmulationError, Rootfs,
                                              aarch64_platforms, build_result, check_host, compare_outputs,
                                              compare_runs, format_result, main, prepare_job, requirements,
-                                             result_path, run_host, write_result)
+                                             run_host)
+from edgemer.benchmarks.result import check_result, write_json
 
 DEVICE = {"device_id": "x86_64-test-2c", "machine": "x86_64"}
 ROOTFS = Rootfs(path="/tmp/rootfs-bookworm", suite="bookworm", method="debootstrap-second-stage", python="3.11",
@@ -112,16 +113,17 @@ def test_compare_runs_and_result_json(host_run, tmp_path):
 
     result = build_result(rows, ROOTFS, report, arm_report, "qemu-aarch64 version 7.2", ["cortex-a72"],
                           device=DEVICE, created_utc="2026-12-02T11:00:00+00:00")
-    assert result["kind"] == "arm64-parity" and result["emulation"]["timing_note"] == EMULATED_NOTE
+    assert result["kind"] == "arm64" and result["emulation"]["timing_note"] == EMULATED_NOTE
+    assert check_result(result) == [] and result["settings"] == {"cpus": ["cortex-a72"]}
+    assert result["targets"][0]["unit"] == "fraction"
     assert result["summary"]["min_argmax_agreement"] == pytest.approx(63 / 64)
     assert result["summary"]["disagreeing_windows"] == 1 and result["summary"]["compared"] == 4
     assert result["summary"]["min_argmax_agreement_by_cpu"] == {"cortex-a72": pytest.approx(63 / 64)}
     assert {r["cpu"] for r in result["results"]} == {"cortex-a72"}
     assert "Raspberry Pi 4" in result["emulation"]["cpus"]["cortex-a72"]
     assert result["targets"][0]["met"] is False
-    path = write_result(result, tmp_path / "results")
-    assert path == result_path(tmp_path / "results", result["created_utc"])
-    assert path.name == "arm64-parity-20261202.json"
+    path = write_json(result, tmp_path / "results")
+    assert path.name == "x86_64-test-2c_arm64_20261202T110000.json"
     assert json.loads(path.read_text()) == json.loads(json.dumps(result))
     assert "int8-tflite" in format_result(result) and EMULATED_NOTE in format_result(result)
 
@@ -137,16 +139,16 @@ def test_compare_runs_and_result_json(host_run, tmp_path):
 
 
 def test_schema_md_documents_every_parity_field(host_run, tmp_path):
-    from test_bench_schema import RESULTS, SCHEMA_MD, schema_sections
+    from test_bench_schema import SCHEMA_MD, committed, schema_sections
 
     job, job_dir, report = host_run
     rows = compare_runs(job, job_dir, job_dir / "out-x86_64", job_dir / "out-x86_64", report, report, "cortex-a76")
     generated = build_result(rows, ROOTFS, report, report, "qemu", ["cortex-a76"], device=DEVICE)
-    committed = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("arm64-parity-*.json"))]
     sections = schema_sections(SCHEMA_MD.read_text(encoding="utf-8"))
-    top, row_fields = sections["ARM64 parity result (kind `arm64-parity`)"], sections["arm64-parity `results[]`"]
-    for result in [generated, *committed]:
-        assert sorted(set(result) - top) == []
+    top, row_fields = sections["ARM64 parity result (kind `arm64`)"], sections["arm64 `results[]`"]
+    assert committed("arm64"), "the emulated aarch64 parity result is committed"
+    for result in [generated, *committed("arm64")]:
+        assert sorted(set(result) - top - {"_file"}) == []
         for row in result["results"]:
             assert sorted(set(row) - row_fields) == []
 
@@ -156,10 +158,10 @@ def test_report_reads_a_folder_with_a_parity_result(host_run, tmp_path):
 
     job, job_dir, report = host_run
     rows = compare_runs(job, job_dir, job_dir / "out-x86_64", job_dir / "out-x86_64", report, report, "cortex-a76")
-    write_result(build_result(rows, ROOTFS, report, report, "qemu", ["cortex-a76"], device=DEVICE,
-                              created_utc="2026-12-02T11:00:00+00:00"), tmp_path)
+    write_json(build_result(rows, ROOTFS, report, report, "qemu", ["cortex-a76"], device=DEVICE,
+                            created_utc="2026-12-02T11:00:00+00:00"), tmp_path)
     results = collect_results(tmp_path)
-    assert [r["kind"] for r in results] == ["arm64-parity"]
+    assert [r["kind"] for r in results] == ["arm64"]
     assert markdown_report(results).startswith("# edgemer benchmark results")
 
 
@@ -167,10 +169,15 @@ def test_main_reports_a_clear_error_without_root_or_tools(monkeypatch, capsys):
     import edgemer.benchmarks.arm64_parity as mod
 
     monkeypatch.setattr(mod.os, "geteuid", lambda: 1000)
-    assert main(["--bundles", "physio-demo"]) == 2
+    from edgemer.benchmarks.commands import run_kind
+
+    assert run_kind("arm64", ["--bundles", "physio-demo"]) == 2
     assert "needs root" in capsys.readouterr().err
-    assert main(["--cpus", "cortex-a99"]) == 2
+    assert run_kind("arm64", ["--cpus", "cortex-a99"]) == 2
     assert "--cpus must name qemu CPU models" in capsys.readouterr().err
+    assert main(["--cpus", "cortex-a99"]) == 2  # the old spelling says where it moved, then runs it
+    err = capsys.readouterr().err
+    assert "is now 'edgemer bench arm64'" in err and "--cpus must name" in err
 
 
 def _can_emulate() -> bool:
@@ -181,8 +188,10 @@ def _can_emulate() -> bool:
 @pytest.mark.skipif(not _can_emulate(), reason=f"needs root and {INSTALL_SCRIPT}")
 def test_real_emulated_run_agrees_with_x86(tmp_path):
     """Builds (or reuses) the arm64 root filesystem and runs physio-demo under qemu: minutes the first time."""
-    assert main(["--bundles", "physio-demo", "--out-dir", str(tmp_path)]) == 0
-    (path,) = tmp_path.glob("arm64-parity-*.json")
+    from edgemer.benchmarks.commands import run_kind
+
+    assert run_kind("arm64", ["--bundles", "physio-demo", "--json", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("*_arm64_*.json")
     result = json.loads(path.read_text())
     assert result["summary"]["min_argmax_agreement"] == 1.0
     assert result["versions"]["aarch64"]["onnxruntime"] is not None

@@ -31,18 +31,18 @@ def _suite(device_id: str, created: str, p50_fp32: float, p50_int8: float, board
                 "model_bytes": None, "status": "skipped", "reason": "CUDAExecutionProvider not available here"}
                for p in ("fp32", "int8")]
     bundle = {"name": "physio-demo", "synthetic_data": True}
-    return {"schema": "edgemer.bench/1", "kind": "suite", "suite": "standard", "created_utc": created,
+    return {"schema": "edgemer.bench/2", "kind": "suite", "suite": "standard", "created_utc": created,
             "device": {"device_id": device_id, "cpu_model": "Cortex-A76", "logical_cores": 4, "board": board or {}},
-            "results": [{"engine": "onnxruntime", "status": "ok", "kind": "bundle", "bundle": bundle, "cells": cells,
+            "results": [{"engine": "onnxruntime", "status": "ok", "kind": "bundles", "bundle": bundle, "cells": cells,
                          "ratios": [{"backend": "onnxruntime", "threads": 1, "latency_p50_ratio": p50_int8 / p50_fp32,
                                      "size_ratio": 0.3, "ci_separated": True, "parity": {"argmax_agreement": 1.0}}]},
-                        {"engine": "onnxruntime-cuda", "status": "ok", "kind": "bundle", "bundle": bundle,
+                        {"engine": "onnxruntime-cuda", "status": "ok", "kind": "bundles", "bundle": bundle,
                          "cells": skipped, "ratios": []}],
             "overhead": {"loop_ns": 400.0, "timer_ns": 100.0, "fraction": 400.0 / (p50_int8 / 2 * 1e6),
                          "smallest_p50_ms": p50_int8 / 2, "smallest_cell": "physio-demo/onnxruntime/int8/t2"},
             "repeat": {"runs": 3, "cells": [{"cell": "x", "p50_ms": [1, 1, 1], "spread": 0.04}], "max_spread": 0.04,
                        "cells_over_target": 0},
-            "pipeline": None, "targets": []}
+            "settings": {}, "pipeline": None, "targets": []}
 
 
 @pytest.fixture
@@ -86,17 +86,16 @@ def test_cli_report_command(results_dir, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from test_bench import _parse
 
-    from edgemer.benchmarks.commands import run_bench
-
-    assert run_bench(_parse("report", str(results_dir), "--out", str(tmp_path / "out"))) == 0
+    args = _parse("report", str(results_dir), "--out", str(tmp_path / "out"))
+    assert args.func(args) == 0
     assert (tmp_path / "out" / "REPORT.md").is_file() and "wrote" in capsys.readouterr().out
 
 
 def test_newer_schema_is_refused_clearly_and_listed(results_dir, tmp_path):
     newer = json.loads((results_dir / "pi.json").read_text())
-    newer["schema"] = "edgemer.bench/2"
+    newer["schema"] = "edgemer.bench/3"
     (results_dir / "newer.json").write_text(json.dumps(newer))
-    with pytest.raises(ResultSchemaError, match="newer edgemer.*edgemer.bench/1"):
+    with pytest.raises(ResultSchemaError, match="newer edgemer.*edgemer.bench/2"):
         load_result(results_dir / "newer.json")
     with pytest.raises(ResultSchemaError):
         collect_results(results_dir)
@@ -112,7 +111,7 @@ def test_older_schema_without_migration_is_refused(tmp_path):
 
 
 def test_empty_folder_says_what_to_do(tmp_path):
-    with pytest.raises(ResultSchemaError, match="edgemer bench --suite standard"):
+    with pytest.raises(ResultSchemaError, match="edgemer bench suite --json"):
         render_report(tmp_path, tmp_path / "out")
 
 
@@ -144,15 +143,15 @@ def _multimodal(created: str, overhead: float, rss: float, soak: dict | None = N
     o = {"overhead": overhead, "latency_ms": {"p50": 5.5, "p99": 12.0}}
     if detector is not None:
         o.update(detector_vs_inference=detector, overhead_excluding_detector=overhead - detector)
-    return {"schema": "edgemer.bench/1", "kind": "multimodal", "created_utc": created,
+    return {"schema": "edgemer.bench/2", "kind": "multimodal", "created_utc": created,
             "device": {"device_id": "pi5", "cpu_model": "Cortex-A76", "logical_cores": 4},
             "bundle": {"name": "multimodal", "bundles": [{"name": "physio-demo"}, {"name": "face-demo"}]},
             "settings": {"config": "/x/examples/full.toml"}, "overhead": o, "real_time": {"real_time_factor": 68.0},
             "peak_rss_mib": rss, "soak": soak, "note": note,
             "targets": [{"id": "pipeline_overhead", "description": "beyond inference", "value": overhead,
-                         "threshold": "<= 0.1", "met": overhead <= 0.1},
+                         "threshold": "<= 0.1", "met": overhead <= 0.1, "unit": "fraction"},
                         {"id": "peak_rss", "description": "peak RSS, MiB", "value": rss, "threshold": "<= 150",
-                         "met": rss <= 150}]}
+                         "met": rss <= 150, "unit": "MiB"}]}
 
 
 def test_multimodal_runs_render_as_one_table_with_the_newest_runs_targets(tmp_path):
@@ -170,15 +169,67 @@ def test_multimodal_runs_render_as_one_table_with_the_newest_runs_targets(tmp_pa
     assert rows[1] == ("| 2026-12-02 12:00 | 320 % | 250 % | 70 % | 5.5 / 12.0 | 68.0 | 109 | – | – | – "
                        "| shared machine |")
     assert "Targets of the newest run (2026-12-02T12:00:00+00:00)" in text
-    assert "| pipeline_overhead: beyond inference | <= 0.1 | 3.2 | **not met** |" in text
-    assert "| peak_rss: peak RSS, MiB | <= 150 | 109 | met |" in text
+    assert "| pipeline_overhead: beyond inference | <= 0.1 | 3.2 | fraction | **not met** |" in text
+    assert "| peak_rss: peak RSS, MiB | <= 150 | 109 | MiB | met |" in text
 
 
 def test_arm64_parity_result_renders_its_table():
-    committed = sorted((Path(__file__).parent.parent / "benchmarks" / "results").glob("arm64-parity-*.json"))
+    committed = sorted((Path(__file__).parent.parent / "benchmarks" / "results").glob("*arm64*.json"))
     assert committed, "the emulated aarch64 parity result is committed"
     result = load_result(committed[-1])
     md = markdown_report([result])
     assert "ARM64 parity under emulation" in md and "meaningless for speed" in md
     rows = [line for line in md.splitlines() if line.startswith("| ") and "cortex-a7" in line]
     assert len(rows) == len(result["results"]) and all("100.0 %" in row for row in rows)
+
+
+def test_schema_1_results_are_migrated_and_incomplete_ones_listed(tmp_path):
+    old = _multimodal("2026-12-02T04:31:10+00:00", 0.05, 120.0)
+    old["schema"] = "edgemer.bench/1"
+    for t in old["targets"]:
+        del t["unit"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "bundle.json").write_text(json.dumps({"schema": "edgemer.bench/1", "kind": "bundle",
+                                                      "created_utc": "2026-12-02T04:00:00+00:00",
+                                                      "device": {"device_id": "pi5"}, "bundle": {"name": "b"},
+                                                      "cells": [], "ratios": [], "targets": []}))
+    broken = _multimodal("2026-12-02T05:00:00+00:00", 0.05, 120.0)
+    del broken["device"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    problems: list[str] = []
+    results = collect_results(tmp_path, problems)
+    assert [(r["kind"], r["schema"]) for r in results] == [("bundles", "edgemer.bench/2"),
+                                                           ("multimodal", "edgemer.bench/2")]
+    assert [t["unit"] for t in results[1]["targets"]] == [None, None]  # schema 1 recorded no units
+    assert results[1]["targets"][0]["value"] == 0.05 and results[0]["settings"] == {}
+    assert len(problems) == 1 and "broken.json" in problems[0] and "no 'device' field" in problems[0]
+
+
+def _bridge(created: str, ratio: float, recovery: float) -> dict:
+    from edgemer.benchmarks.result import make_result, target
+
+    return make_result("bridge", {"sync_s": 60.0}, [target("recovery_after_unplug", "samples again after a 3 s "
+                                                           "unplug", recovery, "< 1", recovery < 1, "s")],
+                       device={"device_id": "pi5"}, created_utc=created,
+                       throughput={"ratio": ratio, "small_ratio": ratio / 2},
+                       sync={"drift_error_ppm": 0.2, "map_error_ms_max": 0.3, "latency_ms_p50": 0.4,
+                             "latency_ms_p99": 3.5},
+                       recovery={"recovery_s": recovery})
+
+
+def test_every_kind_renders_bridge_runs_in_one_table_and_unknown_kinds_by_their_targets(tmp_path):
+    from edgemer.benchmarks.result import make_result, target, write_json
+
+    write_json(_bridge("2026-12-02T10:00:00+00:00", 33.0, 0.24), tmp_path)
+    write_json(_bridge("2026-12-02T18:00:00+00:00", 42.3, 1.5), tmp_path)
+    write_json(make_result("fuzz", {"cases": 1000}, [target("fuzz_crashes", "decoder crashes", 0, "== 0", True,
+                                                             "count")], device={"device_id": "pi5"},
+                           created_utc="2026-12-02T19:00:00+00:00"), tmp_path)
+    text = markdown_report(collect_results(tmp_path))
+    assert "**Firmware bridge** (serial link: emulated wearable on a pseudo-terminal), 2 run(s)" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 2026-12-02")]
+    assert rows == ["| 2026-12-02 10:00 | 33.0 | 16.5 | 0.2 | 0.300 | 0.40 / 3.50 | 0.24 |",
+                    "| 2026-12-02 18:00 | 42.3 | 21.1 | 0.2 | 0.300 | 0.40 / 3.50 | 1.50 |"]
+    assert "| recovery_after_unplug: samples again after a 3 s unplug | < 1 | 1.5 | s | **not met** |" in text
+    assert "**fuzz**, measured 2026-12-02T19:00:00+00:00 (cases 1000)" in text
+    assert "| fuzz_crashes: decoder crashes | == 0 | 0 | count | met |" in text

@@ -1,9 +1,11 @@
-"""benchmarks/SCHEMA.md documents every field the benchmark code writes, so schema and code cannot drift.
+"""Every ``edgemer bench KIND`` writes the common schema, and benchmarks/SCHEMA.md documents every field
+the benchmark code writes, so schema and code cannot drift.
 
 The field names a section documents are the backticked names in the first column of its
-Markdown tables. Results checked: a tiny suite generated here (ONNX cells that run, LiteRT
-cells skipped for a delegate that does not load, a bundle that fails to load, two runs),
-a live device fingerprint, and every result committed under ``benchmarks/results``.
+Markdown tables. Results checked: each cheap kind run here with tiny settings, a tiny suite
+generated here (ONNX cells that run, LiteRT cells skipped for a delegate that does not load, a
+bundle that fails to load, two runs), a live device fingerprint, and every result committed
+under ``benchmarks/results``.
 """
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pytest
+from edgemer.benchmarks.commands import KINDS, run_kind
 from edgemer.benchmarks.fingerprint import device_fingerprint
+from edgemer.benchmarks.report import collect_results
+from edgemer.benchmarks.result import COMMON_FIELDS, check_result
 from edgemer.benchmarks.suite import run_suite, standard_engines
 
 from test_bench import FAST, build_tiny_bundle
@@ -63,13 +68,14 @@ def tiny_suite(tmp_path_factory) -> dict[str, Any]:
 
 
 def committed(kind: str) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted(RESULTS.glob("*.json")):
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and data.get("kind") == kind and str(data.get("schema", "")).startswith(
-                "edgemer.bench/"):
-            out.append(data)
-    return out
+    """The committed results of ``kind`` as the report reads them (older schema versions migrated)."""
+    return [{k: v for k, v in r.items() if k != "_file"} for r in collect_results(RESULTS) if r["kind"] == kind]
+
+
+def kind_section(documented: Mapping[str, set[str]], kind: str) -> set[str]:
+    """The common fields plus the names documented under the heading ``... (kind `KIND`)``."""
+    (heading,) = [h for h in documented if h.endswith(f"(kind `{kind}`)")]
+    return fields(documented, "Common fields (every kind)", heading)
 
 
 def suites(tiny_suite: dict[str, Any]) -> list[dict[str, Any]]:
@@ -84,7 +90,7 @@ def test_schema_parser_reads_first_column_names_only():
 def test_suite_top_level_settings_overhead_and_repeat_are_documented(documented, tiny_suite):
     assert committed("suite"), "a committed suite result is expected under benchmarks/results"
     for s in suites(tiny_suite):
-        assert undocumented(s, fields(documented, "Suite result (kind `suite`)")) == []
+        assert undocumented(s, kind_section(documented, "suite")) == []
         assert undocumented(s["settings"], fields(documented, "suite `settings`")) == []
         for engine in s["settings"]["engines"]:
             assert set(engine) == {"label", "backend", "providers", "delegate"}
@@ -94,7 +100,7 @@ def test_suite_top_level_settings_overhead_and_repeat_are_documented(documented,
 
 
 def test_suite_entries_and_cells_are_documented(documented, tiny_suite):
-    entry_fields = fields(documented, "suite `results[]`", "Top level (kind `bundle`)")
+    entry_fields = fields(documented, "suite `results[]`") | kind_section(documented, "bundles")
     cell_fields = fields(documented, "`cells[]`")
     statuses = set()
     for s in suites(tiny_suite):
@@ -128,16 +134,83 @@ def test_device_fingerprint_fields_are_documented(documented, tiny_suite):
     for name in ("l4t_release", "power_mode", "throttled"):
         assert name in live and name in device_fields
     assert undocumented(live, device_fields) == []
-    for s in [*suites(tiny_suite), *committed("bundle"), *committed("multimodal"), *committed("audio")]:
+    kinds = [k.name for k in KINDS if k.writes_result]
+    for s in [*suites(tiny_suite), *(r for k in kinds for r in committed(k))]:
         assert undocumented(s["device"], device_fields) == []
 
 
-def test_bundle_and_multimodal_results_are_documented(documented, tiny_suite):
-    for r in committed("bundle"):
-        assert undocumented(r, fields(documented, "Top level (kind `bundle`)")) == []
+def test_every_committed_result_follows_the_common_schema_and_its_kinds_section(documented):
+    target_fields = fields(documented, "`targets[]`")
+    seen = set()
+    for kind in (k.name for k in KINDS if k.writes_result):
+        for r in committed(kind):
+            seen.add(kind)
+            assert check_result(r) == [], (kind, r["created_utc"])
+            assert undocumented(r, kind_section(documented, kind)) == [], kind
+            for t in r["targets"]:
+                assert undocumented(t, target_fields) == [], (kind, t["id"])
+    # committed results of the kinds that had them when the schema became edgemer.bench/2
+    assert seen >= {"bundles", "suite", "audio", "face", "multimodal", "bridge", "arm64"}
+
+
+def test_bundle_cells_and_multimodal_pipelines_are_documented(documented, tiny_suite):
+    for r in committed("bundles"):
         for cell in r["cells"]:
             assert undocumented(cell, fields(documented, "`cells[]`")) == []
-    multimodal = fields(documented, "Multimodal result (kind `multimodal`)")
+    multimodal = kind_section(documented, "multimodal")
     pipelines = [s["pipeline"] for s in suites(tiny_suite) if s.get("pipeline")]
     for r in [*committed("multimodal"), *pipelines]:
         assert undocumented(r, multimodal | {"status"}) == []
+
+
+# -- every kind, run with tiny settings -------------------------------------------------------------
+
+CHEAP = {
+    "bundles": ["physio-demo", "--backends", "onnxruntime", "--precisions", "int8", "--threads", "1",
+                "--max-time", "0.05", "--quiet"],
+    "bridge": ["--decoder-only", "--throughput-s", "5"],
+    "face": ["--frames", "3"],
+}
+"""Kinds cheap enough for every test run, with tiny settings (a few seconds each)."""
+SLOWER = {
+    "audio": ["--repeat", "2", "--windows", "4", "--seconds", "4", "--speed", "40", "--all-cores", "--no-transformer"],
+    "multimodal": ["--overhead-duration", "1", "--rtf-speed", "20", "--rtf-duration", "20"],
+}
+"""Kinds that take 10-15 s even with tiny settings (librosa's first call; three worker processes): EDGEMER_SLOW=1."""
+COVERED_ELSEWHERE = {"suite": "the tiny_suite fixture here", "arm64": "needs root and qemu: tests/test_arm64_parity.py",
+                     "report": "writes no result: tests/test_bench_report.py",
+                     "physio": "fetches recordings with pip download: tests/test_physio_real.py",
+                     "fuzz": "tests/test_fuzz.py", "engines": "its own tests (backend choice)"}
+
+
+def test_every_kind_is_run_here_or_says_where_it_is_tested():
+    assert {k.name for k in KINDS} == set(CHEAP) | set(SLOWER) | set(COVERED_ELSEWHERE)
+
+
+def _run_and_check(kind: str, argv: list[str], tmp_path, documented) -> dict[str, Any]:
+    assert run_kind(kind, [*argv, "--json", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("*.json")
+    result = json.loads(path.read_text())
+    assert list(result)[:len(COMMON_FIELDS)] == list(COMMON_FIELDS) and check_result(result) == []
+    assert result["kind"] == kind and result["device"]["device_id"] == device_fingerprint()["device_id"]
+    assert path.name.startswith(result["device"]["device_id"] + "_")
+    assert undocumented(result, kind_section(documented, kind)) == []
+    for t in result["targets"]:
+        assert t["unit"] and t["met"] in (True, False, None) and (t["value"] is not None or t["met"] is None)
+    (read,) = collect_results(tmp_path)  # the report reads it back
+    assert read["kind"] == kind
+    return result
+
+
+@pytest.mark.parametrize("kind", sorted(CHEAP))
+def test_cheap_kind_writes_the_common_schema(kind, tmp_path, documented, capsys):
+    result = _run_and_check(kind, CHEAP[kind], tmp_path, documented)
+    if kind == "bridge":  # decoder only: the link targets are named but not measured
+        assert [t["met"] for t in result["targets"]][1:] == [None, None, None]
+        assert result["settings"]["decoder_only"] is True and "sync" not in result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(SLOWER))
+def test_slower_kind_writes_the_common_schema(kind, tmp_path, documented):
+    _run_and_check(kind, SLOWER[kind], tmp_path, documented)

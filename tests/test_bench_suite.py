@@ -39,7 +39,10 @@ def test_standard_engines_cover_every_backend_and_the_delegate():
 
 
 def test_suite_grid_with_skips_and_failures(suite_result):
-    assert suite_result["kind"] == "suite" and suite_result["schema"] == "edgemer.bench/1"
+    from edgemer.benchmarks import SCHEMA
+    from edgemer.benchmarks.result import check_result
+
+    assert suite_result["kind"] == "suite" and suite_result["schema"] == SCHEMA and check_result(suite_result) == []
     entries = {(e["bundle"]["name"], e["engine"]): e for e in suite_result["results"]}
     ok = entries[("tiny-bench", "onnxruntime")]
     assert [c["status"] for c in ok["cells"]] == ["ok", "ok"] and ok["ratios"][0]["latency_p50_ratio"] > 0
@@ -98,17 +101,15 @@ def test_progress_bar_counts_to_the_total():
     assert lines[0].startswith("[##......] 1/4 cell 0") and lines[-1].startswith("[########] 4/4 cell 3")
 
 
-def test_suite_cli_writes_a_suite_json(tiny_dir, tmp_path, capsys, monkeypatch):
-    from edgemer.benchmarks.commands import run_bench
-
-    args = _parse("--suite", "standard", "--bundle", str(tiny_dir), "--threads", "1", "--max-time", "0.05",
+def test_suite_kind_writes_a_suite_json(tiny_dir, tmp_path, capsys, monkeypatch):
+    args = _parse("suite", "--bundle", str(tiny_dir), "--threads", "1", "--max-time", "0.05",
                   "--pipeline-seconds", "0", "--quiet", "--json", str(tmp_path))
-    assert args.extra_bundles == [str(tiny_dir)] and args.suite == "standard"
+    assert args.extra_bundles == [str(tiny_dir)]
     import edgemer.benchmarks.suite as suite
 
-    # only the tiny bundle: the shipped ones are what `edgemer bench --suite standard` itself measures
+    # only the tiny bundle: the shipped ones are what `edgemer bench suite` itself measures
     monkeypatch.setattr(suite, "suite_bundles", lambda extra=(): [str(e) for e in extra])
-    assert run_bench(args) == 0
+    assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "== tiny-bench / onnxruntime" in printed and "target: timed loop" in printed
     (written,) = tmp_path.glob("*_suite-standard_*.json")

@@ -167,12 +167,12 @@ def test_emulator_samples_are_the_simulators_quantised():
 def test_bridge_bench_decoder_part_reports_ratios(tmp_path, capsys):
     from argparse import Namespace
 
-    from edgemer.firmware_bridge.bench import bench_throughput, run_from_args
+    from edgemer.firmware_bridge.bench import bench_throughput, run
 
     r = bench_throughput(20.0)
     assert 400 <= r["frames"] - 5 <= 405  # descriptors + 20 frames/s (the 1-sample streams end on t = 20 s)
     assert r["bytes_per_frame"] > 14 and r["ratio"] > 0 and r["small_ratio"] > 0
     assert r["link_frames_per_s"] == pytest.approx(100_000 / r["bytes_per_frame"])
     out = tmp_path / "bench.json"
-    assert run_from_args(Namespace(sync_s=1.0, throughput_s=10.0, decoder_only=True, json=out)) == 0
+    assert run(Namespace(sync_s=1.0, throughput_s=10.0, decoder_only=True, json=out)) == 0
     assert "ratio" in capsys.readouterr().out and out.is_file()
