@@ -154,3 +154,33 @@ def test_replayed_real_session_gives_features_flags_and_tags(real_session):
     assert first["heart_rate_bpm"] is None and "quality" in first["missing"]["heart_rate_bpm"]
     assert 55 < second["heart_rate_bpm"] < 75 and second["hr_quality"] > 0.5
     assert second["temp_c"] == pytest.approx(33.25) and 6 < second["eda_tonic_uS"] < 15
+
+
+def test_e4_sessions_and_a_timetable_become_a_wesad_folder_for_training(real_session, tmp_path):
+    from edgemer.export.physio.e4 import e4_to_wesad, main
+    from edgemer.export.physio.windows import WindowOptions, subject_windows
+    from edgemer.wesad import find_subjects, load_subject
+
+    folder, streams = real_session
+    table = tmp_path / "timetable.csv"
+    table.write_text("subject,condition,start_s,end_s\nS2,baseline,0,64\nS2,stress,64,128\nS3,amusement,10,128\n")
+    out = e4_to_wesad({"S2": folder, "S3": folder}, table, tmp_path / "wesad")
+    subjects = find_subjects(out)
+    assert [p.stem for p in subjects] == ["S2", "S3"]
+    rec = load_subject(subjects[0])
+    np.testing.assert_allclose(rec.wrist["bvp"][:, 0], streams["bvp"], rtol=1e-5)
+    assert rec.label.shape == (128 * 700,) and set(np.unique(rec.label)) == {1, 2}
+    w = subject_windows(rec, WindowOptions(window_s=40.0, train_hop_s=4.0, forecast_s=4.0))
+    assert set(w.labels.tolist()) == {0, 1} and np.isfinite(w.features[:, 0]).all()  # baseline and stress windows
+    # the command-line path; bad timetables name the line and the fix
+    assert main(["--session", f"S3={folder}", "--timetable", str(table), "--out", str(tmp_path / "w2")]) == 0
+    assert set(np.unique(load_subject(tmp_path / "w2" / "S3" / "S3.pkl").label)) == {0, 3}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("subject,condition,start_s,end_s\nS2,panic,0,10\n")
+    with pytest.raises(DatasetError, match="line 2: condition 'panic' is not one of baseline"):
+        e4_to_wesad({"S2": folder}, bad, tmp_path / "w3")
+    bad.write_text("subject,condition,start_s,end_s\nS2,stress,0,500\n")
+    with pytest.raises(DatasetError, match="ends after the session"):
+        e4_to_wesad({"S2": folder}, bad, tmp_path / "w4")
+    with pytest.raises(DatasetError, match="no rows for subject S9"):
+        e4_to_wesad({"S9": folder}, table, tmp_path / "w5")
