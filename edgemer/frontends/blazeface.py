@@ -329,8 +329,10 @@ class BlazeFaceModel:
         src = image[:, :, None] if image.ndim == 2 else image
         planar = resample_square(src, square.x0, square.y0, square.side, self.spec.input_size)
         planar = planar[::-1] if planar.shape[0] == 3 else np.repeat(planar, 3, axis=0)  # BGR -> RGB
-        x = planar * np.float32(2.0 / 255.0) - np.float32(1.0)
-        return (x[None] if self._nchw else x.transpose(1, 2, 0)[None]).astype(np.float32, copy=False)
+        x = planar.transpose(1, 2, 0) if not self._nchw else planar
+        x = np.multiply(x, np.float32(2.0 / 255.0), dtype=np.float32, order="C")  # one copy, in the model layout
+        x -= np.float32(1.0)
+        return x[None]
 
     def run(self, tensor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs for one input: regressors ``[num_anchors, 4 + 2K]`` and logits ``[num_anchors]``."""
