@@ -24,7 +24,9 @@ runtime calls :func:`choose_engine`, which applies one rule:
    cores, board, runtime versions: :func:`device_key`) and the bundle's hash (of its
    model files: :func:`bundle_hash`). ``edgemer bench engines`` and
    :func:`remember_measurements` write there; with no entry, a short first-use
-   measurement (:func:`measure_cells`, about 0.1 s per cell, with a progress line) fills
+   measurement (:func:`measure_cells`: 5 interleaved passes of at most 0.04 s per cell, each
+   cell keeping its lowest p50, so a burst of load elsewhere hurts one pass, not the choice;
+   with a progress line) fills
    it. A cache that is corrupt, from another edgemer version or another device, or that
    cannot be written is ignored with a warning, never an error.
 
@@ -439,12 +441,18 @@ class ChoiceCache:
 
 
 def measure_cells(bundle: Bundle, cells: Sequence[Cell], providers: Sequence[str] | None = None,
-                  max_time_s: float = 0.1, passes: int = 2, progress: Progress | None = stderr_progress
-                  ) -> tuple[list[Measurement], dict[str, str]]:
-    """Measure each cell in this process: open the session, warm up, then timed ``Session.run``
+                  max_time_s: float = 0.04, passes: int = 5, progress: Progress | None = stderr_progress,
+                  what: str = "first use") -> tuple[list[Measurement], dict[str, str]]:
+    """Measure each cell in this process: open its session, warm up, then timed ``Session.run``
     calls on the bundle's inputs (:func:`edgemer.benchmarks.cell.model_inputs`) for at most
-    ``max_time_s`` per pass; ``passes`` round-robin passes, each cell keeping its lowest p50 (ms).
-    Returns the measurements and the cells that could not run (label -> why)."""
+    ``max_time_s`` per pass; ``passes`` round-robin passes over all cells, each keeping its lowest
+    p50 (ms). A cell listed twice gets two sessions, measured separately.
+
+    Returns one measurement per cell that ran, in the order given, and the cells that could not
+    run (label -> why).
+    """
+    import numpy as np
+
     from edgemer.backends import open_session
     from edgemer.benchmarks.cell import CellSpec, model_inputs, timed_runs
 
@@ -454,28 +462,25 @@ def measure_cells(bundle: Bundle, cells: Sequence[Cell], providers: Sequence[str
                     min_time_s=max_time_s / 3, max_time_s=max_time_s, warmup_s=0.0, target_rel_ci=0.03)
     if progress is not None:
         progress(f"measuring {len(cells)} verified engine x precision x threads cells of '{bundle.name}' on this "
-                 f"device (first use, about {len(cells) * passes * max_time_s + 0.3 * len(cells):.0f} s; cached "
-                 f"for later runs)")
-    sessions, failed = {}, {}
+                 f"device ({what}, at most {len(cells) * (passes * max_time_s + 0.2):.0f} s)")
+    sessions: list[tuple[Cell, Any]] = []
+    failed: dict[str, str] = {}
     for cell in cells:
         try:
             session = open_session(bundle, cell.backend, cell.precision, cell.threads,
                                    providers if cell.backend == "onnxruntime" else None)
             for f in feeds[:3]:
                 session.run(f)
-            sessions[cell] = session
+            sessions.append((cell, session))
         except Exception as exc:  # a file the runtime refuses is not a candidate; say why
             failed[cell.label] = f"{type(exc).__name__}: {str(exc)[:160]}"
-    best: dict[Cell, float] = {}
-    import numpy as np
-
+    best = [float("inf")] * len(sessions)
     for _ in range(max(1, passes)):
-        for cell, session in sessions.items():
+        for i, (cell, session) in enumerate(sessions):
             latencies, _, _ = timed_runs(session.run, feeds, spec)
-            p50 = float(np.median(latencies))
-            best[cell] = min(best.get(cell, p50), p50)
+            best[i] = min(best[i], float(np.median(latencies)))
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return [Measurement(c, p, "first-use", stamp) for c, p in best.items()], failed
+    return [Measurement(c, p, "first-use", stamp) for (c, _), p in zip(sessions, best)], failed
 
 
 def remember_measurements(bundle: Bundle, measurements: Sequence[Measurement], source: str = "bench",
