@@ -213,3 +213,20 @@ def test_bad_tune_options():
         with pytest.raises(ConfigError):
             TuneOptions(**bad)
 
+
+
+def test_export_physio_config_file_fills_what_the_command_line_left_default(tmp_path):
+    from edgemer.cli import build_parser
+    from edgemer.export.physio.config_file import apply_config_file
+
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"epochs": 12, "lr": 0.004, "physics_weight": 0.5, "window_s": 30.0,
+                                "train_hop_s": 10.0}))
+    args = build_parser().parse_args(["export", "physio", "--wesad", "w", "--out", "b", "--config", str(best),
+                                      "--epochs", "7"])
+    merged = apply_config_file(args)
+    assert (merged.epochs, merged.lr, merged.physics_weight, merged.window, merged.train_hop) == (7, 0.004, 0.5,
+                                                                                                  30.0, 10.0)
+    best.write_text(json.dumps({"learning_rate": 0.1}))
+    with pytest.raises(ConfigError, match="learning_rate"):
+        apply_config_file(args)

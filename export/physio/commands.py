@@ -81,6 +81,9 @@ def configure_export_physio(parser: argparse.ArgumentParser) -> None:
                         help=f"training windows used to calibrate INT8 ranges (default {d.calibration_windows})")
     parser.add_argument("--physics-weight", type=float, default=d.physics_weight,
                         help=f"weight of the EDA ODE residual in the training loss (default {d.physics_weight:g})")
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE.json",
+                        help="export options from a JSON file of PhysioExportConfig fields, e.g. the best.json of "
+                             "'edgemer study tune'; options given here with a non-default value win")
     parser.add_argument("--no-tflite", action="store_true", help="write ONNX models only (no FP32/INT8 TFLite)")
     parser.add_argument("--target", choices=tuple(TARGETS), default=None,
                         help="INT8 ONNX quantisation preset for the device that will run the bundle: x86-avx2 "
@@ -94,6 +97,9 @@ def configure_export_physio(parser: argparse.ArgumentParser) -> None:
 
 def run_export_physio(args: argparse.Namespace) -> int:
     """Export the bundle, print the summary and targets; 1 if ``--strict`` and a target failed."""
+    from edgemer.export.physio.config_file import apply_config_file
+
+    args = apply_config_file(args)
     from edgemer.export.physio.config import PhysioExportConfig
     from edgemer.export.physio.export import export_physio
     from edgemer.export.core.targets import quant_options
