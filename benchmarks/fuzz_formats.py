@@ -282,6 +282,26 @@ def build_corpus(root: Path) -> None:
     (wesad / "S2.pkl").write_bytes(pickle.dumps(_wesad_subject(), protocol=2))
     (wesad / "S3_protocol4.pkl").write_bytes(pickle.dumps(_wesad_subject(seed=1), protocol=4))
 
+    e4 = root / "e4"
+    rng = np.random.default_rng(0)
+    from edgemer.sources.e4 import write_e4_session
+
+    write_e4_session(e4 / "session", 1.6e9, {"eda": 4 + rng.random((40, 1)), "bvp": rng.normal(0, 50, (640, 1)),
+                                             "temp": 33 + rng.random((40, 1)), "acc": rng.normal(0, 30, (320, 3))},
+                     tags_unix=np.array([1.6e9 + 3.0]))
+    import zipfile
+
+    with zipfile.ZipFile(e4 / "session.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted((e4 / "session").iterdir()):
+            z.write(f, f.name)
+
+    onnx_dir = root / "onnx"
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    (onnx_dir / "model.onnx").write_bytes(onnx_matmul()[0])
+    ext_model, ext_weights = onnx_matmul(external="model.onnx.data", offset=0, length=2880)
+    (onnx_dir / "external.onnx").write_bytes(ext_model)
+    (onnx_dir / "model.onnx.data").write_bytes(ext_weights)
+
     bundle = root / "bundle"
     model, weights = onnx_matmul()
     (bundle / "inline").mkdir(parents=True, exist_ok=True)
@@ -667,6 +687,64 @@ def _bundle_prepare() -> None:
     import edgemer.frontends  # noqa: F401
 
 
+# E4 sessions and ONNX inputs to export -------------------------------------------------
+
+def _e4_strategy():
+    from hypothesis import strategies as st
+
+    folder = _seed_files("e4/session")
+    names = sorted(folder)
+    zipped = _seed_files("e4")["session.zip"]
+
+    def session(target, ops, drop):
+        files = dict(folder)
+        if target in files:
+            files[target] = _mutate(files[target], ops, files["BVP.csv"])
+        for d in drop:
+            files.pop(d, None)
+        return {"files": {f"s/{k}": v for k, v in files.items()}, "dirs": ["s"], "entry": "s"}
+
+    op = st.tuples(st.integers(0, 8), st.integers(0, 2 ** 32 - 1), st.integers(0, 2 ** 16), st.binary(max_size=12))
+    folders = st.builds(session, st.sampled_from(names), st.lists(op, min_size=1, max_size=6),
+                        st.lists(st.sampled_from(names), max_size=1))
+    zips = mutated([zipped], max_ops=4).map(lambda b: {"files": {"session.zip": b}, "entry": "session.zip"})
+    return st.one_of(folders, folders, zips)
+
+
+def _e4_target(folder: Path, entry: Path, case: dict) -> None:
+    from edgemer.sources.e4 import E4Replay
+
+    E4Replay(entry)
+
+
+def _onnx_strategy():
+    from hypothesis import strategies as st
+
+    seeds = _seed_files("onnx")
+    ext = st.builds(lambda loc, dims, off, length: onnx_matmul(external=loc, dims=dims, offset=off, length=length)[0],
+                    st.sampled_from(["model.onnx.data", "../outside.bin", "/etc/passwd", "link.bin", "missing.bin",
+                                     "", "a/../../x"]),
+                    st.sampled_from([None, (240, 3), (10 ** 6, 10 ** 6), (3,)]),
+                    st.sampled_from([None, 0, 8, 10 ** 12]), st.sampled_from([None, 2880, 10 ** 12]))
+    models = st.one_of(mutated([seeds["model.onnx"], seeds["external.onnx"]]), ext)
+    return models.map(lambda m: {"files": {"m/model.onnx": m, "m/model.onnx.data": seeds["model.onnx.data"],
+                                           "outside.bin": seeds["model.onnx.data"]},
+                                 "links": {"m/link.bin": "../outside.bin"}, "entry": "m/model.onnx"})
+
+
+def _onnx_target(folder: Path, entry: Path, case: dict) -> None:
+    from edgemer.export.core.onnx_check import check_onnx_model
+
+    check_onnx_model(entry)
+
+
+def _onnx_prepare() -> None:
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    import edgemer.export.core.onnx_check  # noqa: F401
+
+
 FORMATS: dict[str, FuzzFormat] = {f.name: f for f in (
     FuzzFormat("bundle", "bundle folders: manifest.json fields, file names, symlinks, ONNX external data; "
                          "load_bundle + front-end + onnxruntime session", _bundle_strategy, _bundle_target,
@@ -681,5 +759,10 @@ FORMATS: dict[str, FuzzFormat] = {f.name: f for f in (
                        "load_pipeline_file", _toml_strategy, _toml_target, _toml_prepare),
     FuzzFormat("wesad", "WESAD subject pickles: layout, dtypes, shapes, hostile globals, truncation; WesadReplay",
                _wesad_strategy, _wesad_target),
+    FuzzFormat("e4", "Empatica E4 sessions (folder of CSVs or zip): mutated CSVs, missing files, damaged zips; "
+                     "E4Replay", _e4_strategy, _e4_target),
+    FuzzFormat("onnx", "ONNX models given to 'edgemer export onnx': mutated protobuf, external-data locations "
+                       "and sizes; check_onnx_model", _onnx_strategy, _onnx_target, _onnx_prepare,
+               ("onnx", "onnxruntime")),
 )}
 """Every fuzzed format by name, in the order the benchmark runs them."""

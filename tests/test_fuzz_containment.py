@@ -242,3 +242,26 @@ def test_toml_that_is_not_utf8():
 def test_wesad_pickle_regressions(name, error, message):
     with pytest.raises(error, match=message):
         load_subject(REGRESSIONS / name)
+
+
+def test_e4_zip_with_damaged_deflate_data():
+    # The fuzzer's find: zipfile raised a bare zlib.error.
+    from edgemer.sources.e4 import E4Replay
+
+    with pytest.raises(DatasetError, match="e4_damaged_deflate.zip: not a readable zip"):
+        E4Replay(REGRESSIONS / "e4_damaged_deflate.zip")
+
+
+@pytest.mark.parametrize("location,message", [("../outside.bin", "not a plain relative file name"),
+                                              ("missing.bin", "missing next to the model")])
+def test_export_onnx_input_keeps_external_data_in_its_folder(tmp_path, location, message):
+    pytest.importorskip("onnx")
+    from edgemer.errors import ModelCheckError
+    from edgemer.export.core.onnx_check import check_onnx_model
+
+    model, weights = onnx_matmul(external=location)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.onnx").write_bytes(model)
+    (tmp_path / "outside.bin").write_bytes(weights)
+    with pytest.raises(ModelCheckError, match=f"model.onnx: tensor 'W' external-data 'location'.*{message}"):
+        check_onnx_model(tmp_path / "m" / "model.onnx")

@@ -36,6 +36,7 @@ import io
 import threading
 import time
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = ["E4_SIGNALS", "TAG_STREAM", "E4Session", "E4Replay", "read_e4_session", "write_e4_session"]
 
+MAX_MEMBER_BYTES = 1 << 30
+"""Largest uncompressed member of a session zip (1 GiB; a day of E4 CSVs is about 200 MB)."""
 E4_SIGNALS = {"eda": ("EDA.csv", 4.0, 1), "bvp": ("BVP.csv", 64.0, 1), "temp": ("TEMP.csv", 4.0, 1),
               "acc": ("ACC.csv", 32.0, 3)}
 """stream name -> (file, rate Hz, columns): the signals an E4 session must have."""
@@ -92,8 +95,14 @@ class _Files:
         if path.is_file():
             try:
                 with zipfile.ZipFile(path) as z:
-                    self._zip = {Path(i.filename).name: z.read(i) for i in z.infolist() if not i.is_dir()}
-            except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
+                    members = [i for i in z.infolist() if not i.is_dir()]
+                    big = [i.filename for i in members if i.file_size > MAX_MEMBER_BYTES]
+                    if big:  # checked before inflating: a few KiB of zip can declare gigabytes
+                        raise DatasetError(f"{path}: member {big[0][:80]!r} declares more than {MAX_MEMBER_BYTES} "
+                                           f"bytes uncompressed; refused (not an E4 connect export)")
+                    self._zip = {Path(i.filename).name: z.read(i) for i in members}
+            except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, zlib.error, NotImplementedError,
+                    RuntimeError, ValueError) as exc:  # damaged deflate data, unknown method, encrypted
                 raise DatasetError(f"{path}: not a readable zip ({type(exc).__name__}: {exc}); the download may be "
                                    f"truncated: export the session from E4 connect again") from exc
         elif not path.is_dir():

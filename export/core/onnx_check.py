@@ -83,6 +83,10 @@ def load_onnx(path: Path) -> Any:
         raise ModelCheckError(f"{path}: no such model file; give the path of an .onnx file")
     if path.stat().st_size == 0:
         raise ModelCheckError(f"{path}: the file is empty; copy the model again")
+    from edgemer.onnx_external import check_onnx_file
+
+    # external data must stay in the model's folder; absurd tensor sizes are refused before onnx allocates
+    check_onnx_file(path, ModelCheckError)
     try:
         proto = onnx.load(str(path))
     except Exception as exc:  # DecodeError, OSError, external data missing...
