@@ -11,6 +11,7 @@ The kinds and where each lives (the registry is :data:`edgemer.benchmarks.comman
 - ``multimodal`` — :mod:`edgemer.benchmarks.soak_bench`
 - ``bridge`` — :mod:`edgemer.firmware_bridge.bench`
 - ``arm64`` — :mod:`edgemer.benchmarks.arm64_parity`
+- ``fuzz`` — :mod:`edgemer.benchmarks.fuzz_bench` (formats in :mod:`edgemer.benchmarks.fuzz_formats`)
 - ``report`` — :mod:`edgemer.benchmarks.report` (the cross-device report of every kind)
 
 Shared pieces: :mod:`edgemer.benchmarks.result` (the common schema: build, check, write),

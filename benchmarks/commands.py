@@ -73,6 +73,8 @@ KINDS: tuple[BenchKind, ...] = (
                       "per format", "edgemer.benchmarks.fuzz_bench"),
     BenchKind("arm64", "shipped bundles on emulated aarch64 (qemu; needs root): argmax parity with x86-64",
               "edgemer.benchmarks.arm64_parity"),
+    BenchKind("fuzz", "every file format edgemer reads, fed hostile input (10,000 cases each): typed errors, "
+                      "crashes, hangs, peak RSS", "edgemer.benchmarks.fuzz_bench"),
     BenchKind("report", "every result in a folder (all kinds, all devices) -> REPORT.md with plots",
               "edgemer.benchmarks.report", writes_result=False),
 )
