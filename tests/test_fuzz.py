@@ -123,3 +123,19 @@ def test_a_source_with_bad_files_leaves_the_other_modality_running(tmp_path):
     physio = [e for e in estimates if e.available.get("physio")]
     assert physio, "the physiology modality stopped"
     assert max(e.elapsed_s for e in physio) >= 65.0
+
+
+def test_bench_fuzz_writes_a_result_of_the_common_schema(tmp_path, capsys):
+    import json
+
+    from edgemer.benchmarks.commands import run_kind
+    from edgemer.benchmarks.result import check_result
+
+    status = run_kind("fuzz", ["--formats", "toml,wav", "--cases", "8", "--quiet", "--json", str(tmp_path / "r.json"),
+                               "--crash-dir", str(tmp_path / "crashes")])
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert status == 0 and check_result(result) == [] and result["kind"] == "fuzz"
+    assert [r["format"] for r in result["formats"]] == ["toml", "wav"]
+    assert all(r["cases"] >= 4 and r["crashes"] == r["hangs"] == r["memory"] == 0 for r in result["formats"])
+    assert {t["id"] for t in result["targets"]} >= {"fuzz_wav_crashes", "fuzz_wav_hangs", "fuzz_toml_memory"}
+    assert "typed" in capsys.readouterr().out
