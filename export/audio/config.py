@@ -40,6 +40,8 @@ class AudioExportConfig:
     for the INT8 ranges. bundle_samples: held-out windows stored in samples.npz.
     min_regression_r: pass threshold of INT8-vs-FP32 correlation of the regression
     outputs. tflite: INT8 TFLite too. synthetic: the data is synthetic (espeak-ng).
+    guard_steps: re-quantisations the accuracy guard may make while the INT8 ONNX
+    macro-F1 drop on the held-out windows exceeds ``targets`` (0: plain quantisation).
     """
 
     name: str = "audio"
@@ -69,10 +71,13 @@ class AudioExportConfig:
     bundle_samples: int = 12
     min_regression_r: float = 0.99
     tflite: bool = True
+    guard_steps: int = 8
     onnx_quantisation: OnnxQuantOptions = field(default_factory=OnnxQuantOptions)
     targets: VerificationTargets = field(default_factory=VerificationTargets)
 
     def __post_init__(self) -> None:
+        if self.guard_steps < 0:
+            raise ConfigError(f"AudioExportConfig.guard_steps must be >= 0, got {self.guard_steps}")
         _check_name("AudioExportConfig", self.name)
         for n in ("epochs", "batch_size", "width", "crops_per_clip", "calibration_windows", "bundle_samples"):
             if getattr(self, n) < 1:
@@ -116,7 +121,7 @@ AUDIO_FLAGS = {
     "name": "--name", "window_s": "--window", "hop_s": "--hop", "n_mels": "--n-mels", "epochs": "--epochs",
     "batch_size": "--batch-size", "lr": "--lr", "seed": "--seed", "width": "--width", "dims_weight": "--dims-weight",
     "crops_per_clip": "--crops-per-clip", "heldout_fraction": "--heldout-fraction", "include_song": "--include-song",
-    "max_per_class": "--max-per-class", "tflite": "--no-tflite",
+    "max_per_class": "--max-per-class", "tflite": "--no-tflite", "guard_steps": "--guard-steps",
 }
 """AudioExportConfig field -> ``edgemer export audio`` option (``tflite`` is switched off by its flag)."""
 

@@ -33,6 +33,7 @@ from edgemer.export.audio.verify import add_dimensions, verify_dimensions
 from edgemer.export.core.bundle_writer import (SAMPLES_NAME, models_section, write_manifest, write_model_files,
                                                 write_samples)
 from edgemer.export.core.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
+from edgemer.export.core.guard import GuardTask
 from edgemer.export.core.training import pick
 from edgemer.export.core.verify import check_bundle_runs, classifier_markdown, verify_classifier, write_verification
 from edgemer.frontends.audio import DIMENSIONS, AudioFrontEndConfig
@@ -85,8 +86,10 @@ def write_audio_bundle(folder: Path, model: Any, front_end: AudioFrontEndConfig,
     example = torch.from_numpy(calibration[:1].copy())
     with export_stage("model conversion", "Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
                                     "(pip install 'edgemer[export]'), or pass --no-tflite."):
+        guard = GuardTask(x_held, y_held, CLASS_OUTPUT, config.targets.max_macro_f1_drop_points,
+                          max_steps=config.guard_steps) if config.guard_steps else None
         keys, quantisation = write_model_files(model, example, folder, calibration, inputs, outputs,
-                                               config.onnx_quantisation, tflite_int8=config.tflite)
+                                               config.onnx_quantisation, tflite_int8=config.tflite, guard=guard)
     write_samples(folder / SAMPLES_NAME, x_held, y_held, max_samples=config.bundle_samples)
     manifest: dict[str, Any] = {
         "modality": "audio",
@@ -106,6 +109,8 @@ def write_audio_bundle(folder: Path, model: Any, front_end: AudioFrontEndConfig,
         dims = verify_dimensions(bundle, x_held, DIMS_OUTPUT, DIMENSIONS, truth=avd_held, mask=m_held,
                                  min_r=config.min_regression_r)
         add_dimensions(report, dims)
+        if "guard" in quantisation["onnx"]:
+            report["guard"] = quantisation["onnx"]["guard"]
     write_verification(folder, report, f"{title} (INT8 vs FP32 on {len(y_held)} held-out windows)",
                        render=classifier_markdown)
     manifest["metrics"] = {

@@ -6,9 +6,9 @@ imported when the command runs.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
+
+from edgemer.export.core.commands import finish, invoked_command
 
 DESCRIPTION = ("Turn your own FP32 ONNX model into a verified INT8 edgemer bundle: check it (onnx checker, opset, "
                "shapes, ops), calibrate it on your data pushed through the runtime front-end, quantise to static "
@@ -116,8 +116,6 @@ def run_export_onnx(args: argparse.Namespace) -> int:
         result = export_keras_model(args.model, args.calibration, args.out, config, eval_dir=args.eval_dir,
                                     overwrite=args.overwrite)
     else:
-        command = shlex.join(["edgemer", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("edgemer") else None
         result = export_onnx_model(args.model, args.calibration, args.out, config, eval_dir=args.eval_dir,
-                                   overwrite=args.overwrite, command=command)
-    print(result.summary())
-    return 0 if result.passed or not args.strict else 1
+                                   overwrite=args.overwrite, command=invoked_command())
+    return finish(result, args)

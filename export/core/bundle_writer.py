@@ -88,7 +88,7 @@ def write_manifest(bundle_dir: Path, manifest: Mapping[str, Any]) -> Manifest:
 
 def write_model_files(model: Any, example: Any, folder: Path, calibration: np.ndarray, inputs: list[TensorSpec],
                       outputs: list[TensorSpec], onnx_options: Any = None, tflite_int8: bool = True,
-                      tflite_fp32: bool = False) -> tuple[list[str], dict[str, Any]]:
+                      tflite_fp32: bool = False, guard: Any = None) -> tuple[list[str], dict[str, Any]]:
     """Write a one-input torch model's files into ``folder`` with the shared converters.
 
     FP32 ONNX (:func:`~edgemer.export.core.onnx_export.export_onnx`), static INT8 ONNX
@@ -100,6 +100,10 @@ def write_model_files(model: Any, example: Any, folder: Path, calibration: np.nd
     example: an input tensor ``[1, ...]``. calibration: ``[n, ...]`` float32 inputs for
     the INT8 ranges. inputs / outputs: the model's IO specs, in the forward's order
     (names become the ONNX tensor names). onnx_options: ``OnnxQuantOptions`` (default).
+    guard: a :class:`~edgemer.export.core.guard.GuardTask`: the INT8 ONNX model is made
+    under the accuracy guard (:func:`~edgemer.export.core.guard.guarded_quantise`), which
+    keeps sensitive nodes in FP32 step by step until the bound holds; what it did is
+    recorded as ``quantisation.onnx.guard`` (and the nodes kept as ``nodes_to_exclude``).
 
     Returns the manifest model keys written and the manifest ``quantisation`` section.
     """
@@ -112,10 +116,18 @@ def write_model_files(model: Any, example: Any, folder: Path, calibration: np.nd
     in_name = inputs[0].name
     export_onnx(model, example, folder / MODEL_FILES["fp32-onnx"][0], input_name=in_name,
                 output_names=[o.name for o in outputs])
-    quantize_onnx(folder / MODEL_FILES["fp32-onnx"][0], folder / MODEL_FILES["int8-onnx"][0], calibration, options,
-                  input_name=in_name)
     keys = ["fp32-onnx", "int8-onnx"]
     quant: dict[str, Any] = {"onnx": {**options.to_dict(), "calibration_windows": int(len(calibration))}}
+    if guard is None:
+        quantize_onnx(folder / MODEL_FILES["fp32-onnx"][0], folder / MODEL_FILES["int8-onnx"][0], calibration,
+                      options, input_name=in_name)
+    else:
+        from edgemer.export.core.guard import GUARD_SCOPE, guarded_quantise
+
+        result = guarded_quantise(folder / MODEL_FILES["fp32-onnx"][0], folder / MODEL_FILES["int8-onnx"][0],
+                                  calibration, options, in_name, guard)
+        quant["onnx"]["nodes_to_exclude"] = list(result.excluded)
+        quant["onnx"]["guard"] = {**result.to_dict(), "scope": GUARD_SCOPE}
     if tflite_fp32 or tflite_int8:
         from edgemer.export.core.tflite import export_tflite_fp32, export_tflite_int8
 
@@ -212,7 +224,9 @@ class BundleExportResult:
 
     def _closing_lines(self) -> list[str]:
         """One line per verification target, then the overall verdict."""
-        from edgemer.export.core.verify import target_lines
+        from edgemer.export.core.verify import guard_summary, target_lines
 
-        lines = [f"target    {line}" for line in target_lines(self.verification)]
+        guard = self.verification.get("guard")
+        lines = [f"guard     {guard_summary(guard)}"] if guard else []
+        lines += [f"target    {line}" for line in target_lines(self.verification)]
         return lines + [f"overall   {'PASS' if self.passed else 'FAIL'}"]

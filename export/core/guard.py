@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgemer._extras import require
-from edgemer.errors import AccuracyGuardError
+from edgemer.errors import AccuracyGuardError, ConfigError
 from edgemer.export.core.config import OnnxQuantOptions
 from edgemer.export.core.quantize import quantize_onnx
 
@@ -79,17 +79,30 @@ class Evaluation:
                 "argmax_agreement": self.agreement, "samples": self.samples}
 
 
+METRICS = ("accuracy", "macro_f1")
+"""Metrics the guard can bound with labels: accuracy (``edgemer export onnx``) or macro-F1 (the
+verification target of the trained exports)."""
+
+
 def evaluate(fp32: Any, int8: Any, x: np.ndarray, output: str, labels: np.ndarray | None = None,
-             fp32_pred: np.ndarray | None = None) -> Evaluation:
+             fp32_pred: np.ndarray | None = None, metric: str = "accuracy") -> Evaluation:
     """Metric of FP32 and INT8 on ``x`` ``[n, ...]`` (labels ``[n]`` int, or None: FP32 is the reference).
 
     fp32_pred: FP32's argmax on ``x`` when already known (the FP32 model is then not run).
+    metric: ``accuracy`` or ``macro_f1`` (with labels; see :data:`METRICS`).
     """
+    if metric not in METRICS:
+        raise ConfigError(f"guard metric must be one of {METRICS}, got {metric!r}")
     p32 = run_outputs(fp32, x, [output])[output].argmax(axis=1) if fp32_pred is None else fp32_pred
     p8 = run_outputs(int8, x, [output])[output].argmax(axis=1)
     agreement = float(np.mean(p32 == p8))
     if labels is None:
         return Evaluation("argmax agreement with FP32", 1.0, agreement, agreement, len(x))
+    if metric == "macro_f1":
+        from edgemer.export.core.verify import macro_f1
+
+        n = int(max(labels.max(initial=0), p32.max(initial=0), p8.max(initial=0))) + 1
+        return Evaluation("macro-F1", macro_f1(labels, p32, n), macro_f1(labels, p8, n), agreement, len(x))
     return Evaluation("accuracy", float(np.mean(p32 == labels)), float(np.mean(p8 == labels)), agreement, len(x))
 
 
@@ -231,7 +244,8 @@ class GuardResult:
 def run_guard(fp32_pre_path: Path, int8_path: Path, calibration: np.ndarray, options: OnnxQuantOptions,
               input_name: str, output: str, x_eval: np.ndarray, labels: np.ndarray | None,
               max_drop_points: float = 1.0, exclude: Sequence[str] = (), strict: bool = False,
-              max_steps: int = 8, analysis: np.ndarray | None = None) -> GuardResult:
+              max_steps: int = 8, analysis: np.ndarray | None = None, metric: str = "accuracy",
+              report_errors: bool = True) -> GuardResult:
     """Quantise ``fp32_pre_path`` into ``int8_path`` within ``max_drop_points`` of FP32 (see module doc).
 
     Parameters
@@ -239,7 +253,9 @@ def run_guard(fp32_pre_path: Path, int8_path: Path, calibration: np.ndarray, opt
     fp32_pre_path: the pre-processed FP32 model. calibration: ``[n, ...]`` float32 inputs.
     x_eval / labels: evaluation inputs ``[m, ...]`` and int labels ``[m]`` (None: FP32 reference).
     exclude: node names the user keeps in FP32. analysis: inputs for the per-tensor error
-    analysis (default: the first 32 evaluation inputs).
+    analysis (default: the first 32 evaluation inputs). metric: what ``max_drop_points``
+    bounds, ``accuracy`` or ``macro_f1`` (with labels). report_errors: also measure the
+    per-tensor errors of a model that met the bound (``errors``; the byo report shows them).
 
     Raises
     ------
@@ -256,14 +272,15 @@ def run_guard(fp32_pre_path: Path, int8_path: Path, calibration: np.ndarray, opt
     for step in range(max_steps + 1):
         quantize_onnx(fp32_pre_path, int8_path, calibration, options, input_name=input_name,
                       nodes_to_exclude=excluded, preprocess=False)
-        ev = evaluate(fp32_pre_path, int8_path, x_eval, output, labels, fp32_pred)
+        ev = evaluate(fp32_pre_path, int8_path, x_eval, output, labels, fp32_pred, metric)
         int8 = onnx.load(str(int8_path))
         result.steps.append({"step": step, "excluded": list(excluded), **ev.to_dict()})
         result.final = ev
         ok = ev.drop_points <= max_drop_points + 1e-9
         if ok or step == max_steps:
             result.passed = ok
-            result.errors = tensor_errors(fp32_pre, int8, analysis)
+            if report_errors or not ok:
+                result.errors = tensor_errors(fp32_pre, int8, analysis)
             if step == 0:
                 result.naive_errors = result.errors
             break
@@ -286,3 +303,56 @@ def run_guard(fp32_pre_path: Path, int8_path: Path, calibration: np.ndarray, opt
         excluded += unit
         result.excluded += unit
     return result
+
+
+@dataclass(frozen=True)
+class GuardTask:
+    """What the guard of a trained export bounds (:func:`guarded_quantise`).
+
+    x_eval: ``[n, ...]`` float32 model inputs; labels: ``[n]`` int class index; output:
+    the class-score output's name; metric: ``macro_f1`` or ``accuracy``; max_drop_points:
+    the bound, points (0-100); max_steps: re-quantisations at most, one tensor's nodes
+    more in FP32 each.
+    """
+
+    x_eval: np.ndarray
+    labels: np.ndarray
+    output: str
+    max_drop_points: float
+    metric: str = "macro_f1"
+    max_steps: int = 8
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise ConfigError(f"GuardTask.metric must be one of {METRICS}, got {self.metric!r}")
+        if self.max_drop_points < 0:
+            raise ConfigError(f"GuardTask.max_drop_points must be >= 0, got {self.max_drop_points}")
+        if self.max_steps < 0:
+            raise ConfigError(f"GuardTask.max_steps must be >= 0, got {self.max_steps}")
+        if len(self.x_eval) == 0 or len(self.x_eval) != len(self.labels):
+            raise ConfigError(f"GuardTask needs as many labels as inputs (> 0), got {len(self.x_eval)} inputs and "
+                              f"{len(self.labels)} labels")
+
+
+GUARD_SCOPE = ("INT8 ONNX only: the fully-integer INT8 TFLite file has no FP32 fallback, so its targets are "
+               "reported as measured")
+
+
+def guarded_quantise(fp32_path: Path, int8_path: Path, calibration: np.ndarray, options: OnnxQuantOptions,
+                     input_name: str, task: GuardTask) -> GuardResult:
+    """Quantise ``fp32_path`` into ``int8_path`` under the guard; the first step is the plain quantisation.
+
+    While ``task.metric`` drops more than ``task.max_drop_points`` on ``task.x_eval``, the
+    nodes around the most sensitive tensor are kept in FP32 and the model is quantised
+    again (:func:`run_guard`), at most ``task.max_steps`` times. Never raises for a missed
+    bound: the result says ``passed`` False and the steps taken.
+    """
+    import tempfile
+
+    from edgemer.export.core.quantize import preprocess_onnx
+
+    with tempfile.TemporaryDirectory(prefix="edgemer-guard-") as work:
+        pre = preprocess_onnx(fp32_path, Path(work) / "preprocessed.onnx")
+        return run_guard(pre, int8_path, calibration, options, input_name, task.output, task.x_eval,
+                         np.asarray(task.labels, np.int64), task.max_drop_points, max_steps=task.max_steps,
+                         metric=task.metric, report_errors=False)

@@ -171,6 +171,33 @@ def _fmt_target(c: dict[str, Any]) -> str:
     return f"{'PASS' if c['passed'] else 'FAIL'}  {c['comparison']}: {c['name']} {shown} (target {c['op']} {need})"
 
 
+def guard_summary(guard: dict[str, Any]) -> str:
+    """One line on what the accuracy guard did (``report["guard"]``, from
+    :func:`~edgemer.export.core.guard.guarded_quantise`)."""
+    steps, final = guard["steps"], guard["final"]
+    first = steps[0]
+    kept = guard.get("guard_excluded") or []
+    what = (f"INT8 ONNX {final['metric']} drop {first['drop_points']:.2f} points at first"
+            + (f", {final['drop_points']:.2f} after keeping {len(kept)} nodes in FP32 ({len(steps) - 1} "
+               f"re-quantisations)" if len(steps) > 1 else "")
+            + f" (bound <= {guard['max_drop_points']:g}): {'met' if guard['passed'] else 'NOT met'}")
+    return what
+
+
+def guard_markdown(guard: dict[str, Any]) -> list[str]:
+    """The ``## Accuracy guard`` section: the summary, one row per quantisation, the nodes kept in FP32."""
+    lines = ["", "## Accuracy guard", "", guard_summary(guard) + ".", "",
+             f"Evaluated on the held-out set above, through onnxruntime; scope: {guard.get('scope', 'INT8 ONNX')}.",
+             "", f"| step | nodes in FP32 | FP32 {guard['final']['metric']} | INT8 {guard['final']['metric']} | "
+                 f"drop (pt) | argmax agreement |", "|---:|---:|---:|---:|---:|---:|"]
+    for st in guard["steps"]:
+        lines.append(f"| {st['step']} | {len(st['excluded'])} | {st['fp32']:.4f} | {st['int8']:.4f} | "
+                     f"{st['drop_points']:.2f} | {st['argmax_agreement'] * 100:.2f} % |")
+    if guard.get("guard_excluded"):
+        lines += ["", "Kept in FP32 by the guard: " + ", ".join(f"`{n}`" for n in guard["guard_excluded"]) + "."]
+    return lines
+
+
 def target_lines(report: dict[str, Any]) -> list[str]:
     """One ``PASS ...``/``FAIL ...`` line per target."""
     return [_fmt_target(c) for c in report["targets"]]
@@ -194,6 +221,8 @@ def verification_markdown(report: dict[str, Any], title: str) -> str:
         errs = ", ".join(f"{k} {v:.3g}" for k, v in row["max_abs_error"].items())
         lines.append(f"| {label} | {row['argmax_agreement'] * 100:.2f} % | {row['macro_f1_drop_points']:.2f} | "
                      f"{row['size_ratio']:.3f} | {errs} |")
+    if report.get("guard"):
+        lines += guard_markdown(report["guard"])
     lines += ["", "## Targets", ""] + [f"- {line}" for line in target_lines(report)]
     lines += ["", f"Overall: {'PASS' if report['passed'] else 'FAIL'}", ""]
     return "\n".join(lines)
@@ -316,6 +345,8 @@ def classifier_markdown(report: dict[str, Any], title: str) -> str:
                      f"{row['size_ratio']:.3f} | {errs} |")
     for section, body in (report.get("extra_sections") or {}).items():
         lines += ["", f"## {section}", "", body]
+    if report.get("guard"):
+        lines += guard_markdown(report["guard"])
     lines += ["", "## Targets", ""] + [f"- {line}" for line in target_lines(report)]
     lines += ["", f"Overall: {'PASS' if report['passed'] else 'FAIL'}", ""]
     return "\n".join(lines)

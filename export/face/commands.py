@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
+
+from edgemer.export.core.commands import add_bundle_options, add_training_options, finish, invoked_command
 
 
 def add_face_commands(data_sub: argparse._SubParsersAction, export_sub: argparse._SubParsersAction) -> None:
@@ -59,13 +60,10 @@ def configure_export_face(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--colour", choices=("grey", "rgb"), default=d.colour, help="crop colour (default grey)")
     parser.add_argument("--margin", type=float, default=d.margin,
                         help=f"fraction of the face box added per side (default {d.margin:g})")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"crops per step (default {d.batch_size})")
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
+    add_training_options(parser, d, "crops")
     parser.add_argument("--width", type=int, default=d.width, help=f"channels of the first block (default {d.width})")
     parser.add_argument("--occlusion", type=float, default=d.occlusion_p,
                         help=f"probability of an upper/lower-face patch per training crop (default {d.occlusion_p:g})")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
     parser.add_argument("--heldout-fraction", type=float, default=d.heldout_fraction,
                         help="share held out when the data has no split of its own (default 0.1)")
     parser.add_argument("--label-map", choices=("raf-db", "affectnet"), default=None,
@@ -75,10 +73,7 @@ def configure_export_face(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-per-class", type=int, default=None, help="at most this many images per class folder")
     parser.add_argument("--analysis-fps", type=float, default=d.analysis_fps,
                         help=f"default analysis rate stored in the manifest (default {d.analysis_fps:g})")
-    parser.add_argument("--no-tflite", action="store_true", help="ONNX models only")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a verification target fails")
-    parser.add_argument("--overwrite", action="store_true", help="replace BUNDLE_DIR if it holds an earlier bundle")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_bundle_options(parser, d, "crops")
 
 
 def run_export_face(args: argparse.Namespace) -> int:
@@ -90,9 +85,6 @@ def run_export_face(args: argparse.Namespace) -> int:
                               lr=args.lr, seed=args.seed, width=args.width, occlusion_p=args.occlusion,
                               heldout_fraction=args.heldout_fraction, label_map=args.label_map,
                               detect_faces=args.detect_faces, max_per_class=args.max_per_class,
-                              tflite=not args.no_tflite)
-    command = shlex.join(["edgemer", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("edgemer") else None
-    result = export_face(args.data, args.out, config, progress=not args.quiet, overwrite=args.overwrite,
-                         command=command)
-    print(result.summary())
-    return 1 if args.strict and not result.passed else 0
+                              tflite=not args.no_tflite, guard_steps=args.guard_steps)
+    return finish(export_face(args.data, args.out, config, progress=not args.quiet, overwrite=args.overwrite,
+                              command=invoked_command()), args)

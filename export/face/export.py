@@ -34,6 +34,7 @@ from edgemer.export.face.data import REAL_PHOTOS, FaceDataset, load_face_data, o
 from edgemer.export.face.model import to_model_input
 from edgemer.export.core.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
 from edgemer.export.core.verify import classifier_markdown, verify_classifier
+from edgemer.export.core.guard import GuardTask
 from edgemer.export.core.training import pick
 from edgemer.export.core.verify import check_bundle_runs, write_verification
 from edgemer.frontends.face import EXPRESSIONS, CropConfig, FaceFrontEndConfig
@@ -81,7 +82,7 @@ def write_face_bundle(folder: Path, model: Any, front_end: FaceFrontEndConfig, c
                       heldout_crops: np.ndarray, heldout_labels: np.ndarray, manifest_extra: dict[str, Any],
                       onnx_options: OnnxQuantOptions = OnnxQuantOptions(), tflite: bool = True,
                       targets: VerificationTargets = VerificationTargets(), title: str = "face expression",
-                      reference: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                      reference: Any = None, guard_steps: int = 8) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write model files, samples, manifest and verification of a face model into ``folder``.
 
     Parameters
@@ -92,6 +93,8 @@ def write_face_bundle(folder: Path, model: Any, front_end: FaceFrontEndConfig, c
     manifest_extra: name, task, provenance, training, metrics... merged into the manifest.
     reference: optional callable ``(report, bundle) -> None`` adding more to the report
         before it is written (the fer import compares the package's own TFLite there).
+    guard_steps: re-quantisations the accuracy guard may make while the INT8 ONNX macro-F1
+        drop on the held-out crops exceeds ``targets`` (0: plain quantisation).
 
     Returns ``(verification report, manifest)``.
     """
@@ -103,8 +106,10 @@ def write_face_bundle(folder: Path, model: Any, front_end: FaceFrontEndConfig, c
     example = torch.from_numpy(calibration[:1].copy())
     with export_stage("model conversion", "Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
                                     "(pip install 'edgemer[export]'), or pass --no-tflite."):
+        guard = GuardTask(x_held, heldout_labels, OUTPUT_NAME, targets.max_macro_f1_drop_points,
+                          max_steps=guard_steps) if guard_steps else None
         keys, quantisation = write_model_files(model, example, folder, calibration, inputs, outputs, onnx_options,
-                                               tflite_int8=tflite)
+                                               tflite_int8=tflite, guard=guard)
     write_samples(folder / SAMPLES_NAME, x_held, heldout_labels)
     manifest: dict[str, Any] = {
         "modality": "face",
@@ -122,6 +127,8 @@ def write_face_bundle(folder: Path, model: Any, front_end: FaceFrontEndConfig, c
         bundle = load_bundle(folder)
         report = verify_classifier(bundle, x_held, heldout_labels, OUTPUT_NAME, targets,
                                    variants=occlusion_variants(heldout_crops, crop))
+        if "guard" in quantisation["onnx"]:
+            report["guard"] = quantisation["onnx"]["guard"]
         if reference is not None:
             reference(report, bundle)
     write_verification(folder, report, f"{title} (INT8 vs FP32 on {len(heldout_labels)} held-out face crops)",
@@ -211,5 +218,5 @@ def export_face(data: str | FaceDataset, out_dir: Path, config: FaceExportConfig
         }
         report, manifest = write_face_bundle(tmp, model, front_end, calib, dataset.x_heldout, dataset.y_heldout,
                                              extra, config.onnx_quantisation, config.tflite, config.targets,
-                                             title=config.name)
+                                             title=config.name, guard_steps=config.guard_steps)
     return FaceExportResult(bundle_dir=out_dir, verification=report, manifest=manifest)

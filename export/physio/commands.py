@@ -9,6 +9,8 @@ import argparse
 import shlex
 from pathlib import Path
 
+from edgemer.export.core.commands import add_bundle_options, add_training_options, finish
+
 
 def configure_synth_wesad(parser: argparse.ArgumentParser) -> None:
     """Options of ``edgemer data synth-wesad``."""
@@ -61,11 +63,7 @@ def configure_export_physio(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="BUNDLE_DIR",
                         help="bundle folder to create (must be missing or empty)")
     parser.add_argument("--name", default=d.name, help=f"bundle name recorded in the manifest (default {d.name})")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size,
-                        help=f"windows per training step (default {d.batch_size})")
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g})")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"training seed (default {d.seed})")
+    add_training_options(parser, d, "windows", lr_help="Adam learning rate")
     parser.add_argument("--window", type=float, default=d.window_s, metavar="SECONDS",
                         help=f"model window, seconds (default {d.window_s:g})")
     parser.add_argument("--hop", type=float, default=d.hop_s, metavar="SECONDS",
@@ -84,15 +82,11 @@ def configure_export_physio(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None, metavar="FILE.json",
                         help="export options from a JSON file of PhysioExportConfig fields, e.g. the best.json of "
                              "'edgemer study tune'; options given here with a non-default value win")
-    parser.add_argument("--no-tflite", action="store_true", help="write ONNX models only (no FP32/INT8 TFLite)")
     parser.add_argument("--target", choices=tuple(TARGETS), default=None,
                         help="INT8 ONNX quantisation preset for the device that will run the bundle: x86-avx2 "
                              "(no VNNI: 7-bit weights against int16 saturation), x86-vnni, arm64 (Pi 4/5), "
                              "jetson-trt (symmetric QDQ for TensorRT); default: onnxruntime's S8S8 QDQ")
-    parser.add_argument("--strict", action="store_true",
-                        help="exit with status 1 when a verification target fails (the bundle is still written)")
-    parser.add_argument("--overwrite", action="store_true", help="replace BUNDLE_DIR if it holds an earlier bundle")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_bundle_options(parser, d, "windows")
 
 
 def run_export_physio(args: argparse.Namespace) -> int:
@@ -108,7 +102,7 @@ def run_export_physio(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, window_s=args.window,
         hop_s=args.hop, train_hop_s=args.train_hop, forecast_s=args.forecast, heldout_fraction=args.heldout_fraction,
         calibration_windows=args.calibration_windows, physics_weight=args.physics_weight, name=args.name,
-        tflite=not args.no_tflite, onnx_quantisation=quant_options(getattr(args, "target", None)))
-    result = export_physio(args.wesad, args.out, config, progress=not args.quiet, overwrite=args.overwrite)
-    print(result.summary())
-    return 1 if args.strict and not result.passed else 0
+        tflite=not args.no_tflite, onnx_quantisation=quant_options(getattr(args, "target", None)),
+        guard_steps=args.guard_steps)
+    return finish(export_physio(args.wesad, args.out, config, progress=not args.quiet, overwrite=args.overwrite),
+                  args)

@@ -30,6 +30,8 @@ class PhysioExportConfig:
     subjects held out for verification (at least one). calibration_windows: training
     windows used to calibrate INT8 ranges. physics_weight: weight of the ODE residual in
     the loss. name: bundle name. tflite: also write FP32 and INT8 TFLite files.
+    guard_steps: re-quantisations the accuracy guard may make, keeping more nodes in FP32
+    each time, while the INT8 ONNX macro-F1 drop exceeds ``targets`` (0: plain quantisation).
     """
 
     epochs: int = 30
@@ -45,6 +47,7 @@ class PhysioExportConfig:
     physics_weight: float = 1.0
     name: str = "physio"
     tflite: bool = True
+    guard_steps: int = 8
     onnx_quantisation: OnnxQuantOptions = field(default_factory=OnnxQuantOptions)
     targets: VerificationTargets = field(default_factory=VerificationTargets)
 
@@ -52,6 +55,8 @@ class PhysioExportConfig:
         for name in ("epochs", "batch_size", "calibration_windows"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"PhysioExportConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.guard_steps < 0:
+            raise ConfigError(f"PhysioExportConfig.guard_steps must be >= 0, got {self.guard_steps}")
         if not self.lr > 0:
             raise ConfigError(f"PhysioExportConfig.lr must be > 0, got {self.lr}")
         if not self.hop_s > 0:
@@ -94,6 +99,6 @@ COMMAND_FLAGS = {
     "name": "--name", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "seed": "--seed",
     "window_s": "--window", "hop_s": "--hop", "train_hop_s": "--train-hop", "forecast_s": "--forecast",
     "heldout_fraction": "--heldout-fraction", "calibration_windows": "--calibration-windows",
-    "physics_weight": "--physics-weight", "tflite": "--no-tflite",
+    "physics_weight": "--physics-weight", "tflite": "--no-tflite", "guard_steps": "--guard-steps",
 }
 """PhysioExportConfig field -> ``edgemer export physio`` option (``tflite`` is switched off by its flag)."""

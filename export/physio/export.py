@@ -5,10 +5,13 @@ everything succeeded):
 
 1. windows from the WESAD folder (:mod:`edgemer.export.physio.windows`), split by subject;
 2. train the multi-task PINN (:mod:`edgemer.export.physio.train`);
-3. FP32 ONNX, static INT8 ONNX (QDQ), and optionally FP32 + fully-integer INT8 TFLite;
+3. FP32 ONNX, static INT8 ONNX (QDQ) under the accuracy guard (:mod:`edgemer.export.core.guard`:
+   while the INT8 ONNX model's macro-F1 on the held-out windows drops more than the target,
+   the nodes around the most sensitive tensor stay FP32 and it is quantised again), and
+   optionally FP32 + fully-integer INT8 TFLite;
 4. ``samples.npz`` (held-out windows) and a first manifest;
 5. verification of every model file through edgemer's own backends
-   (``verification.json``/``.md``);
+   (``verification.json``/``.md``, with the guard's steps);
 6. the final manifest (metrics, physics, provenance, sha256 of every file), loaded back
    with :func:`edgemer.bundle.load_bundle` and every model run once in its backend.
 """
@@ -20,10 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from edgemer._extras import require
-from edgemer.backends import open_session
 from edgemer.bundle import load_bundle
 from edgemer.errors import ExportError
 from edgemer.export.core.atomic import atomic_directory
@@ -35,14 +36,16 @@ from edgemer.export.core.bundle_writer import (
     toolchain_versions,
     models_section,
     physio_io,
-    tflite_quantisation_section,
     write_manifest,
+    write_model_files,
     write_samples,
 )
+from edgemer.export.core.guard import GuardTask
+from edgemer.export.core.training import pick
 from edgemer.export.physio.windows import LABELS, PhysioDataset, load_wesad_windows
 from edgemer.export.physio.config import REAL_DATA_COMMAND, PhysioExportConfig
 from edgemer.export.physio.synth import ODE_TEXT
-from edgemer.export.core.verify import BACKEND_OF_FORMAT, verify_bundle, write_verification
+from edgemer.export.core.verify import check_bundle_runs, verify_bundle, write_verification
 from edgemer.frontends.physio import WristFrontEndConfig
 
 PHYSICS_UNITS = {"alpha_0": "1/s", "beta": "uS/s per unit drive", "gamma": "dimensionless", "tau_s": "s",
@@ -125,33 +128,21 @@ def read_truth(wesad_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _calibration_windows(data: PhysioDataset, n: int, seed: int) -> np.ndarray:
-    """``n`` training windows drawn without replacement (all when fewer), seeded."""
-    rng = np.random.default_rng(seed)
-    k = min(n, len(data.x_train))
-    return data.x_train[np.sort(rng.choice(len(data.x_train), size=k, replace=False))]
-
-
-def _write_models(model: Any, data: PhysioDataset, config: PhysioExportConfig, folder: Path) -> dict[str, Any]:
-    """Write the model files into ``folder``; return the manifest ``quantisation`` section."""
+def _write_models(model: Any, data: PhysioDataset, config: PhysioExportConfig, folder: Path
+                  ) -> tuple[list[str], dict[str, Any]]:
+    """Write the model files into ``folder``, the INT8 ONNX one under the accuracy guard (bound: the
+    macro-F1 drop target, on the held-out windows); return the model keys and the ``quantisation`` section."""
     import torch
 
-    from edgemer.export.core.onnx_export import export_onnx
-    from edgemer.export.core.quantize import quantize_onnx
-
-    example = torch.from_numpy(data.x_train[:1].copy())
-    calibration = _calibration_windows(data, config.calibration_windows, config.seed)
-    export_onnx(model, example, folder / "model_fp32.onnx")
-    quantize_onnx(folder / "model_fp32.onnx", folder / "model_int8.onnx", calibration, config.onnx_quantisation)
-    quant: dict[str, Any] = {"onnx": {**config.onnx_quantisation.to_dict(), "calibration_windows": len(calibration)}}
-    if config.tflite:
-        from edgemer.export.core.tflite import export_tflite_fp32, export_tflite_int8
-
-        export_tflite_fp32(model, example, folder / "model_fp32.tflite")
-        export_tflite_int8(model, example, folder / "model_int8.tflite", calibration)
-        inputs, outputs = physio_io(data.options.n_samples, data.options.n_forecast)
-        quant["tflite"] = tflite_quantisation_section(folder / "model_int8.tflite", inputs, outputs, len(calibration))
-    return quant
+    inputs, outputs = physio_io(data.options.n_samples, data.options.n_forecast)
+    guard = None
+    if config.guard_steps:
+        guard = GuardTask(data.x_heldout, data.y_heldout, outputs[0].name,
+                          config.targets.max_macro_f1_drop_points, metric="macro_f1", max_steps=config.guard_steps)
+    return write_model_files(model, torch.from_numpy(data.x_train[:1].copy()), folder,
+                             data.x_train[pick(len(data.x_train), config.calibration_windows, config.seed)],
+                             inputs, outputs, config.onnx_quantisation, tflite_int8=config.tflite,
+                             tflite_fp32=config.tflite, guard=guard)
 
 
 def _physics_section(params: dict[str, float], truth: dict[str, Any] | None) -> dict[str, Any]:
@@ -200,17 +191,6 @@ def _metrics(report: dict[str, Any], history: dict[str, Any], data: PhysioDatase
     }
 
 
-def _run_every_model(bundle_dir: Path) -> None:
-    """Load the finished bundle (hashes checked) and run each model once in its backend."""
-    bundle = load_bundle(bundle_dir)
-    x = bundle.samples()["signals"][:1]
-    for key, mf in bundle.manifest.models.items():
-        out = open_session(bundle, BACKEND_OF_FORMAT[mf.format], mf.precision, threads=1).run({"signals": x})
-        if not all(np.isfinite(v).all() for v in out.values()):
-            raise ExportError(f"{bundle_dir / mf.file}: model '{key}' gives non-finite outputs; re-export with "
-                              f"another --seed, or report it")
-
-
 def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = PhysioExportConfig(),
                   progress: bool = True, overwrite: bool = False, command: str | None = None) -> ExportResult:
     """Train, convert, quantise and verify the physiology model; write the bundle to ``out_dir``.
@@ -249,12 +229,11 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
             model, history = train_pinn(data, train_config, progress=progress)
         with export_stage("model conversion", "Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
                                         "(pip install 'edgemer[export]'), or pass --no-tflite."):
-            quantisation = _write_models(model, data, config, tmp)
+            keys, quantisation = _write_models(model, data, config, tmp)
         write_samples(tmp / SAMPLES_NAME, data.x_heldout, data.y_heldout)
         inputs, outputs = physio_io(data.options.n_samples, data.options.n_forecast)
         front_end = WristFrontEndConfig(window_s=config.window_s, hop_s=config.hop_s, forecast_s=config.forecast_s,
                                         mean=data.mean, std=data.std)
-        keys = ["fp32-onnx", "int8-onnx"] + (["fp32-tflite", "int8-tflite"] if config.tflite else [])
         manifest: dict[str, Any] = {
             "name": config.name,
             "modality": "physio",
@@ -273,9 +252,11 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
         write_manifest(tmp, manifest)
         with export_stage("verification", "The bundle's models do not run in edgemer's backends; re-export, or report it."):
             report = verify_bundle(load_bundle(tmp), data.x_heldout, data.y_heldout, data.eda_heldout, config.targets)
+        if "guard" in quantisation["onnx"]:
+            report["guard"] = quantisation["onnx"]["guard"]
         write_verification(tmp, report, f"{config.name} (INT8 vs FP32 on {len(data.y_heldout)} held-out windows)")
         manifest["metrics"] = _metrics(report, history, data)
         manifest = dict(write_manifest(tmp, manifest).raw)
         with export_stage("final check", "The written bundle does not load or run; re-export, or report it."):
-            _run_every_model(tmp)
+            check_bundle_runs(tmp)
     return ExportResult(bundle_dir=out_dir, verification=report, manifest=manifest, history=history)
