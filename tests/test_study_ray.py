@@ -142,7 +142,9 @@ def test_ctrl_c_stops_the_worker_processes(wesad, tmp_path):
     cmd = [sys.executable, "-m", "edgemer.cli", "study", "physio", "--wesad", str(wesad), "--out", str(out),
            "--window", "30", "--train-hop", "10", "--epochs", "200", "--protocols", "loso", "--loso-folds", "1",
            "--no-ablations", "--no-baselines", "--personalise", "0", "--executor", "processes:2", "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell that starts pytest in the background makes it ignore SIGINT, and children inherit that.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         log = _wait_for(lambda: next(out.glob("runs/*/logs/loso-fold0-pinn.log"), None))
         pid = _wait_for(lambda: _started_pid(log.parent, log.name))
