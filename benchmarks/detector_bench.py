@@ -1,8 +1,7 @@
 """Face detectors side by side on real photographs: recall, false faces, time per frame.
 
-Part of the face benchmark (``edgemer bench face``); also runnable alone:
-
-    python3 -m edgemer.benchmarks.detector_bench [--repeats 60]
+Part of the face benchmark (``edgemer bench face``, which prints the table and the
+targets; ``--detector-repeats N`` sets the timed detections per detector).
 
 Detectors compared in one run, each on one thread: BlazeFace full range and short
 range on the whole frame, the tracked search (BlazeFace short range on the square around
@@ -263,37 +262,36 @@ def bench_detectors(repeats: int = 30) -> dict[str, Any]:
 
 
 def detector_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Issue 18's detector targets (``targets[]`` entries of SCHEMA.md), judged on the default engine's rows."""
+    """Issue 18's detector targets (``targets[]`` rows of SCHEMA.md), judged on the default engine's rows."""
+    from edgemer.benchmarks.result import target
     from edgemer.frontends.blazeface import default_engine
 
     engine = default_engine()
-    full = rows.get(f"blazeface, the default ({engine})", {})
+    default = rows.get(f"blazeface, the default ({engine})", {})
     tracked = rows.get(f"tracked search, blazeface short ({engine})", {})
     haar = rows.get("haar (OpenCV, faces >= 64 px)", {})
-    recall = full.get("recall_frontal")
-    false_faces = sum(full.get("false_faces", {}).values()) if full.get("false_faces") else None
-    ratio = full["p50_ms"] / haar["p50_ms"] if "p50_ms" in full and "p50_ms" in haar else None
+    recall = default.get("recall_frontal")
+    false_faces = sum(default["false_faces"].values()) if "false_faces" in default else None
+    ratio = default["p50_ms"] / haar["p50_ms"] if "p50_ms" in default and "p50_ms" in haar else None
     return [
-        {"id": "detector_recall_real_faces", "value": recall, "threshold": f">= {RECALL_GOAL}",
-         "met": None if recall is None else bool(recall >= RECALL_GOAL),
-         "description": f"default detector 'blazeface' ({engine}) recall on {full.get('frontal_faces', 0)} transformed frontal "
-                        f"real faces (scale, roll +-20 deg, brightness, half occlusion)"},
-        {"id": "detector_false_faces", "value": false_faces, "threshold": "== 0",
-         "met": None if false_faces is None else bool(false_faces == 0),
-         "description": f"default detector 'blazeface' ({engine}) faces found on {len(full.get('false_faces', {}))} "
-                        f"face-free photographs"},
-        {"id": "detector_speed_vs_haar", "value": ratio, "threshold": f"<= {SPEED_GOAL:.3f}",
-         "met": None if ratio is None else bool(ratio <= SPEED_GOAL),
-         "description": f"default detector 'blazeface' ({engine}) whole-frame p50 / Haar p50 (same run), 640x480, "
-                        f"one thread"},
-        {"id": "detector_tracked_ms", "value": tracked.get("p50_ms"), "threshold": f"<= {TRACKED_GOAL_MS}",
-         "met": None if "p50_ms" not in tracked else bool(tracked["p50_ms"] <= TRACKED_GOAL_MS),
-         "description": f"tracked search (BlazeFace short range, {engine}) p50 ms per 640x480 frame, one thread"},
+        target("detector_recall_real_faces", f"default detector 'blazeface' ({engine}) recall on "
+               f"{default.get('frontal_faces', 0)} transformed frontal real faces (scale, roll +-20 deg, brightness, "
+               f"half occlusion)", recall, f">= {RECALL_GOAL}", None if recall is None else recall >= RECALL_GOAL,
+               "fraction"),
+        target("detector_false_faces", f"default detector 'blazeface' ({engine}) faces found on "
+               f"{len(default.get('false_faces', {}))} face-free photographs", false_faces, "== 0",
+               None if false_faces is None else false_faces == 0, "count"),
+        target("detector_speed_vs_haar", f"default detector 'blazeface' ({engine}) whole-frame p50 / Haar p50 "
+               f"(same run), 640x480, one thread", ratio, f"<= {SPEED_GOAL:.3f}",
+               None if ratio is None else ratio <= SPEED_GOAL, "ratio"),
+        target("detector_tracked_ms", f"tracked search (BlazeFace short range, {engine}) p50 per 640x480 frame, "
+               f"one thread", tracked.get("p50_ms"), f"<= {TRACKED_GOAL_MS}",
+               None if "p50_ms" not in tracked else tracked["p50_ms"] <= TRACKED_GOAL_MS, "ms"),
     ]
 
 
 def format_detectors(result: dict[str, Any]) -> str:
-    """The detector table and the targets, as printed by ``edgemer bench face``."""
+    """The detector table, as printed by ``edgemer bench face``."""
     f = result["frames"]
     lines = [f"face detectors, 640x480 frames, one thread: {f['faces']} transformed real faces, "
              f"{f['face_free']} face-free photographs, the {f['astronaut']} astronaut frames of issue 18",
@@ -314,21 +312,14 @@ def format_detectors(result: dict[str, Any]) -> str:
                             if any(r["false_faces"].values()) else ""))
     lines.append("    recall: frontal faces (astronaut, Grace Hopper); the cameraman is on its own in the per-photo line. "
                  "CPU p50: the thread's CPU time (without waiting for a busy core)")
-    for t in result["targets"]:
+    return "\n".join(lines)
+
+
+def format_targets(targets: list[dict[str, Any]]) -> str:
+    """One ``PASS``/``FAIL``/``SKIP`` line per target."""
+    lines = []
+    for t in targets:
         verdict = "SKIP" if t["met"] is None else "PASS" if t["met"] else "FAIL"
         value = "-" if t["value"] is None else f"{t['value']:.4g}"
         lines.append(f"{verdict}  {t['description']}: {value} (goal {t['threshold']})")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m edgemer.benchmarks.detector_bench",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=60, help="timed detections per detector (default 60)")
-    args = parser.parse_args(argv)
-    print(format_detectors(bench_detectors(args.repeats)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

