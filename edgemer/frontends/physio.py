@@ -157,12 +157,9 @@ def heart_rate_from_bvp(bvp: np.ndarray, rate_hz: float, n_out: int, out_rate_hz
                         config: HeartRateConfig = HeartRateConfig()) -> tuple[np.ndarray, int]:
     """Heart rate in bpm on a ``out_rate_hz`` grid of ``n_out`` samples from a BVP segment.
 
-    Parameters
-    ----------
-    bvp: 1-D PPG samples at ``rate_hz`` (gaps already filled).
-
-    Returns ``(hr_bpm [n_out], n_beats)``; all-NaN when the window's heart rate is flagged
-    (too few clean beats, see :func:`edgemer.frontends.heart.heart_rate`).
+    ``bvp``: 1-D PPG samples at ``rate_hz`` (gaps already filled). Returns ``(hr_bpm [n_out],
+    n_beats)``; all-NaN when the window's heart rate is flagged (too few clean beats, see
+    :func:`edgemer.frontends.heart.heart_rate`).
     """
     hr = ppg_heart_rate(bvp, rate_hz, config)
     return heart_rate_series(hr, rate_hz, n_out, out_rate_hz), hr.n_beats

@@ -218,8 +218,10 @@ class E4Replay(ThreadedSource):
 
     Parameters
     ----------
-    path: the export. speed: stream seconds per wall second. duration_s: seconds to replay
-    (None: the whole session). chunk_s: seconds per chunk (a multiple of 0.25 s).
+    path: the export (folder or .zip).
+    speed: stream seconds per wall second.
+    duration_s: seconds to replay (None: the whole session).
+    chunk_s: seconds per chunk (a multiple of 0.25 s).
     """
 
     streams = WRIST + (TAG_STREAM,)
