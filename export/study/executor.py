@@ -3,7 +3,8 @@
 ``--executor serial`` (default), ``processes[:N]`` (N worker processes, default one per
 CPU) or ``ray[:ADDRESS]`` (no address: start Ray on this machine with one CPU per core;
 ``ray:N``: with N CPUs; ``ray:auto``, ``ray:HOST:PORT``, ``ray://HOST:10001``: join a
-running cluster). Ray is imported only here and only for ``ray``; a missing Ray raises
+running cluster). Ray is imported only when ``ray`` is used (here and by
+:mod:`~edgemer.export.study.tune`); a missing Ray raises
 :class:`~edgemer.errors.MissingExtraError` naming the ``study`` extra.
 
 Every executor gives the same results for the same tasks (see :mod:`~edgemer.export.study.tasks`),
@@ -272,7 +273,7 @@ def _run_on_ray(ray: Any, tasks: Sequence[StudyTask], pool: Pool, opts: StudyOpt
             for task, upstream in sched.ready():
                 saved, model, rss = remote.remote(task, pool_ref, opts, log_dir, upstream)
                 running[saved] = (task, model, rss)
-            done, _ = ray.wait(list(running), num_returns=1)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)  # timeout: Ctrl-C is seen within 1 s
             for ref in done:
                 task, model_ref, rss_ref = running.pop(ref)
                 try:
