@@ -257,7 +257,7 @@ def physio_targets(ppg: dict[str, Any], ecg: dict[str, Any], eda: dict[str, Any]
                len(ecg_ok) == len(ecg["windows"]), "fraction"),
         target("eda_scr_recall", "neurokit2's SCR peaks matched within 1 s (Task1 EDA at 4 Hz, 60 s windows)",
                w["scr_recall"], ">= 0.9", w["scr_recall"] >= GOALS["scr_recall"], "fraction"),
-        target("eda_tonic_median_uS", "tonic level, median |edgemer - neurokit2| (60 s windows)",
+        target("eda_tonic_median_uS", "tonic level, median abs(edgemer - neurokit2), 60 s windows",
                w["tonic_median_abs_uS"], "<= 0.05", w["tonic_median_abs_uS"] <= GOALS["tonic_median_uS"], "uS"),
     ]
 

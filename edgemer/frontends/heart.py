@@ -120,7 +120,7 @@ def _filtered(x: np.ndarray, low_hz: float, high_hz: float, rate_hz: float) -> n
         raise InputError(f"heart rate: the signal must be non-empty and finite (got {x.size} samples, "
                          f"{int((~np.isfinite(x)).sum())} not finite); fill gaps first")
     sos, zi = _band_pass(float(low_hz), float(high_hz), float(rate_hz))
-    return signal.sosfilt(sos.copy(), x, zi=zi * x[0])[0]  # a copy: scipy needs writeable sections
+    return signal.sosfilt(sos, x, zi=zi * x[0])[0]
 
 
 def ppg_peaks(ppg: np.ndarray, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
