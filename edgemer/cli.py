@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
                                             "the EDA dynamics ODE with known parameters (DIR/truth.json).")
     configure_synth_wesad(synth)
     synth.set_defaults(func=run_synth_wesad)
+    from edgemer.export.physio import e4 as e4_to_wesad
+
+    e4 = data_sub.add_parser("e4-to-wesad", help="Empatica E4 sessions + a condition timetable -> a WESAD-layout folder",
+                             description="Turn E4 connect exports (folders or .zip) and a timetable CSV "
+                                         "(subject,condition,start_s,end_s) into a WESAD-layout folder for "
+                                         "'edgemer export physio' and 'edgemer study physio'.")
+    e4_to_wesad.configure(e4)
+    e4.set_defaults(func=e4_to_wesad.run)
 
     export = sub.add_parser("export", help="train/convert models into INT8 bundles (host side, needs [export])")
     export_sub = export.add_subparsers(dest="export_command", metavar="EXPORT_COMMAND", required=True)

@@ -157,7 +157,7 @@ def test_replayed_real_session_gives_features_flags_and_tags(real_session):
 
 
 def test_e4_sessions_and_a_timetable_become_a_wesad_folder_for_training(real_session, tmp_path):
-    from edgemer.export.physio.e4 import e4_to_wesad, main
+    from edgemer.export.physio.e4 import e4_to_wesad
     from edgemer.export.physio.windows import WindowOptions, subject_windows
     from edgemer.wesad import find_subjects, load_subject
 
@@ -173,7 +173,10 @@ def test_e4_sessions_and_a_timetable_become_a_wesad_folder_for_training(real_ses
     w = subject_windows(rec, WindowOptions(window_s=40.0, train_hop_s=4.0, forecast_s=4.0))
     assert set(w.labels.tolist()) == {0, 1} and np.isfinite(w.features[:, 0]).all()  # baseline and stress windows
     # the command-line path; bad timetables name the line and the fix
-    assert main(["--session", f"S3={folder}", "--timetable", str(table), "--out", str(tmp_path / "w2")]) == 0
+    from edgemer.cli import main as edgemer_main
+
+    assert edgemer_main(["data", "e4-to-wesad", "--session", f"S3={folder}", "--timetable", str(table),
+                         "--out", str(tmp_path / "w2")]) == 0
     assert set(np.unique(load_subject(tmp_path / "w2" / "S3" / "S3.pkl").label)) == {0, 3}
     bad = tmp_path / "bad.csv"
     bad.write_text("subject,condition,start_s,end_s\nS2,panic,0,10\n")

@@ -1,8 +1,8 @@
 """Empatica E4 sessions + a condition timetable -> a WESAD-layout folder for ``export physio``
 and ``study physio``.
 
-``python -m edgemer.export.physio.e4 --session S2=exports/alice.zip --session S3=exports/bob
---timetable timetable.csv --out data/my-wesad``
+``edgemer data e4-to-wesad --session S2=exports/alice.zip --session S3=exports/bob
+--timetable timetable.csv --out data/my-wesad`` (or ``python -m edgemer.export.physio.e4 ...``)
 
 The timetable is a CSV with a header and one row per stretch of a known condition::
 
