@@ -72,6 +72,11 @@ class Clock(Protocol):
         ...
 
 
+MAX_IDLE_WAIT_WALL_S = 0.25
+"""Longest wall-clock wait of the pipeline worker with nothing to wake it (at speed 1; shorter at
+higher speeds): how late the end of a source that ended early is noticed."""
+
+
 class PipelineClock:
     """Stream time in seconds: ``start + (time.monotonic() - wall_start) * speed``.
 
@@ -111,9 +116,15 @@ class PipelineClock:
         """Nothing to count: wall time advances by itself."""
 
     def wait(self, cond: threading.Condition, t: float, deadline: float) -> None:
-        """Wait on ``cond`` for new data: at most until ``t`` (the window's end), at most
-        ``deadline - t`` and 50 ms; polling every millisecond once ``t`` has passed."""
-        cond.wait(timeout=min(0.05, self.wall_seconds(deadline - t), max(0.001, self.wall_seconds(t - self.now()))))
+        """Wait on ``cond`` for new data (the pipeline notifies it when data of the window arrives):
+        until the window's end ``t`` while it is ahead, then until the late-data ``deadline``; at
+        most :data:`MAX_IDLE_WAIT_WALL_S` divided by the speed, so that a source that ended (which
+        notifies nobody) is noticed. Every wake-up costs CPU (about 0.1 ms on a small VM), so the
+        worker sleeps until something can have changed instead of polling."""
+        now = self.now()
+        until = t if now < t else deadline
+        cap = MAX_IDLE_WAIT_WALL_S / max(1.0, self.speed)
+        cond.wait(timeout=min(cap, max(0.001, self.wall_seconds(until - now))))
 
     def close(self) -> None:
         """Nothing to release: sleeps end with their ``stop`` event."""

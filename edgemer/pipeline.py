@@ -425,7 +425,9 @@ class Pipeline:
             raise ConfigError("start the pipeline first: use 'with Pipeline(...) as pipe: for e in pipe: ...'")
         while True:
             try:
-                item = self._queue.get(timeout=0.1)
+                # The worker's last item is _DONE; the timeout only notices a worker that ended with the
+                # queue full, so it is long: every wake-up of an idle thread costs CPU.
+                item = self._queue.get(timeout=0.5)
             except queue.Empty:
                 if self._worker is not None and not self._worker.is_alive():
                     if self._queue.empty():
