@@ -6,22 +6,17 @@ line parser never imports numpy or torch).
 """
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgemer.errors import ConfigError
-from edgemer.export.core.config import OnnxQuantOptions, VerificationTargets
+from edgemer.export.core.config import (OnnxQuantOptions, VerificationTargets, check_name, check_trained_export,
+                                        command_line)
 
 TRAIN_ON_RAVDESS = "edgemer export audio --data ravdess:/path/to/RAVDESS --out my-audio-bundle"
 TRAIN_ON_CREMA_D = "edgemer export audio --data crema-d:/path/to/CREMA-D/AudioWAV --out my-audio-bundle"
 REAL_DATA_COMMANDS = f"{TRAIN_ON_RAVDESS}  (or: {TRAIN_ON_CREMA_D})"
 USE_REAL_MODEL = "edgemer export hf --model-dir /path/to/wav2vec2-emotion-checkpoint --out my-hf-bundle"
-
-
-def _check_name(owner: str, name: str) -> None:
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"{owner}.name must be a plain folder-like name, got {name!r}")
 
 
 @dataclass(frozen=True)
@@ -76,45 +71,24 @@ class AudioExportConfig:
     targets: VerificationTargets = field(default_factory=VerificationTargets)
 
     def __post_init__(self) -> None:
-        if self.guard_steps < 0:
-            raise ConfigError(f"AudioExportConfig.guard_steps must be >= 0, got {self.guard_steps}")
-        _check_name("AudioExportConfig", self.name)
-        for n in ("epochs", "batch_size", "width", "crops_per_clip", "calibration_windows", "bundle_samples"):
-            if getattr(self, n) < 1:
-                raise ConfigError(f"AudioExportConfig.{n} must be >= 1, got {getattr(self, n)}")
-        if not self.lr > 0:
-            raise ConfigError(f"AudioExportConfig.lr must be > 0, got {self.lr}")
+        check_trained_export(self, ("width", "crops_per_clip", "calibration_windows", "bundle_samples"))
         if self.dims_weight < 0:
             raise ConfigError(f"AudioExportConfig.dims_weight must be >= 0, got {self.dims_weight}")
         if not 0.5 <= self.window_s <= 30:
             raise ConfigError(f"AudioExportConfig.window_s must be 0.5..30 s, got {self.window_s}")
         if not 0 < self.hop_s <= self.window_s:
             raise ConfigError(f"AudioExportConfig.hop_s must be in (0, window_s] s, got {self.hop_s}")
-        if not 0 < self.heldout_fraction < 1:
-            raise ConfigError(f"AudioExportConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
         lo, hi = self.noise_db
         if not -120 <= lo <= hi <= -20:
             raise ConfigError(f"AudioExportConfig.noise_db must be (low, high) within -120..-20 dBFS, got {self.noise_db}")
         if not 0 <= self.gain_db <= 20:
             raise ConfigError(f"AudioExportConfig.gain_db must be 0..20 dB, got {self.gain_db}")
-        if self.max_per_class is not None and self.max_per_class < 1:
-            raise ConfigError(f"AudioExportConfig.max_per_class must be >= 1 or None, got {self.max_per_class}")
         if not 0 < self.min_regression_r <= 1:
             raise ConfigError(f"AudioExportConfig.min_regression_r must be in (0, 1], got {self.min_regression_r}")
 
     def as_command(self, data: str, out_dir: Path) -> str:
         """The ``edgemer export audio`` command line for this config (options that differ from the defaults)."""
-        parts = ["edgemer", "export", "audio", "--data", str(data), "--out", str(out_dir)]
-        defaults = AudioExportConfig()
-        for name, flag in AUDIO_FLAGS.items():
-            value = getattr(self, name)
-            if value == getattr(defaults, name):
-                continue
-            if isinstance(value, bool):
-                parts.append(flag)
-            else:
-                parts += [flag, str(value)]
-        return shlex.join(parts)
+        return command_line(("edgemer", "export", "audio", "--data", data, "--out", out_dir), self, AUDIO_FLAGS)
 
 
 AUDIO_FLAGS = {
@@ -157,7 +131,7 @@ class HfExportConfig:
     min_correlation: float = 0.99
 
     def __post_init__(self) -> None:
-        _check_name("HfExportConfig", self.name)
+        check_name("HfExportConfig", self.name)
         if not 0.5 <= self.window_s <= 30:
             raise ConfigError(f"HfExportConfig.window_s must be 0.5..30 s, got {self.window_s}")
         if not 0 < self.hop_s <= self.window_s:

@@ -35,6 +35,7 @@ import numpy as np
 from edgemer._extras import require
 from edgemer.errors import ConfigError
 from edgemer.export.audio.data import AudioDataset
+from edgemer.export.core.config import check_counts
 from edgemer.export.core.training import adamw_one_cycle, balanced_cross_entropy
 from edgemer.export.core.progress import progress_bar
 
@@ -60,9 +61,7 @@ class SpeechTrainConfig:
     spec_augment: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "width"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"SpeechTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_counts(self, ("epochs", "batch_size", "width"))
         if not self.lr > 0 or self.weight_decay < 0 or self.dims_weight < 0:
             raise ConfigError("SpeechTrainConfig.lr must be > 0, weight_decay and dims_weight >= 0")
         for name in ("dropout", "spec_augment"):

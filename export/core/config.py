@@ -3,11 +3,16 @@ command line parser never imports numpy, scipy or torch).
 
 - :class:`OnnxQuantOptions`: onnxruntime static INT8 quantisation.
 - :class:`VerificationTargets`: INT8-vs-FP32 pass thresholds.
+- :func:`check_trained_export`: the checks every trained export's config shares (name,
+  epochs, batch size, learning rate, held-out share, accuracy guard), with
+  :func:`check_name` and :func:`check_counts`.
+- :func:`command_line`: the ``edgemer export ...`` line of a config.
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from edgemer.errors import ConfigError
 
@@ -71,3 +76,73 @@ class VerificationTargets:
         if not self.max_int8_onnx_size_ratio > 0:
             raise ConfigError(f"VerificationTargets.max_int8_onnx_size_ratio must be > 0, "
                               f"got {self.max_int8_onnx_size_ratio}")
+
+
+def check_name(owner: str, name: str) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is a plain folder-like bundle name (``owner``: the config class)."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"{owner}.name must be a plain folder-like name, got {name!r}")
+
+
+def check_counts(config: Any, names: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` naming the first field of ``names`` in ``config`` that is below 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{type(config).__name__}.{name} must be >= 1, got {getattr(config, name)}")
+
+
+def check_trained_export(config: Any, counts: Sequence[str] = ()) -> None:
+    """The checks every trained export's config shares; raise :class:`ConfigError` naming the field.
+
+    Parameters
+    ----------
+    config
+        A frozen config with ``name``, ``epochs``, ``batch_size``, ``lr``,
+        ``heldout_fraction`` and ``guard_steps`` (and optionally ``max_per_class``).
+    counts
+        More fields that must be >= 1 (e.g. ``width``, ``calibration_windows``).
+
+    Notes
+    -----
+    Checked: name is a plain folder-like name; epochs, batch_size and ``counts`` >= 1;
+    lr > 0; heldout_fraction in (0, 1); guard_steps >= 0 (0: plain quantisation);
+    max_per_class None or >= 1.
+    """
+    owner = type(config).__name__
+    check_name(owner, config.name)
+    check_counts(config, ("epochs", "batch_size", *counts))
+    if not config.lr > 0:
+        raise ConfigError(f"{owner}.lr must be > 0, got {config.lr}")
+    if not 0 < config.heldout_fraction < 1:
+        raise ConfigError(f"{owner}.heldout_fraction must be in (0, 1), got {config.heldout_fraction}")
+    if config.guard_steps < 0:
+        raise ConfigError(f"{owner}.guard_steps must be >= 0, got {config.guard_steps}")
+    max_per_class = getattr(config, "max_per_class", None)
+    if max_per_class is not None and max_per_class < 1:
+        raise ConfigError(f"{owner}.max_per_class must be >= 1 or None, got {max_per_class}")
+
+
+def command_line(words: Sequence[str], config: Any, flags: Mapping[str, str]) -> str:
+    """``words`` followed by the option of each field in ``flags`` whose value differs from the
+    config class's default, as one shell-quoted line.
+
+    Parameters
+    ----------
+    words
+        The command and its required arguments, e.g. ``("edgemer", "export", "audio", "--data", SPEC)``.
+    config
+        A config dataclass whose fields all have defaults.
+    flags
+        Field name -> option; a bool field is written as the flag alone (e.g. ``tflite`` -> ``--no-tflite``).
+    """
+    parts = [str(w) for w in words]
+    defaults = type(config)()
+    for name, flag in flags.items():
+        value = getattr(config, name)
+        if value == getattr(defaults, name):
+            continue
+        if isinstance(value, bool):
+            parts.append(flag)
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)

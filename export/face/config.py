@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgemer.errors import ConfigError
-from edgemer.export.core.config import OnnxQuantOptions, VerificationTargets
+from edgemer.export.core.config import OnnxQuantOptions, VerificationTargets, check_name, check_trained_export
 
 TRAIN_ON_FER2013 = "edgemer export face --data fer2013:/path/to/fer2013.csv --out my-face-bundle"
 USE_REAL_MODEL = "edgemer models build fer-mini-xception --out fer-bundle"
@@ -29,8 +29,7 @@ def _check_common(owner: str, size: int, colour: str, margin: float, analysis_fp
         raise ConfigError(f"{owner}.analysis_fps must be in [0.1, 120] frames/s, got {analysis_fps}")
     if calibration < 1:
         raise ConfigError(f"{owner}.calibration_samples must be >= 1, got {calibration}")
-    if not name or "/" in name or name.startswith("."):
-        raise ConfigError(f"{owner}.name must be a plain folder-like name, got {name!r}")
+    check_name(owner, name)
 
 
 @dataclass(frozen=True)
@@ -71,23 +70,13 @@ class FaceExportConfig:
     targets: VerificationTargets = field(default_factory=VerificationTargets)
 
     def __post_init__(self) -> None:
-        if self.guard_steps < 0:
-            raise ConfigError(f"FaceExportConfig.guard_steps must be >= 0, got {self.guard_steps}")
         _check_common("FaceExportConfig", self.size, self.colour, self.margin, self.analysis_fps,
                       self.calibration_samples, self.name)
-        for n in ("epochs", "batch_size", "width"):
-            if getattr(self, n) < 1:
-                raise ConfigError(f"FaceExportConfig.{n} must be >= 1, got {getattr(self, n)}")
-        if not self.lr > 0:
-            raise ConfigError(f"FaceExportConfig.lr must be > 0, got {self.lr}")
+        check_trained_export(self, ("width",))
         if not 0 <= self.occlusion_p < 1:
             raise ConfigError(f"FaceExportConfig.occlusion_p must be in [0, 1), got {self.occlusion_p}")
-        if not 0 < self.heldout_fraction < 1:
-            raise ConfigError(f"FaceExportConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
         if self.label_map not in (None, "raf-db", "affectnet"):
             raise ConfigError(f"FaceExportConfig.label_map must be None, 'raf-db' or 'affectnet', got {self.label_map!r}")
-        if self.max_per_class is not None and self.max_per_class < 1:
-            raise ConfigError(f"FaceExportConfig.max_per_class must be >= 1 or None, got {self.max_per_class}")
 
     def as_command(self, data: str, out_dir: Path) -> str:
         """The ``edgemer export face`` command line equivalent to this config."""

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgemer._extras import require
 from edgemer.errors import ConfigError
+from edgemer.export.core.config import check_counts
 from edgemer.export.core.training import adamw_one_cycle, balanced_cross_entropy
 from edgemer.export.face.data import FaceDataset, occlude
 from edgemer.export.core.progress import progress_bar
@@ -49,9 +50,7 @@ class FaceTrainConfig:
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "width"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"FaceTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_counts(self, ("epochs", "batch_size", "width"))
         if not self.lr > 0 or self.weight_decay < 0:
             raise ConfigError(f"FaceTrainConfig.lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         for name in ("occlusion_p", "dropout"):

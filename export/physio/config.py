@@ -5,13 +5,12 @@ line parser never imports numpy, scipy or torch).
 """
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgemer.errors import ConfigError
-from edgemer.export.core.config import OnnxQuantOptions, VerificationTargets
+from edgemer.export.core.config import OnnxQuantOptions, VerificationTargets, check_trained_export, command_line
 
 if TYPE_CHECKING:
     from edgemer.export.physio.windows import WindowOptions
@@ -52,13 +51,7 @@ class PhysioExportConfig:
     targets: VerificationTargets = field(default_factory=VerificationTargets)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "calibration_windows"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"PhysioExportConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.guard_steps < 0:
-            raise ConfigError(f"PhysioExportConfig.guard_steps must be >= 0, got {self.guard_steps}")
-        if not self.lr > 0:
-            raise ConfigError(f"PhysioExportConfig.lr must be > 0, got {self.lr}")
+        check_trained_export(self, ("calibration_windows",))
         if not self.hop_s > 0:
             raise ConfigError(f"PhysioExportConfig.hop_s must be > 0 s, got {self.hop_s}")
         if not self.forecast_s > 0:
@@ -68,10 +61,6 @@ class PhysioExportConfig:
                               f"halves the 4 Hz window three times), got {self.window_s}")
         if self.physics_weight < 0:
             raise ConfigError(f"PhysioExportConfig.physics_weight must be >= 0, got {self.physics_weight}")
-        if not self.name or "/" in self.name or self.name.startswith("."):
-            raise ConfigError(f"PhysioExportConfig.name must be a plain folder-like name, got {self.name!r}")
-        if not 0 < self.heldout_fraction < 1:
-            raise ConfigError(f"PhysioExportConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
 
     def window_options(self) -> "WindowOptions":
         """The windowing options (validated there: train_hop_s and forecast_s on the 0.25 s grid)."""
@@ -82,17 +71,8 @@ class PhysioExportConfig:
 
     def as_command(self, wesad_dir: Path, out_dir: Path) -> str:
         """The ``edgemer export physio`` command line for this config (options that differ from the defaults)."""
-        parts = ["edgemer", "export", "physio", "--wesad", str(wesad_dir), "--out", str(out_dir)]
-        defaults = PhysioExportConfig()
-        for name, flag in COMMAND_FLAGS.items():
-            value = getattr(self, name)
-            if value == getattr(defaults, name):
-                continue
-            if isinstance(value, bool):
-                parts.append(flag)
-            else:
-                parts += [flag, str(value)]
-        return shlex.join(parts)
+        return command_line(("edgemer", "export", "physio", "--wesad", wesad_dir, "--out", out_dir), self,
+                            COMMAND_FLAGS)
 
 
 COMMAND_FLAGS = {

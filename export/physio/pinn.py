@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgemer.errors import ConfigError
+from edgemer.export.core.config import check_counts
 
 FEATURE_DT_S = 0.25
 """Time step of the 4 Hz feature grid, seconds."""
@@ -86,9 +87,7 @@ class PhysioPINNConfig:
     n_context: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_channels", "n_samples", "n_classes", "width", "squeeze", "latent"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"PhysioPINNConfig.{name} must be >= 1, got {getattr(self, name)}")
+        check_counts(self, ("n_channels", "n_samples", "n_classes", "width", "squeeze", "latent"))
         if self.n_samples % 8:
             raise ConfigError(f"PhysioPINNConfig.n_samples must be a multiple of 8 (three stride-2 convs), "
                               f"got {self.n_samples}")

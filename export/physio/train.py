@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgemer.errors import ConfigError
+from edgemer.export.core.config import check_counts
 from edgemer.export.physio.windows import PhysioDataset
 from edgemer.export.physio.pinn import LossWeights, PhysioPINN, PhysioPINNConfig, pinn_loss
 from edgemer.export.core.progress import progress_bar
@@ -38,10 +39,7 @@ class TrainConfig:
     weights: LossWeights = field(default_factory=LossWeights)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"TrainConfig.epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size}")
+        check_counts(self, ("epochs", "batch_size"))
         for name in ("lr", "physics_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}")
