@@ -290,3 +290,19 @@ def test_configs_accept_auto_and_reject_unknown_values():
         PipelineConfig(backend="tflite")
     with pytest.raises(ConfigError, match="precision"):
         BundleSpec("physio-demo", precision="int4")
+
+
+def test_task_api_chooses_too_and_results_name_the_engine():
+    import numpy as np
+
+    from edgemer.frontends.face import FaceExpressionRecognizer, FaceExpressionRecognizerOptions
+
+    blank = np.zeros((240, 320, 3), np.uint8)
+    forced = FaceExpressionRecognizerOptions(bundle="face-demo", backend="onnxruntime", precision="fp32")
+    with FaceExpressionRecognizer.create_from_options(forced) as rec:
+        assert rec.choice.rule == "forced" and rec.recognize(blank).engine == "onnxruntime/fp32/t1"
+    with FaceExpressionRecognizer.create_from_options(FaceExpressionRecognizerOptions(bundle="face-demo")) as rec:
+        assert rec.choice.rule == "fastest-verified"  # measured into the tests' temporary cache
+        assert rec.recognize(blank).engine == rec.choice.label
+    with pytest.raises(ConfigError):
+        FaceExpressionRecognizerOptions(precision="int4")

@@ -508,26 +508,28 @@ class FaceExpressionRecognizerOptions:
     """Options of :class:`FaceExpressionRecognizer`.
 
     bundle: face bundle folder, shipped name or loaded :class:`Bundle` (default ``face-demo``).
-    backend: ``onnxruntime`` or ``litert``. precision: ``int8`` or ``fp32``. threads:
-    inference threads. detector: face detector options (None: the bundle's).
+    backend: ``auto`` (default: the fastest verified file measured here, see
+    :mod:`edgemer.backends.choice`), ``onnxruntime`` or ``litert``. precision: ``auto``,
+    ``int8`` or ``fp32``. threads: inference threads (None: chosen with the engine).
+    detector: face detector options (None: the bundle's).
     running_mode: :class:`RunningMode`.
     """
 
     bundle: str | Path | Bundle = "face-demo"
-    backend: str = "onnxruntime"
-    precision: str = "int8"
-    threads: int = 1
+    backend: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
     detector: FaceDetectorOptions | None = None
     running_mode: RunningMode = RunningMode.IMAGE
 
     def __post_init__(self) -> None:
-        if self.backend not in ("onnxruntime", "litert"):
-            raise ConfigError(f"FaceExpressionRecognizerOptions.backend must be 'onnxruntime' or 'litert', "
+        if self.backend not in ("auto", "onnxruntime", "litert"):
+            raise ConfigError(f"FaceExpressionRecognizerOptions.backend must be 'auto', 'onnxruntime' or 'litert', "
                               f"got {self.backend!r}")
-        if self.precision not in ("int8", "fp32"):
-            raise ConfigError(f"FaceExpressionRecognizerOptions.precision must be 'int8' or 'fp32', "
+        if self.precision not in ("auto", "int8", "fp32"):
+            raise ConfigError(f"FaceExpressionRecognizerOptions.precision must be 'auto', 'int8' or 'fp32', "
                               f"got {self.precision!r}")
-        if self.threads < 1:
+        if self.threads is not None and self.threads < 1:
             raise ConfigError(f"FaceExpressionRecognizerOptions.threads must be >= 1, got {self.threads}")
         if not isinstance(self.running_mode, RunningMode):
             raise ConfigError("FaceExpressionRecognizerOptions.running_mode must be a RunningMode")
@@ -542,6 +544,7 @@ class FaceExpressionResult:
     probabilities: expression -> probability (empty when no face). expression: the most
     probable one (None when no face). stress_probability, arousal, valence: heuristic
     mapping (see module docstring). detect_s, crop_s, inference_s: stage times, seconds.
+    engine: the engine choice the expression model runs on (``backend/precision/tN``).
     """
 
     timestamp_ms: int | None
@@ -555,6 +558,7 @@ class FaceExpressionResult:
     detect_s: float
     crop_s: float
     inference_s: float
+    engine: str = ""
 
     @property
     def no_face(self) -> bool:
@@ -587,7 +591,11 @@ class FaceExpressionRecognizer:
         self.input_name = check_model_input(bundle.manifest, self.config)
         self.labels = bundle.manifest.labels
         self.preprocessor = FacePreprocessor(self.config)
-        self.session = open_session(bundle, options.backend, options.precision, options.threads)
+        from edgemer.backends.choice import choose_engine
+
+        self.choice = choose_engine(bundle, options.backend, options.precision, options.threads)
+        """The engine choice and why (:class:`~edgemer.backends.choice.EngineChoice`)."""
+        self.session = open_session(bundle, self.choice.backend, self.choice.precision, self.choice.threads)
         self._last_ts: int | None = None
 
     @classmethod
@@ -610,7 +618,8 @@ class FaceExpressionRecognizer:
         try:
             found = self.preprocessor.locate(frame)
         except NoFaceError:
-            return FaceExpressionResult(timestamp_ms, None, 0, {}, None, None, None, None, 0.0, 0.0, 0.0)
+            return FaceExpressionResult(timestamp_ms, None, 0, {}, None, None, None, None, 0.0, 0.0, 0.0,
+                                        self.choice.label)
         t0 = time.perf_counter()
         out = self.session.run({self.input_name: found.input})
         infer_s = time.perf_counter() - t0
@@ -619,7 +628,7 @@ class FaceExpressionRecognizer:
         probabilities, stress, arousal, valence = expression_summary(probs, self.labels)
         return FaceExpressionResult(timestamp_ms, found.detection, found.faces, probabilities,
                                     self.labels[int(np.argmax(probs))], stress, arousal, valence,
-                                    found.detect_s, found.crop_s, infer_s)
+                                    found.detect_s, found.crop_s, infer_s, self.choice.label)
 
     def recognize(self, image: np.ndarray) -> FaceExpressionResult:
         """Read one image (``[H, W, 3]`` uint8 BGR); IMAGE mode only."""
