@@ -347,11 +347,16 @@ def photo_face_crops(image: np.ndarray, n: int, crop: CropConfig, seed: int = 1)
     """``n`` augmented crops ``[n, H, W(, 3)]`` uint8 of the one face the runtime detector finds in ``image``.
 
     Each crop varies the photograph as a camera would: roll (+-12 degrees), light (gain
-    0.6-1.3, offset +-30 grey levels), mirror (half of them), box scale (0.85-1.2) and
-    shift (+-10 % of the face side). Raises :class:`DatasetError` when no face is found.
+    0.6-1.3, offset +-30 grey levels), mirror (half of them); the runtime detector then
+    finds the face in the varied frame and its detection (box and keypoints) is jittered
+    as detections jitter: scale 0.85-1.2 and shift +-10 % of the face side about its
+    centre. The crop is cut as the runtime cuts it (``crop.align`` applies; a frame whose
+    face the detector misses uses the photograph's box, moved with the frame). Raises
+    :class:`DatasetError` when no face is found in ``image``.
     """
     cv2 = load_cv2("Augmenting photographs")
-    faces = create_face_detector().detect(image)
+    detector = create_face_detector()
+    faces = detector.detect(image)
     if not faces:
         raise DatasetError("no face found in the photograph; give an image with one frontal face")
     x, y, w, h = faces[0].box
@@ -366,7 +371,17 @@ def photo_face_crops(image: np.ndarray, n: int, crop: CropConfig, seed: int = 1)
             f, bx = f[:, ::-1].copy(), image.shape[1] - x - w
         s = rng.uniform(0.85, 1.2)
         dx, dy = rng.uniform(-0.1, 0.1, 2) * w
-        out.append(face_crop(f, Detection((bx + dx + (1 - s) * w / 2, y + dy + (1 - s) * h / 2, w * s, h * s)), crop))
+        cx, cy = bx + w / 2, y + h / 2
+        near = [d for d in detector.detect(f) if abs(d.center[0] - cx) < w / 2 and abs(d.center[1] - cy) < h / 2]
+        det = near[0] if near else Detection((bx, y, w, h))
+        ox, oy = det.center
+
+        def jitter(px: float, py: float) -> tuple[float, float]:
+            return ox + (px - ox) * s + dx, oy + (py - oy) * s + dy
+
+        (x0, y0), (x1, y1) = jitter(det.box[0], det.box[1]), jitter(det.box[0] + det.box[2], det.box[1] + det.box[3])
+        marks = None if det.landmarks is None else tuple(jitter(px, py) for px, py in det.landmarks)
+        out.append(face_crop(f, Detection((x0, y0, x1 - x0, y1 - y0), det.score, marks), crop))
     return np.stack(out)
 
 

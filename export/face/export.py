@@ -131,6 +131,9 @@ def write_face_bundle(folder: Path, model: Any, front_end: FaceFrontEndConfig, c
             report["guard"] = quantisation["onnx"]["guard"]
         if reference is not None:
             reference(report, bundle)
+        note = manifest_extra.get("training", {}).get("crop_alignment", {}).get("note")
+        if note:
+            report.setdefault("extra_sections", {})["Face crops: the alignment the model was trained with"] = note
     write_verification(folder, report, f"{title} (INT8 vs FP32 on {len(heldout_labels)} held-out face crops)",
                        render=classifier_markdown)
     manifest["metrics"] = {
@@ -168,6 +171,15 @@ def _provenance(data: FaceDataset, command: str) -> dict[str, Any]:
     return prov
 
 
+def _trained_on(data: FaceDataset, detect_faces: bool) -> str:
+    """What the training crops are, for the alignment note."""
+    if data.synthetic:
+        return "box crops of drawn faces (squared box in the Haar cascade's convention, margin, not rotated)"
+    if detect_faces:
+        return "crops cut by the runtime detector and this keypoint alignment"
+    return f"the face crops of {data.source} as they come (their own registration)"
+
+
 def export_face(data: str | FaceDataset, out_dir: Path, config: FaceExportConfig = FaceExportConfig(),
                 progress: bool = True, overwrite: bool = False, command: str | None = None) -> FaceExportResult:
     """Train the compact expression CNN on ``data`` and write a verified bundle to ``out_dir``.
@@ -189,7 +201,11 @@ def export_face(data: str | FaceDataset, out_dir: Path, config: FaceExportConfig
     from edgemer.export.face.model import FaceTrainConfig, train_expression_cnn
 
     out_dir = Path(out_dir).expanduser().absolute()
-    crop = CropConfig(size=(config.size, config.size), colour=config.colour, margin=config.margin)
+    from edgemer.export.face.align import alignment_note, keypoint_crop, photo_fit, synthetic_fit
+
+    synthetic = data.synthetic if isinstance(data, FaceDataset) else data.startswith("synthetic")
+    fit = synthetic_fit() if synthetic else photo_fit()
+    crop = keypoint_crop(CropConfig(size=(config.size, config.size), colour=config.colour, margin=config.margin), fit)
     spec = data if isinstance(data, str) else "dataset"
     command = command or config.as_command(spec, out_dir)
     with atomic_directory(out_dir, overwrite, looks_like_bundle, "bundle", ExportError,
@@ -214,9 +230,19 @@ def export_face(data: str | FaceDataset, out_dir: Path, config: FaceExportConfig
                          "model": f"compact expression CNN, width {config.width}",
                          "train_samples": int(len(dataset.y_train)),
                          "class_counts": dataset.class_counts("train"), "data_info": dataset.info,
-                         "history": {"epochs": history["epochs"], "seconds": round(history["seconds"], 1)}},
+                         "history": {"epochs": history["epochs"], "seconds": round(history["seconds"], 1)},
+                         "crop_alignment": {"fit": fit.to_dict() if fit else None, "note": alignment_note(
+                             crop, fit, _trained_on(dataset, config.detect_faces))}},
         }
+        def runtime_crops(report: dict[str, Any], bundle: Any) -> None:  # drawn faces: box vs runtime crops
+            from edgemer.export.face.align import runtime_crop_check
+
+            check = runtime_crop_check(bundle, crop, output=OUTPUT_NAME)
+            report["runtime_crops"] = {k: v for k, v in check.items() if k != "markdown"}
+            report.setdefault("extra_sections", {})["Crops cut by the runtime detector"] = check["markdown"]
+
         report, manifest = write_face_bundle(tmp, model, front_end, calib, dataset.x_heldout, dataset.y_heldout,
                                              extra, config.onnx_quantisation, config.tflite, config.targets,
-                                             title=config.name, guard_steps=config.guard_steps)
+                                             title=config.name, guard_steps=config.guard_steps,
+                                             reference=runtime_crops if dataset.synthetic else None)
     return FaceExportResult(bundle_dir=out_dir, verification=report, manifest=manifest)

