@@ -16,7 +16,8 @@ runtime calls :func:`choose_engine`, which applies one rule:
    LiteRT runtime is installed (``pip install 'edgemer[tflite]'``).
 2. **Fastest measured p50 on this device.** Among the eligible file x engine x threads
    cells, the lowest median latency per inference wins; a cell with more threads must
-   beat the best cell with fewer threads by :data:`THREAD_GAIN` (10 %), because every
+   beat the best cell with fewer threads by :data:`THREAD_GAIN` (5 %, the tolerance of the
+   engine benchmark's target), because every
    extra inference thread costs CPU that the sources, front-ends and other models share.
 3. **Measurements** come from this device's own results, kept in a cache file
    (:class:`ChoiceCache`, ``$EDGEMER_CACHE_DIR`` or ``$XDG_CACHE_HOME/edgemer`` or
@@ -63,7 +64,7 @@ PRECISION_CHOICES = (AUTO, "int8", "fp32")
 """Values ``precision`` takes in configs and on the command line."""
 ENGINE_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
 """Model file format -> the engine (backend) that runs it."""
-THREAD_GAIN = 0.10
+THREAD_GAIN = 0.05
 """A cell with more threads is chosen only when its p50 is below (1 - THREAD_GAIN) x the best p50
 with fewer threads (fraction)."""
 MAX_AUTO_THREADS = 4
