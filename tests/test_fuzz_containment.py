@@ -265,3 +265,24 @@ def test_export_onnx_input_keeps_external_data_in_its_folder(tmp_path, location,
     (tmp_path / "outside.bin").write_bytes(weights)
     with pytest.raises(ModelCheckError, match=f"model.onnx: tensor 'W' external-data 'location'.*{message}"):
         check_onnx_model(tmp_path / "m" / "model.onnx")
+
+
+def test_bundle_whose_front_end_streams_is_a_list(tmp_path):
+    # The fuzzer's find: WristFrontEndConfig.from_dict raised a bare AttributeError.
+    from edgemer.frontends import create_front_end
+
+    bundle = load_bundle(REGRESSIONS / "bundle_front_end_streams_list")
+    with pytest.raises(ManifestError, match="malformed front_end table"):
+        create_front_end(bundle.manifest)
+
+
+def test_export_onnx_input_of_an_element_type_onnx_does_not_know(tmp_path):
+    # The fuzzer's find: onnx.helper.tensor_dtype_to_np_dtype raised a bare KeyError.
+    pytest.importorskip("onnx")
+    from edgemer.errors import ModelCheckError
+    from edgemer.export.core.onnx_check import check_onnx_model
+
+    shutil.copy(REGRESSIONS / "onnx_input_elem_type_68.onnx", tmp_path / "model.onnx")
+    shutil.copy(CORPUS / "onnx" / "model.onnx.data", tmp_path / "model.onnx.data")  # its external weights
+    with pytest.raises(ModelCheckError, match="element type 68 \\(unknown to onnx\\)"):
+        check_onnx_model(tmp_path / "model.onnx")

@@ -55,8 +55,14 @@ FRONT_ENDS = {"wrist_physio": _wrist, "face_expression": _face, "speech_emotion"
 
 
 def create_front_end(manifest: Manifest) -> FrontEnd:
+    """The front-end the manifest's ``front_end`` table describes; a table of the wrong shape
+    (a list where an object belongs, a missing key) is a :class:`ManifestError`."""
     kind = manifest.front_end.get("type")
-    if kind not in FRONT_ENDS:
-        raise ManifestError(f"bundle '{manifest.name}': unknown front_end.type {kind!r} "
+    if not isinstance(kind, str) or kind not in FRONT_ENDS:
+        raise ManifestError(f"bundle '{manifest.name}': unknown front_end.type {str(kind)[:60]!r} "
                             f"(this edgemer knows {sorted(FRONT_ENDS)}); upgrade edgemer or re-export the bundle")
-    return FRONT_ENDS[kind](manifest)
+    try:
+        return FRONT_ENDS[kind](manifest)
+    except (KeyError, TypeError, AttributeError, IndexError, OverflowError) as exc:  # from_dict on a damaged table
+        raise ManifestError(f"bundle '{manifest.name}': malformed front_end table ({type(exc).__name__}: "
+                            f"{str(exc)[:160]}); re-export the bundle") from exc

@@ -242,7 +242,10 @@ def check_onnx_model(path: Path, input_shape: tuple[int, ...] | None = None) -> 
                               f"take exactly one (the front-end's output). Wrap or re-export the model.")
     vi = inputs[0]
     if vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        try:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        except (KeyError, ValueError):  # an element type number onnx does not know
+            dtype = f"element type {vi.type.tensor_type.elem_type} (unknown to onnx)"
         raise ModelCheckError(f"{path}: input '{vi.name}' is {dtype}, edgemer front-ends give float32; re-export the "
                               f"model with a float32 input")
     shape, fix_notes = _fix_input_shape(vi, input_shape, path)
