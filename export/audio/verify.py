@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgemer.bundle import Bundle
-from edgemer.export.core.verify import BACKEND_OF_FORMAT, _target, run_model, target_lines
+from edgemer.export.core.verify import BACKEND_OF_FORMAT, comparison_pairs, run_model, target_check, target_lines
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -35,14 +35,6 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if np.std(a) == 0 or np.std(b) == 0:
         return 1.0 if np.allclose(a, b) else 0.0
     return float(np.corrcoef(a, b)[0, 1])
-
-
-def comparison_pairs(keys: Sequence[str]) -> list[tuple[str, str]]:
-    """(reference, candidate) model keys: each INT8 file against its FP32 reference."""
-    pairs = [("fp32-onnx", "int8-onnx")] if "int8-onnx" in keys else []
-    if "int8-tflite" in keys:
-        pairs.append(("fp32-tflite" if "fp32-tflite" in keys else "fp32-onnx", "int8-tflite"))
-    return pairs
 
 
 @dataclass(frozen=True)
@@ -74,13 +66,13 @@ def verify_dimensions(bundle: Bundle, inputs: np.ndarray, output: str, names: Se
             row["r_vs_truth"] = {n: pearson(o[output][m, i], truth[m, i]) for i, n in enumerate(names)}
         models[key] = row
     comparisons, checks = {}, []
-    for ref, cand in comparison_pairs(list(outs.by_model)):
+    for ref, cand in comparison_pairs(list(outs.by_model), fp32_pairs=False):
         a, b = outs.by_model[ref][output], outs.by_model[cand][output]
         label = f"{cand} vs {ref}"
         comparisons[label] = {"reference": ref, "candidate": cand, "r": pearson(a, b),
                               "r_per_dimension": {n: pearson(a[:, i], b[:, i]) for i, n in enumerate(names)},
                               "max_abs_error": float(np.max(np.abs(a - b)))}
-        checks.append(_target(f"regression r ({output})", label, comparisons[label]["r"], ">=", min_r))
+        checks.append(target_check(f"regression r ({output})", label, comparisons[label]["r"], ">=", min_r))
     return {"output": output, "names": list(names), "models": models, "comparisons": comparisons,
             "targets": checks, "passed": all(c["passed"] for c in checks)}
 
@@ -120,7 +112,7 @@ def verify_outputs(bundle: Bundle, inputs: np.ndarray, class_output: str | None 
                     "bytes": (bundle.path / bundle.manifest.models[key].file).stat().st_size}
               for key in outs.by_model}
     comparisons, checks = {}, []
-    for ref, cand in comparison_pairs(list(outs.by_model)):
+    for ref, cand in comparison_pairs(list(outs.by_model), fp32_pairs=False):
         a, b = outs.by_model[ref], outs.by_model[cand]
         label = f"{cand} vs {ref}"
         row: dict[str, Any] = {
@@ -132,7 +124,7 @@ def verify_outputs(bundle: Bundle, inputs: np.ndarray, class_output: str | None 
         if class_output is not None:
             row["argmax_agreement"] = float(np.mean(a[class_output].argmax(1) == b[class_output].argmax(1)))
         comparisons[label] = row
-        checks.append(_target("output correlation r", label, row["r"], ">=", min_r))
+        checks.append(target_check("output correlation r", label, row["r"], ">=", min_r))
     return {"kind": "output-correlation", "windows": int(len(inputs)), "models": models, "comparisons": comparisons,
             "targets": checks, "passed": all(c["passed"] for c in checks)}
 

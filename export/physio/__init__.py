@@ -2,5 +2,6 @@
 
 :mod:`~.synth` (synthetic WESAD-layout data), :mod:`~.questionnaires` (WESAD self-reports),
 :mod:`~.windows` (WESAD windows for training), :mod:`~.pinn` and :mod:`~.train` (the
-multi-task PINN), :mod:`~.config`, :mod:`~.export` (the whole recipe) and :mod:`~.commands`.
+multi-task PINN), :mod:`~.config`, :mod:`~.verify` (INT8-vs-FP32 checks with the EDA
+forecast), :mod:`~.export` (the whole recipe) and :mod:`~.commands`.
 """

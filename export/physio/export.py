@@ -11,7 +11,7 @@ everything succeeded):
    optionally FP32 + fully-integer INT8 TFLite;
 4. ``samples.npz`` (held-out windows) and a first manifest;
 5. verification of every model file through edgemer's own backends
-   (``verification.json``/``.md``, with the guard's steps);
+   (:mod:`edgemer.export.physio.verify`: ``verification.json``/``.md``, with the guard's steps);
 6. the final manifest (metrics, physics, provenance, sha256 of every file), loaded back
    with :func:`edgemer.bundle.load_bundle` and every model run once in its backend.
 """
@@ -45,7 +45,8 @@ from edgemer.export.core.training import pick
 from edgemer.export.physio.windows import LABELS, PhysioDataset, load_wesad_windows
 from edgemer.export.physio.config import REAL_DATA_COMMAND, PhysioExportConfig
 from edgemer.export.physio.synth import ODE_TEXT
-from edgemer.export.core.verify import check_bundle_runs, verify_bundle, write_verification
+from edgemer.export.core.verify import check_bundle_runs, write_verification
+from edgemer.export.physio.verify import verification_markdown, verify_bundle
 from edgemer.frontends.physio import WristFrontEndConfig
 
 PHYSICS_UNITS = {"alpha_0": "1/s", "beta": "uS/s per unit drive", "gamma": "dimensionless", "tau_s": "s",
@@ -254,7 +255,8 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
             report = verify_bundle(load_bundle(tmp), data.x_heldout, data.y_heldout, data.eda_heldout, config.targets)
         if "guard" in quantisation["onnx"]:
             report["guard"] = quantisation["onnx"]["guard"]
-        write_verification(tmp, report, f"{config.name} (INT8 vs FP32 on {len(data.y_heldout)} held-out windows)")
+        write_verification(tmp, report, f"{config.name} (INT8 vs FP32 on {len(data.y_heldout)} held-out windows)",
+                           render=verification_markdown)
         manifest["metrics"] = _metrics(report, history, data)
         manifest = dict(write_manifest(tmp, manifest).raw)
         with export_stage("final check", "The written bundle does not load or run; re-export, or report it."):
