@@ -26,7 +26,6 @@ the dimensional head on the windows whose targets are known.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +35,7 @@ from edgemer._extras import require
 from edgemer.errors import ConfigError
 from edgemer.export.audio.data import AudioDataset
 from edgemer.export.core.config import check_counts
-from edgemer.export.core.training import adamw_one_cycle, balanced_cross_entropy
-from edgemer.export.core.progress import progress_bar
+from edgemer.export.core.training import fit_classifier
 
 CLASS_OUTPUT = "emotion_logits"
 DIMS_OUTPUT = "avd"
@@ -125,60 +123,36 @@ def spec_augment(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarra
 
 def train_speech_cnn(data: AudioDataset, config: SpeechTrainConfig = SpeechTrainConfig(), progress: bool = True
                      ) -> tuple[Any, dict[str, Any]]:
-    """Train the CNN on ``data`` (windows standardised with its training mean/std).
+    """Train the CNN on ``data`` (windows standardised with its training mean/std) with the shared
+    loop (:func:`~edgemer.export.core.training.fit_classifier`): SpecAugment on each batch, and
+    the arousal/valence/dominance head's masked MSE added to the loss.
 
     Returns ``(model in eval mode, history)``; history holds per epoch the loss, train and
     held-out accuracy and held-out arousal/valence correlation, and ``seconds``.
     """
     torch = require("torch", "export", "Training the speech emotion CNN")
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    n_classes = len(data.labels)
-    model = build_speech_cnn(n_classes, data.x_train.shape[2:], 3, config.width, config.dropout)
-    trainable = [p for p in model.parameters() if p.requires_grad]  # not the fixed pooling kernel
-    opt, sched = adamw_one_cycle(torch, trainable, config.lr, config.weight_decay, len(data.y_train),
-                                 config.batch_size, config.epochs)
-    ce = balanced_cross_entropy(torch, data.y_train, n_classes)
     x_train = data.normalised(data.x_train)
-    x_held = torch.from_numpy(data.normalised(data.x_heldout))
-    history: dict[str, Any] = {"epochs": []}
-    t0 = time.perf_counter()
-    bar = progress_bar(range(config.epochs), enabled=progress, desc="train speech CNN", unit="epoch")
-    for epoch in bar:
-        model.train()
-        order = rng.permutation(len(data.y_train))
-        total, correct, loss_sum = 0, 0, 0.0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
-            xb = torch.from_numpy(spec_augment(x_train[idx], rng, config.spec_augment))
-            yb = torch.from_numpy(data.y_train[idx])
-            ab = torch.from_numpy(data.avd_train[idx])
-            mb = torch.from_numpy(data.m_train[idx].astype(np.float32))[:, None]
-            logits, avd = model(xb)
-            loss = ce(logits, yb)
-            if config.dims_weight > 0 and float(mb.sum()) > 0:
-                loss = loss + config.dims_weight * (((avd - ab) ** 2) * mb).sum() / (mb.sum() * 3)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-            total += len(idx)
-        model.eval()
-        with torch.no_grad():
-            outs = [model(x_held[i:i + 256]) for i in range(0, len(x_held), 256)]
-        pred = torch.cat([o[0] for o in outs]).argmax(1).numpy()
-        avd_pred = torch.cat([o[1] for o in outs]).numpy()
-        row = {"epoch": epoch + 1, "loss": loss_sum / total, "train_accuracy": correct / total,
-               "heldout_accuracy": float(np.mean(pred == data.y_heldout)),
-               **{f"heldout_r_{name}": _pearson(avd_pred[data.m_heldout, i], data.avd_heldout[data.m_heldout, i])
-                  for i, name in enumerate(("arousal", "valence"))}}
-        history["epochs"].append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", held=f"{row['heldout_accuracy']:.3f}")
-    history["seconds"] = time.perf_counter() - t0
-    model.eval()
-    return model, history
+
+    def batch_inputs(idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return spec_augment(x_train[idx], rng, config.spec_augment)
+
+    def dims_loss(out: Any, idx: np.ndarray) -> Any:
+        ab = torch.from_numpy(data.avd_train[idx])
+        mb = torch.from_numpy(data.m_train[idx].astype(np.float32))[:, None]
+        if config.dims_weight > 0 and float(mb.sum()) > 0:
+            return config.dims_weight * (((out[1] - ab) ** 2) * mb).sum() / (mb.sum() * 3)
+        return None
+
+    def dims_r(held: list[np.ndarray]) -> dict[str, float]:
+        m = data.m_heldout
+        return {f"heldout_r_{name}": _pearson(held[1][m, i], data.avd_heldout[m, i])
+                for i, name in enumerate(("arousal", "valence"))}
+
+    return fit_classifier(torch, lambda: build_speech_cnn(len(data.labels), data.x_train.shape[2:], 3, config.width,
+                                                          config.dropout),
+                          config, len(data.labels), data.y_train, data.normalised(data.x_heldout), data.y_heldout,
+                          batch_inputs, extra_loss=dims_loss,
+                          heldout_metrics=dims_r, desc="train speech CNN", progress=progress)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -13,7 +13,6 @@ learns to read the visible half of the face.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +21,8 @@ import numpy as np
 from edgemer._extras import require
 from edgemer.errors import ConfigError
 from edgemer.export.core.config import check_counts
-from edgemer.export.core.training import adamw_one_cycle, balanced_cross_entropy
+from edgemer.export.core.training import fit_classifier
 from edgemer.export.face.data import FaceDataset, occlude
-from edgemer.export.core.progress import progress_bar
 from edgemer.frontends.face import CropConfig
 from edgemer.frontends.face_detector import load_cv2
 
@@ -122,47 +120,18 @@ def augment(crops: np.ndarray, rng: np.random.Generator, occlusion_p: float = 0.
 
 def train_expression_cnn(data: FaceDataset, crop: CropConfig, config: FaceTrainConfig = FaceTrainConfig(),
                          progress: bool = True) -> tuple[Any, dict[str, Any]]:
-    """Train the CNN on ``data``; returns ``(model in eval mode, history)``.
+    """Train the CNN on ``data`` with the shared loop (:func:`~edgemer.export.core.training.fit_classifier`),
+    each batch augmented by :func:`augment`; returns ``(model in eval mode, history)``.
 
     history: ``epochs`` (per epoch: loss, train accuracy, held-out accuracy), ``seconds``.
     Deterministic for a seed on one machine and thread count.
     """
     torch = require("torch", "export", "Training the face expression CNN")
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+
+    def batch_inputs(idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return to_model_input(augment(data.x_train[idx], rng, config.occlusion_p), crop)
+
     n_classes = len(data.labels)
-    model = build_expression_cnn(crop.channels, n_classes, config.width, config.dropout)
-    opt, sched = adamw_one_cycle(torch, model.parameters(), config.lr, config.weight_decay, len(data.y_train),
-                                 config.batch_size, config.epochs)
-    loss_fn = balanced_cross_entropy(torch, data.y_train, n_classes, config.balance_classes)
-    x_held = torch.from_numpy(to_model_input(data.x_heldout, crop))
-    history: dict[str, Any] = {"epochs": []}
-    t0 = time.perf_counter()
-    bar = progress_bar(range(config.epochs), enabled=progress, desc="train face CNN", unit="epoch")
-    for epoch in bar:
-        model.train()
-        order = rng.permutation(len(data.y_train))
-        total, correct, loss_sum = 0, 0, 0.0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
-            xb = torch.from_numpy(to_model_input(augment(data.x_train[idx], rng, config.occlusion_p), crop))
-            yb = torch.from_numpy(data.y_train[idx])
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-            total += len(idx)
-        model.eval()
-        with torch.no_grad():
-            held_pred = torch.cat([model(x_held[i:i + 256]) for i in range(0, len(x_held), 256)]).argmax(1).numpy()
-        row = {"epoch": epoch + 1, "loss": loss_sum / total, "train_accuracy": correct / total,
-               "heldout_accuracy": float(np.mean(held_pred == data.y_heldout)) if len(held_pred) else float("nan")}
-        history["epochs"].append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", held=f"{row['heldout_accuracy']:.3f}")
-    history["seconds"] = time.perf_counter() - t0
-    model.eval()
-    return model, history
+    return fit_classifier(torch, lambda: build_expression_cnn(crop.channels, n_classes, config.width, config.dropout),
+                          config, n_classes, data.y_train, to_model_input(data.x_heldout, crop), data.y_heldout,
+                          batch_inputs, balance=config.balance_classes, desc="train face CNN", progress=progress)
