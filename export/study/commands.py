@@ -139,7 +139,8 @@ def run_study_tune(args: argparse.Namespace) -> int:
     options = TuneOptions(trials=args.trials, max_epochs=args.max_epochs, grace_epochs=args.grace_epochs,
                           reduction_factor=args.reduction_factor, metric=args.metric,
                           lr=_range(args.lr, "--lr"), physics_weight=_range(args.physics_weight, "--physics-weight"),
-                          window_s=_choices(args.window, "--window"), train_hop_s=_choices(args.train_hop, "--train-hop"),
+                          window_s=_choices(args.window, "--window"),
+                          train_hop_s=_choices(args.train_hop, "--train-hop"),
                           forecast_s=args.forecast, batch_size=args.batch_size, val_fraction=args.val_fraction,
                           time_budget_s=args.time_budget, cpus_per_trial=args.cpus_per_trial, seed=args.seed,
                           max_subjects=args.subjects)

@@ -280,7 +280,8 @@ def _markdown(report: dict[str, Any]) -> str:
                                                              else ("stopped early" if t["epochs"] < o["max_epochs"]
                                                                    else "completed"))
         lines.append(f"| {t['trial']} | {c['lr']:.3g} | {c['physics_weight']:.3g} | {c['window_s']:g} | "
-                     f"{c['train_hop_s']:g} | {t['epochs']} | {num(m, 'eda_rmse_uS', '.4f')} | {num(m, 'eda_r', '.4f')} | "
+                     f"{c['train_hop_s']:g} | {t['epochs']} | {num(m, 'eda_rmse_uS', '.4f')} | "
+                     f"{num(m, 'eda_r', '.4f')} | "
                      f"{num(m, 'macro_f1', '.3f')} | {num(m, 'tau_s', '.2f')} | {status} |")
     lines += ["", "## Best configuration", "", "```json", json.dumps(report["best"]["export_config"], indent=1), "```",
               "", "Export it: `edgemer export physio --wesad DIR --out BUNDLE --config best.json` (options given on "
