@@ -174,3 +174,23 @@ def test_calibration_records_the_wearers_baseline_and_reloads(tmp_path):
         shift = pipe.runners[0].front_end._baseline_shift[:, 0]
     assert not any(e.calibrating for e in again)
     assert shift[0] == pytest.approx(8.0 - pipe.runners[0].front_end.config.mean[0], abs=0.5)
+
+
+def test_lockstep_waits_for_a_slow_worker_and_refuses_sources_it_cannot_pace():
+    import time
+
+    from edgemer.sources import source_from_spec
+
+    def slow(estimate):  # a worker far slower than a 60 s window at "max" speed on any machine
+        time.sleep(0.05)
+
+    # The rings hold 30 s beyond the window: a source running ahead of this worker on the wall clock
+    # (1 s of stream per 50 ms at 20x, per 1 ms at 1000x) would overwrite samples before they are used.
+    src = SimulatedWearable(speed=MAX_SPEED, duration_s=180, chunk_s=0.25)
+    with Pipeline([src], ["physio-demo"], callback=slow) as pipe:
+        est = list(pipe)
+    stats = pipe.stats()
+    assert [round(e.elapsed_s) for e in est] == list(range(60, 181, 5)) and pipe.lockstep
+    assert all(s["dropped_samples"] == 0 for s in stats["streams"].values()) and stats["late_windows"] == 0
+    with pytest.raises(ConfigError, match="serial:loop://.*cannot run at speed max"):
+        Pipeline([source_from_spec("serial:loop://", speed=MAX_SPEED)], ["physio-demo"])
