@@ -90,7 +90,10 @@ def test_pty_emulator_streams_mapped_samples_and_reports_health():
         truth = truth_of(emu)
         errors = [abs(c.t0 - (clock.start + (emu.wall_of(truth[(1, c.stream, c.seq)].true_s) - clock.wall_start)
                               * clock.speed)) for c in chunks[50:]]
-        assert max(errors) < 0.05  # stream seconds at x10; bridge-bench measures the real-time error
+        # The mapping is right when the typical error is a few wall milliseconds (x10 here); a wrong
+        # offset, drift or 32-bit wrap is off by seconds. A busy machine can delay a few pings, so the
+        # bound on the worst chunk is loose; edgemer bench bridge measures the real-time error.
+        assert float(np.median(errors)) < 0.05 and max(errors) < 0.5
     assert health["device"] == "edgemer-wrist emu-1.0" and health["synced"] and health["connected"]
     for key in ("frames_ok", "crc_failures", "seq_gaps", "resets", "bytes_discarded", "drift_ppm", "offset_s",
                 "reconnects", "last_gap_s"):
@@ -118,15 +121,18 @@ def test_unplug_is_reported_retried_and_resumed_with_the_gap(tmp_path):
         src = SerialWearable(link, speed=5)
         with running(src, speed=5) as (chunks, _):
             assert wait_for(lambda: len(chunks) >= 40)
+            unplugged_at = time.monotonic()
             emu.unplug(3.0)  # emulated seconds: 0.6 s wall
             assert wait_for(lambda: not src.connected, 5)
             assert wait_for(lambda: src.reconnects == 1 and any(c.flags & FLAG_GAP for c in chunks), 10)
+            # frames the device sent until the source reconnected are lost too: at most this many device seconds
+            outage_bound_s = (time.monotonic() - unplugged_at) * 5
             n = len(chunks)
             assert wait_for(lambda: len(chunks) > n + 20, 5)
             health = src.health()
         assert_chunks_match_truth(chunks, emu)
     assert health["disconnects"] == 1 and health["reconnects"] == 1 and health["connected"]
-    assert 2.9 <= health["last_gap_s"] <= 4.0 and health["missing_frames"] >= 5 * 11
+    assert 2.9 <= health["last_gap_s"] <= outage_bound_s + 0.1 and health["missing_frames"] >= 5 * 11
     gap_chunks = [c for c in chunks if c.flags & FLAG_GAP]
     assert {c.stream for c in gap_chunks} == {"eda", "bvp", "temp", "acc", "condition"}
 
