@@ -7,10 +7,10 @@ everything succeeded):
    (:mod:`edgemer.export.audio.data`), computed exactly as the runtime front-end does,
    held-out speakers apart;
 2. train the CNN with class and arousal/valence/dominance heads (:mod:`edgemer.export.audio.model`);
-3. :func:`write_audio_bundle`: FP32 ONNX, static INT8 ONNX and INT8 TFLite through the
-   shared converters (:func:`edgemer.export.core.bundle_writer.write_model_files`),
-   ``samples.npz``, manifest, and verification of every file through edgemer's own
-   backends: the shared classifier checks plus regression parity
+3. :func:`write_audio_bundle`: the shared classifier bundle
+   (:func:`edgemer.export.core.bundle_writer.write_classifier_bundle`: FP32 ONNX, static
+   INT8 ONNX under the accuracy guard and INT8 TFLite, ``samples.npz``, manifest, and
+   verification of every file through edgemer's own backends) plus regression parity
    (:mod:`edgemer.export.audio.verify`).
 """
 from __future__ import annotations
@@ -23,19 +23,16 @@ from typing import Any
 import numpy as np
 
 from edgemer._extras import require
-from edgemer.bundle import TensorSpec, load_bundle
+from edgemer.bundle import TensorSpec
 from edgemer.errors import ExportError
 from edgemer.export.core.atomic import atomic_directory
 from edgemer.export.audio.config import REAL_DATA_COMMANDS, USE_REAL_MODEL, AudioExportConfig
 from edgemer.export.audio.data import AudioDataset, front_end_config, load_audio_data
 from edgemer.export.audio.model import CLASS_OUTPUT, DIMS_OUTPUT, INPUT_NAME, SpeechTrainConfig, train_speech_cnn
 from edgemer.export.audio.verify import add_dimensions, verify_dimensions
-from edgemer.export.core.bundle_writer import (SAMPLES_NAME, models_section, write_manifest, write_model_files,
-                                                write_samples)
-from edgemer.export.core.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
-from edgemer.export.core.guard import GuardTask
+from edgemer.export.core.bundle_writer import (BundleExportResult, ClassifierSpec, export_stage, looks_like_bundle,
+                                                toolchain_versions, write_classifier_bundle)
 from edgemer.export.core.training import pick
-from edgemer.export.core.verify import check_bundle_runs, classifier_markdown, verify_classifier, write_verification
 from edgemer.frontends.audio import DIMENSIONS, AudioFrontEndConfig
 
 
@@ -71,60 +68,45 @@ def write_audio_bundle(folder: Path, model: Any, front_end: AudioFrontEndConfig,
                        title: str = "speech emotion") -> tuple[dict[str, Any], dict[str, Any]]:
     """Write model files, samples, manifest and verification of a speech CNN into ``folder``.
 
+    The shared classifier bundle (:func:`~edgemer.export.core.bundle_writer.write_classifier_bundle`)
+    with the regression head's parity (:func:`~edgemer.export.audio.verify.verify_dimensions`)
+    added to the verification and the metrics.
+
     Parameters
     ----------
-    model: torch module, input ``[1, 1, n_mels, n_frames]`` (standardised log-mel), outputs
+    model
+        Torch module, input ``[1, 1, n_mels, n_frames]`` (standardised log-mel), outputs
         ``(emotion_logits [1, C], avd [1, 3])``.
-    calibration / x_held: standardised model inputs ``[n, 1, n_mels, n_frames]``; y_held:
-        ``[n]`` class index; avd_held ``[n, 3]`` targets, m_held ``[n]`` where known.
-    manifest_extra: name, provenance, training, ... merged into the manifest.
+    calibration, x_held
+        Standardised model inputs ``[n, 1, n_mels, n_frames]``.
+    y_held
+        ``[n]`` class index.
+    avd_held, m_held
+        ``[n, 3]`` arousal/valence/dominance targets and ``[n]`` bool, where they are known.
+    manifest_extra
+        name, provenance, training, ... merged into the manifest.
 
-    Returns ``(verification report, manifest)``.
+    Returns
+    -------
+    tuple
+        ``(verification report, manifest)``.
     """
-    torch = require("torch", "export", "Writing a speech bundle")
     inputs, outputs = speech_io(front_end, len(labels))
-    example = torch.from_numpy(calibration[:1].copy())
-    with export_stage("model conversion", "Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
-                                    "(pip install 'edgemer[export]'), or pass --no-tflite."):
-        guard = GuardTask(x_held, y_held, CLASS_OUTPUT, config.targets.max_macro_f1_drop_points,
-                          max_steps=config.guard_steps) if config.guard_steps else None
-        keys, quantisation = write_model_files(model, example, folder, calibration, inputs, outputs,
-                                               config.onnx_quantisation, tflite_int8=config.tflite, guard=guard)
-    write_samples(folder / SAMPLES_NAME, x_held, y_held, max_samples=config.bundle_samples)
-    manifest: dict[str, Any] = {
-        "modality": "audio",
-        "task": f"speech-emotion-{len(labels)}class+avd",
-        "labels": list(labels),
-        "models": models_section(keys),
-        "inputs": [s.to_dict() for s in inputs],
-        "outputs": [s.to_dict() for s in outputs],
-        "front_end": front_end.to_dict(),
-        "quantisation": quantisation,
-        **manifest_extra,
-    }
-    write_manifest(folder, manifest)
-    with export_stage("verification", "The bundle's models do not run in edgemer's backends; re-export, or report it."):
-        bundle = load_bundle(folder)
-        report = verify_classifier(bundle, x_held, y_held, CLASS_OUTPUT, config.targets)
+    spec = ClassifierSpec("audio", f"speech-emotion-{len(labels)}class+avd", tuple(labels), tuple(inputs),
+                          tuple(outputs), front_end.to_dict(), heldout_key="windows")
+
+    def regression(report: dict[str, Any], bundle: Any) -> dict[str, Any]:
         dims = verify_dimensions(bundle, x_held, DIMS_OUTPUT, DIMENSIONS, truth=avd_held, mask=m_held,
                                  min_r=config.min_regression_r)
         add_dimensions(report, dims)
-        if "guard" in quantisation["onnx"]:
-            report["guard"] = quantisation["onnx"]["guard"]
-    write_verification(folder, report, f"{title} (INT8 vs FP32 on {len(y_held)} held-out windows)",
-                       render=classifier_markdown)
-    manifest["metrics"] = {
-        "heldout": {"windows": int(len(y_held)), "class_counts": np.bincount(y_held, minlength=len(labels)).tolist()},
-        "models": {k: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
-                       **{f"r_{n}_vs_targets": v for n, v in dims["models"][k].get("r_vs_truth", {}).items()}}
-                   for k, r in report["models"].items()},
-        "regression_r_int8_vs_fp32": {label: row["r"] for label, row in dims["comparisons"].items()},
-        "targets_passed": report["passed"],
-    }
-    manifest = dict(write_manifest(folder, manifest).raw)
-    with export_stage("final check", "The written bundle does not load or run; re-export, or report it."):
-        check_bundle_runs(folder)
-    return report, manifest
+        return {"models": {k: {f"r_{n}_vs_targets": v for n, v in row.get("r_vs_truth", {}).items()}
+                           for k, row in dims["models"].items()},
+                "regression_r_int8_vs_fp32": {label: row["r"] for label, row in dims["comparisons"].items()}}
+
+    return write_classifier_bundle(folder, model, spec, calibration, x_held, y_held, manifest_extra,
+                                   f"{title} (INT8 vs FP32 on {len(y_held)} held-out windows)",
+                                   config.onnx_quantisation, config.tflite, config.targets, config.guard_steps,
+                                   max_samples=config.bundle_samples, verify_more=regression)
 
 
 def _provenance(data: AudioDataset, command: str) -> dict[str, Any]:

@@ -43,7 +43,8 @@ from edgemer.export.audio.config import HfExportConfig
 from edgemer.export.audio.data import canonical_label
 from edgemer.export.audio.verify import outputs_markdown, verify_outputs
 from edgemer.export.core.bundle_writer import SAMPLES_NAME, models_section, write_manifest, write_samples
-from edgemer.export.core.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
+from edgemer.export.core.bundle_writer import (FINAL_CHECK_HINT, VERIFICATION_HINT, BundleExportResult, export_stage,
+                                                looks_like_bundle, toolchain_versions)
 from edgemer.export.core.targets import optimum_config_name, quant_options
 from edgemer.export.core.verify import check_bundle_runs, write_verification
 from edgemer.frontends.audio import DIMENSIONS, AudioFeatures, AudioFrontEndConfig, DimensionsOutput
@@ -270,13 +271,13 @@ def export_hf(model_dir: Path, out_dir: Path, config: HfExportConfig = HfExportC
             },
         }
         write_manifest(tmp, manifest)
-        with export_stage("verification", "The bundle's models do not run in edgemer's backends; re-export, or report it."):
+        with export_stage("verification", VERIFICATION_HINT):
             report = verify_outputs(load_bundle(tmp), x_test, classes, config.min_correlation)
         write_verification(tmp, report, f"{config.name} (INT8 vs FP32 on {len(x_test)} test windows)",
                            render=outputs_markdown)
         manifest["metrics"] = {"output_correlation_int8_vs_fp32": {k: r["r"] for k, r in report["comparisons"].items()},
                                "targets_passed": report["passed"]}
         manifest = dict(write_manifest(tmp, manifest).raw)
-        with export_stage("final check", "The written bundle does not load or run; re-export, or report it."):
+        with export_stage("final check", FINAL_CHECK_HINT):
             check_bundle_runs(tmp)
     return HfExportResult(bundle_dir=out_dir, verification=report, manifest=manifest)

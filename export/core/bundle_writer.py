@@ -4,6 +4,11 @@ The manifest is the contract with the runtime (:mod:`edgemer.bundle`): this modu
 builds it, lists every other file of the folder under ``files`` with its sha256 and
 size, and checks that :meth:`edgemer.bundle.Manifest.from_dict` accepts it before
 writing.
+
+:func:`write_classifier_bundle` is the whole tail of a trained one-input classifier's
+export (model files under the accuracy guard, samples, manifest, verification, metrics,
+final check), shared by the speech and face exports; what a modality adds to the
+verification comes in through its ``verify_more`` hook.
 """
 from __future__ import annotations
 
@@ -12,12 +17,12 @@ import json
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from edgemer import __version__
-from edgemer.bundle import MANIFEST_NAME, SCHEMA_VERSION, Manifest, TensorSpec, file_entry
+from edgemer.bundle import MANIFEST_NAME, SCHEMA_VERSION, Bundle, Manifest, TensorSpec, file_entry
 from edgemer.errors import EdgemerError, ExportError, ManifestError
 
 MODEL_FILES: dict[str, tuple[str, str, str]] = {
@@ -97,15 +102,34 @@ def write_model_files(model: Any, example: Any, folder: Path, calibration: np.nd
 
     Parameters
     ----------
-    example: an input tensor ``[1, ...]``. calibration: ``[n, ...]`` float32 inputs for
-    the INT8 ranges. inputs / outputs: the model's IO specs, in the forward's order
-    (names become the ONNX tensor names). onnx_options: ``OnnxQuantOptions`` (default).
-    guard: a :class:`~edgemer.export.core.guard.GuardTask`: the INT8 ONNX model is made
-    under the accuracy guard (:func:`~edgemer.export.core.guard.guarded_quantise`), which
-    keeps sensitive nodes in FP32 step by step until the bound holds; what it did is
-    recorded as ``quantisation.onnx.guard`` (and the nodes kept as ``nodes_to_exclude``).
+    model
+        The torch module.
+    example
+        An input tensor ``[1, ...]``.
+    folder
+        The bundle folder being written.
+    calibration
+        ``[n, ...]`` float32 inputs for the INT8 ranges.
+    inputs, outputs
+        The model's IO specs, in the forward's order (names become the ONNX tensor names).
+    onnx_options
+        ``OnnxQuantOptions`` (default: its defaults).
+    tflite_int8, tflite_fp32
+        Also write the fully-integer INT8 / the FP32 TFLite file.
+    guard
+        A :class:`~edgemer.export.core.guard.GuardTask`, or None for plain quantisation.
 
-    Returns the manifest model keys written and the manifest ``quantisation`` section.
+    Returns
+    -------
+    tuple
+        The manifest model keys written and the manifest ``quantisation`` section.
+
+    Notes
+    -----
+    With ``guard``, the INT8 ONNX model is made under the accuracy guard
+    (:func:`~edgemer.export.core.guard.guarded_quantise`), which keeps sensitive nodes in
+    FP32 step by step until the bound holds; what it did is recorded as
+    ``quantisation.onnx.guard`` (and the nodes kept as ``nodes_to_exclude``).
     """
     from edgemer.export.core.config import OnnxQuantOptions
     from edgemer.export.core.onnx_export import export_onnx
@@ -155,6 +179,130 @@ def tflite_quantisation_section(path: Path, inputs: list[TensorSpec], outputs: l
         "inputs": {s.name: {"signature_name": sig, **q} for s, (sig, q) in zip(inputs, io["inputs"].items())},
         "outputs": {s.name: {"signature_name": sig, **q} for s, (sig, q) in zip(outputs, io["outputs"].items())},
     }
+
+
+CONVERSION_HINT = ("Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
+                   "(pip install 'edgemer[export]'), or pass --no-tflite.")
+"""What to do when the model conversion stage fails (see :func:`export_stage`)."""
+VERIFICATION_HINT = "The bundle's models do not run in edgemer's backends; re-export, or report it."
+"""What to do when the verification stage fails."""
+FINAL_CHECK_HINT = "The written bundle does not load or run; re-export, or report it."
+"""What to do when the final check of the written bundle fails."""
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """The manifest entries a modality decides for a one-input classifier bundle.
+
+    modality, task, labels: as in the manifest. inputs / outputs: the model's IO specs in
+    the forward's order; ``outputs[0]`` holds the class scores. front_end: the runtime
+    front-end's ``to_dict()``. heldout_key: the name of the held-out count in the
+    manifest's ``metrics.heldout`` (``windows``, ``samples``).
+    """
+
+    modality: str
+    task: str
+    labels: tuple[str, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    front_end: dict[str, Any]
+    heldout_key: str = "samples"
+
+
+def write_classifier_bundle(folder: Path, model: Any, spec: ClassifierSpec, calibration: np.ndarray,
+                            x_held: np.ndarray, y_held: np.ndarray, manifest_extra: Mapping[str, Any], title: str,
+                            onnx_options: Any = None, tflite: bool = True, targets: Any = None, guard_steps: int = 8,
+                            max_samples: int = MAX_SAMPLES, variants: Mapping[str, np.ndarray] | None = None,
+                            verify_more: Callable[[dict[str, Any], Bundle], Mapping[str, Any] | None] | None = None
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write model files, samples, manifest and verification of a trained classifier into ``folder``.
+
+    Parameters
+    ----------
+    model
+        The torch module; input ``[1, ...]`` as ``spec.inputs[0]``, class scores first among its outputs.
+    spec
+        The manifest entries the modality decides (:class:`ClassifierSpec`).
+    calibration
+        ``[n, ...]`` float32 model inputs for the INT8 ranges.
+    x_held, y_held
+        Held-out model inputs ``[n, ...]`` float32 and their ``[n]`` class index: the
+        accuracy guard's set, ``samples.npz`` (at most ``max_samples``) and the verification's.
+    manifest_extra
+        name, provenance, training, metrics... merged into the manifest.
+    title
+        The verification report's title.
+    onnx_options, tflite, guard_steps
+        As for :func:`write_model_files` (``guard_steps`` 0: plain quantisation; otherwise
+        the guard's bound is the macro-F1 drop target of ``targets``).
+    targets
+        ``VerificationTargets`` (default: its defaults).
+    variants
+        Named alternative held-out inputs reported per model (see
+        :func:`~edgemer.export.core.verify.verify_classifier`).
+    verify_more
+        Hook ``(report, bundle) -> metrics or None`` run after the shared checks: it adds
+        to the report (more targets, ``extra_sections``) and may return manifest metrics:
+        ``{"models": {key: {...}}, ...}`` (merged per model; other entries at the top).
+
+    Returns
+    -------
+    tuple
+        ``(verification report, manifest)``.
+    """
+    from edgemer._extras import require
+    from edgemer.bundle import load_bundle
+    from edgemer.export.core.config import OnnxQuantOptions, VerificationTargets
+    from edgemer.export.core.guard import GuardTask
+    from edgemer.export.core.verify import (check_bundle_runs, classifier_markdown, verify_classifier,
+                                            write_verification)
+
+    torch = require("torch", "export", f"Writing a {spec.modality} bundle")
+    targets = targets or VerificationTargets()
+    output = spec.outputs[0].name
+    example = torch.from_numpy(calibration[:1].copy())
+    with export_stage("model conversion", CONVERSION_HINT):
+        guard = GuardTask(x_held, y_held, output, targets.max_macro_f1_drop_points,
+                          max_steps=guard_steps) if guard_steps else None
+        keys, quantisation = write_model_files(model, example, folder, calibration, list(spec.inputs),
+                                               list(spec.outputs), onnx_options or OnnxQuantOptions(),
+                                               tflite_int8=tflite, guard=guard)
+    write_samples(folder / SAMPLES_NAME, x_held, y_held, max_samples=max_samples)
+    manifest: dict[str, Any] = {
+        "modality": spec.modality,
+        "task": spec.task,
+        "labels": list(spec.labels),
+        "models": models_section(keys),
+        "inputs": [s.to_dict() for s in spec.inputs],
+        "outputs": [s.to_dict() for s in spec.outputs],
+        "front_end": spec.front_end,
+        "quantisation": quantisation,
+        **manifest_extra,
+    }
+    write_manifest(folder, manifest)
+    with export_stage("verification", VERIFICATION_HINT):
+        bundle = load_bundle(folder)
+        report = verify_classifier(bundle, x_held, y_held, output, targets, variants=variants)
+        if "guard" in quantisation["onnx"]:
+            report["guard"] = quantisation["onnx"]["guard"]
+        more = dict((verify_more(report, bundle) if verify_more is not None else None) or {})
+    write_verification(folder, report, title, render=classifier_markdown)
+    per_model = more.pop("models", {})
+    manifest["metrics"] = {
+        "heldout": {spec.heldout_key: int(len(y_held)),
+                    "class_counts": np.bincount(y_held, minlength=len(spec.labels)).tolist()},
+        "models": {k: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+                       **{f"accuracy_{v.split()[0]}": vr["accuracy"] for v, vr in r.get("variants", {}).items()},
+                       **per_model.get(k, {})}
+                   for k, r in report["models"].items()},
+        **more,
+        "targets_passed": report["passed"],
+        **manifest.get("metrics", {}),
+    }
+    manifest = dict(write_manifest(folder, manifest).raw)
+    with export_stage("final check", FINAL_CHECK_HINT):
+        check_bundle_runs(folder)
+    return report, manifest
 
 
 def looks_like_bundle(path: Path) -> bool:

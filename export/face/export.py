@@ -23,20 +23,16 @@ from typing import Any
 import numpy as np
 
 from edgemer._extras import require
-from edgemer.bundle import TensorSpec, load_bundle
+from edgemer.bundle import TensorSpec
 from edgemer.errors import ExportError
 from edgemer.export.core.atomic import atomic_directory
-from edgemer.export.core.bundle_writer import (SAMPLES_NAME, models_section, write_manifest, write_model_files,
-                                                write_samples)
+from edgemer.export.core.bundle_writer import (BundleExportResult, ClassifierSpec, export_stage, looks_like_bundle,
+                                                toolchain_versions, write_classifier_bundle)
 from edgemer.export.core.config import OnnxQuantOptions, VerificationTargets
 from edgemer.export.face.config import TRAIN_ON_FER2013, USE_REAL_MODEL, FaceExportConfig
 from edgemer.export.face.data import REAL_PHOTOS, FaceDataset, load_face_data, occlude
 from edgemer.export.face.model import to_model_input
-from edgemer.export.core.bundle_writer import BundleExportResult, export_stage, looks_like_bundle, toolchain_versions
-from edgemer.export.core.verify import classifier_markdown, verify_classifier
-from edgemer.export.core.guard import GuardTask
 from edgemer.export.core.training import pick
-from edgemer.export.core.verify import check_bundle_runs, write_verification
 from edgemer.frontends.face import EXPRESSIONS, CropConfig, FaceFrontEndConfig
 from edgemer.frontends.face_detector import FaceDetectorOptions
 
@@ -83,7 +79,9 @@ def write_face_bundle(folder: Path, model: Any, front_end: FaceFrontEndConfig, c
                       onnx_options: OnnxQuantOptions = OnnxQuantOptions(), tflite: bool = True,
                       targets: VerificationTargets = VerificationTargets(), title: str = "face expression",
                       reference: Any = None, guard_steps: int = 8) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write model files, samples, manifest and verification of a face model into ``folder``.
+    """Write model files, samples, manifest and verification of a face model into ``folder``: the shared
+    classifier bundle (:func:`~edgemer.export.core.bundle_writer.write_classifier_bundle`) with the
+    accuracy on upper- and lower-face-occluded crops and the crop alignment note.
 
     Parameters
     ----------
@@ -98,57 +96,22 @@ def write_face_bundle(folder: Path, model: Any, front_end: FaceFrontEndConfig, c
 
     Returns ``(verification report, manifest)``.
     """
-    torch = require("torch", "export", "Writing a face bundle")
     crop = front_end.crop
     inputs, outputs = face_io(crop)
-    calibration = to_model_input(calibration_crops, crop)
-    x_held = to_model_input(heldout_crops, crop)
-    example = torch.from_numpy(calibration[:1].copy())
-    with export_stage("model conversion", "Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
-                                    "(pip install 'edgemer[export]'), or pass --no-tflite."):
-        guard = GuardTask(x_held, heldout_labels, OUTPUT_NAME, targets.max_macro_f1_drop_points,
-                          max_steps=guard_steps) if guard_steps else None
-        keys, quantisation = write_model_files(model, example, folder, calibration, inputs, outputs, onnx_options,
-                                               tflite_int8=tflite, guard=guard)
-    write_samples(folder / SAMPLES_NAME, x_held, heldout_labels)
-    manifest: dict[str, Any] = {
-        "modality": "face",
-        "task": "expression-7class",
-        "labels": list(EXPRESSIONS),
-        "models": models_section(keys),
-        "inputs": [s.to_dict() for s in inputs],
-        "outputs": [s.to_dict() for s in outputs],
-        "front_end": front_end.to_dict(),
-        "quantisation": quantisation,
-        **manifest_extra,
-    }
-    write_manifest(folder, manifest)
-    with export_stage("verification", "The bundle's models do not run in edgemer's backends; re-export, or report it."):
-        bundle = load_bundle(folder)
-        report = verify_classifier(bundle, x_held, heldout_labels, OUTPUT_NAME, targets,
-                                   variants=occlusion_variants(heldout_crops, crop))
-        if "guard" in quantisation["onnx"]:
-            report["guard"] = quantisation["onnx"]["guard"]
+    spec = ClassifierSpec("face", "expression-7class", EXPRESSIONS, tuple(inputs), tuple(outputs), front_end.to_dict())
+    note = manifest_extra.get("training", {}).get("crop_alignment", {}).get("note")
+
+    def more(report: dict[str, Any], bundle: Any) -> None:
         if reference is not None:
             reference(report, bundle)
-        note = manifest_extra.get("training", {}).get("crop_alignment", {}).get("note")
         if note:
             report.setdefault("extra_sections", {})["Face crops: the alignment the model was trained with"] = note
-    write_verification(folder, report, f"{title} (INT8 vs FP32 on {len(heldout_labels)} held-out face crops)",
-                       render=classifier_markdown)
-    manifest["metrics"] = {
-        "heldout": {"samples": int(len(heldout_labels)),
-                    "class_counts": np.bincount(heldout_labels, minlength=len(EXPRESSIONS)).tolist()},
-        "models": {k: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
-                       **{f"accuracy_{v.split()[0]}": vr["accuracy"] for v, vr in r.get("variants", {}).items()}}
-                   for k, r in report["models"].items()},
-        "targets_passed": report["passed"],
-        **manifest.get("metrics", {}),
-    }
-    manifest = dict(write_manifest(folder, manifest).raw)
-    with export_stage("final check", "The written bundle does not load or run; re-export, or report it."):
-        check_bundle_runs(folder)
-    return report, manifest
+
+    return write_classifier_bundle(folder, model, spec, to_model_input(calibration_crops, crop),
+                                   to_model_input(heldout_crops, crop), heldout_labels, manifest_extra,
+                                   f"{title} (INT8 vs FP32 on {len(heldout_labels)} held-out face crops)",
+                                   onnx_options, tflite, targets, guard_steps,
+                                   variants=occlusion_variants(heldout_crops, crop), verify_more=more)
 
 
 def _provenance(data: FaceDataset, command: str) -> dict[str, Any]:

@@ -29,7 +29,10 @@ from edgemer.bundle import load_bundle
 from edgemer.errors import ExportError
 from edgemer.export.core.atomic import atomic_directory
 from edgemer.export.core.bundle_writer import (
+    CONVERSION_HINT,
+    FINAL_CHECK_HINT,
     SAMPLES_NAME,
+    VERIFICATION_HINT,
     BundleExportResult,
     export_stage,
     looks_like_bundle,
@@ -228,8 +231,7 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
                                    seed=config.seed, weights=LossWeights(physics=config.physics_weight))
         with export_stage("training", "Check the data (NaN-free windows) or lower --lr."):
             model, history = train_pinn(data, train_config, progress=progress)
-        with export_stage("model conversion", "Check torch==2.13.0, onnx, onnxscript, onnxruntime and litert-torch==0.10.0 "
-                                        "(pip install 'edgemer[export]'), or pass --no-tflite."):
+        with export_stage("model conversion", CONVERSION_HINT):
             keys, quantisation = _write_models(model, data, config, tmp)
         write_samples(tmp / SAMPLES_NAME, data.x_heldout, data.y_heldout)
         inputs, outputs = physio_io(data.options.n_samples, data.options.n_forecast)
@@ -251,7 +253,7 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
                                     if k not in ("onnx_quantisation", "targets")}},
         }
         write_manifest(tmp, manifest)
-        with export_stage("verification", "The bundle's models do not run in edgemer's backends; re-export, or report it."):
+        with export_stage("verification", VERIFICATION_HINT):
             report = verify_bundle(load_bundle(tmp), data.x_heldout, data.y_heldout, data.eda_heldout, config.targets)
         if "guard" in quantisation["onnx"]:
             report["guard"] = quantisation["onnx"]["guard"]
@@ -259,6 +261,6 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
                            render=verification_markdown)
         manifest["metrics"] = _metrics(report, history, data)
         manifest = dict(write_manifest(tmp, manifest).raw)
-        with export_stage("final check", "The written bundle does not load or run; re-export, or report it."):
+        with export_stage("final check", FINAL_CHECK_HINT):
             check_bundle_runs(tmp)
     return ExportResult(bundle_dir=out_dir, verification=report, manifest=manifest, history=history)
