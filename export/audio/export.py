@@ -16,7 +16,6 @@ everything succeeded):
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from edgemer.export.audio.data import AudioDataset, front_end_config, load_audio
 from edgemer.export.audio.model import CLASS_OUTPUT, DIMS_OUTPUT, INPUT_NAME, SpeechTrainConfig, train_speech_cnn
 from edgemer.export.audio.verify import add_dimensions, verify_dimensions
 from edgemer.export.core.bundle_writer import (BundleExportResult, ClassifierSpec, export_stage, looks_like_bundle,
-                                                toolchain_versions, write_classifier_bundle)
+                                                provenance_section, write_classifier_bundle)
 from edgemer.export.core.training import pick
 from edgemer.frontends.audio import DIMENSIONS, AudioFrontEndConfig
 
@@ -110,27 +109,17 @@ def write_audio_bundle(folder: Path, model: Any, front_end: AudioFrontEndConfig,
 
 
 def _provenance(data: AudioDataset, command: str) -> dict[str, Any]:
-    prov: dict[str, Any] = {
-        "synthetic_data": data.synthetic,
-        "dataset": data.source,
-        "speakers_train": list(data.speakers_train),
-        "speakers_heldout": list(data.speakers_heldout),
-        "dimensional_targets": data.info.get("dimensional_targets"),
-        "trained_with": toolchain_versions(),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "train_on_real_data": REAL_DATA_COMMANDS,
-        "use_real_model": USE_REAL_MODEL,
-    }
     if data.synthetic:
-        prov["note"] = ("Trained on SYNTHETIC speech from espeak-ng (speaking rate, pitch and loudness stand in for "
-                        "arousal), not on recordings of people. Its outputs show the speech pipeline working (voice "
-                        "activity, log-mel, INT8 inference); it is not a validated emotion recogniser. Train on "
-                        "RAVDESS or CREMA-D ('train_on_real_data') or export a real wav2vec2/HuBERT checkpoint "
-                        "('use_real_model').")
+        note = ("Trained on SYNTHETIC speech from espeak-ng (speaking rate, pitch and loudness stand in for "
+                "arousal), not on recordings of people. Its outputs show the speech pipeline working (voice "
+                "activity, log-mel, INT8 inference); it is not a validated emotion recogniser. Train on "
+                "RAVDESS or CREMA-D ('train_on_real_data') or export a real wav2vec2/HuBERT checkpoint "
+                "('use_real_model').")
     else:
-        prov["note"] = f"Trained on {data.source}."
-    return prov
+        note = f"Trained on {data.source}."
+    return provenance_section(data.synthetic, data.source, command, REAL_DATA_COMMANDS, note, USE_REAL_MODEL,
+                              speakers_train=list(data.speakers_train), speakers_heldout=list(data.speakers_heldout),
+                              dimensional_targets=data.info.get("dimensional_targets"))
 
 
 def export_audio(data: str | AudioDataset, out_dir: Path, config: AudioExportConfig = AudioExportConfig(),

