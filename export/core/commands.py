@@ -8,7 +8,19 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from typing import Any
+from typing import Any, Callable
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, configure: Callable[[argparse.ArgumentParser], None] | None,
+                run: Callable[[argparse.Namespace], int], help: str, description: str | None = None
+                ) -> argparse.ArgumentParser:
+    """Register the sub-command ``name`` under ``sub``: its parser gets ``configure``'s options (None:
+    no options) and runs ``run(args)`` (the exit status); returns the parser."""
+    parser = sub.add_parser(name, help=help, description=description)
+    if configure is not None:
+        configure(parser)
+    parser.set_defaults(func=run)
+    return parser
 
 
 def invoked_command() -> str | None:
@@ -27,13 +39,15 @@ def add_training_options(parser: argparse.ArgumentParser, d: Any, item: str, lr_
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
 
 
-def add_bundle_options(parser: argparse.ArgumentParser, d: Any, what: str, progress: bool = True) -> None:
-    """The options that end every trained export: ``--guard-steps`` (the accuracy guard on the
-    held-out ``what``), ``--no-tflite``, ``--strict``, ``--overwrite`` and (with ``progress``) ``--quiet``."""
-    parser.add_argument("--guard-steps", type=int, default=d.guard_steps, metavar="N",
-                        help=f"accuracy guard: while the INT8 ONNX model's macro-F1 on the held-out {what} drops "
-                             f"more than the target, keep the nodes around the most sensitive tensor in FP32 and "
-                             f"quantise again, at most N times (default {d.guard_steps}; 0: plain quantisation)")
+def add_bundle_options(parser: argparse.ArgumentParser, d: Any, what: str, progress: bool = True,
+                       guard: bool = True) -> None:
+    """The options that end every trained export: (with ``guard``) ``--guard-steps`` (the accuracy guard
+    on the held-out ``what``), ``--no-tflite``, ``--strict``, ``--overwrite`` and (with ``progress``) ``--quiet``."""
+    if guard:
+        parser.add_argument("--guard-steps", type=int, default=d.guard_steps, metavar="N",
+                            help=f"accuracy guard: while the INT8 ONNX model's macro-F1 on the held-out {what} drops "
+                                 f"more than the target, keep the nodes around the most sensitive tensor in FP32 and "
+                                 f"quantise again, at most N times (default {d.guard_steps}; 0: plain quantisation)")
     parser.add_argument("--no-tflite", action="store_true", help="ONNX models only (no TFLite files)")
     parser.add_argument("--strict", action="store_true",
                         help="exit with status 1 when a verification target fails (the bundle is still written)")

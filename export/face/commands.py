@@ -9,26 +9,22 @@ import argparse
 import shlex
 from pathlib import Path
 
-from edgemer.export.core.commands import add_bundle_options, add_training_options, finish, invoked_command
+from edgemer.export.core.commands import add_bundle_options, add_command, add_training_options, finish, invoked_command
 
 
 def add_face_commands(data_sub: argparse._SubParsersAction, export_sub: argparse._SubParsersAction) -> None:
     """Register ``data synth-faces`` and ``export face`` under the given sub-command groups."""
-    synth = data_sub.add_parser("synth-faces", help="write scenes with drawn faces (PNG) to try the face path",
-                                description="Write 640x480 scenes, each with one drawn face whose brows, eyes and "
-                                            "mouth follow an expression (plus one blank frame): a replayable image "
-                                            "folder for 'edgemer run --bundle face-demo --source replay:DIR'. "
-                                            "Synthetic images, not photographs of anyone.")
-    configure_synth_faces(synth)
-    synth.set_defaults(func=run_synth_faces)
-    face = export_sub.add_parser("face", help="train the compact expression CNN on face crops and write a bundle",
-                                 description="Train a compact expression CNN (seven basic expressions, occlusion "
-                                             "augmentation) on FER2013, a class-per-folder image set or synthetic "
-                                             "drawn faces, and write a bundle: FP32 ONNX, INT8 ONNX, INT8 TFLite, "
-                                             "manifest, verification report with accuracy with and without "
-                                             "upper/lower-face occlusion.")
-    configure_export_face(face)
-    face.set_defaults(func=run_export_face)
+    add_command(data_sub, "synth-faces", configure_synth_faces, run_synth_faces,
+                help="write scenes with drawn faces (PNG) to try the face path",
+                description="Write 640x480 scenes, each with one drawn face whose brows, eyes and mouth follow an "
+                            "expression (plus one blank frame): a replayable image folder for 'edgemer run --bundle "
+                            "face-demo --source replay:DIR'. Synthetic images, not photographs of anyone.")
+    add_command(export_sub, "face", configure_export_face, run_export_face,
+                help="train the compact expression CNN on face crops and write a bundle",
+                description="Train a compact expression CNN (seven basic expressions, occlusion augmentation) on "
+                            "FER2013, a class-per-folder image set or synthetic drawn faces, and write a bundle: FP32 "
+                            "ONNX, INT8 ONNX, INT8 TFLite, manifest, verification report with accuracy with and "
+                            "without upper/lower-face occlusion.")
 
 
 def configure_synth_faces(parser: argparse.ArgumentParser) -> None:
