@@ -317,10 +317,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m edgemer.benchmarks.fuzz_bench", description=__doc__.split("\n\n")[0])
-    configure(parser)
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE_OR_DIR", help="write the result")
-    return run(parser.parse_args(argv))
+    """``python3 -m edgemer.benchmarks.fuzz_bench``: the same as ``edgemer bench fuzz`` (its registry adds ``--json``)."""
+    from edgemer.benchmarks.commands import run_kind
+
+    return run_kind("fuzz", sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
