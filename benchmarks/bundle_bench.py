@@ -444,6 +444,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "beyond inference (uses the first backend, int8 if listed, the first thread count)")
     parser.add_argument("--estimates", type=int, default=40, help="estimates measured with --pipeline (default 40)")
     parser.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
+    parser.add_argument("--no-remember", action="store_true",
+                        help="do not store the measured p50s in this device's engine-choice cache (by default they "
+                             "are, so that backend/precision 'auto' uses them)")
+
+
+def remember(bundle: Bundle, cells: Sequence[Mapping[str, Any]], providers: Sequence[str] | None = None,
+             delegate: str | None = None) -> str:
+    """Feed the ok cells measured the way ``auto`` runs them into this device's engine-choice cache
+    (:func:`edgemer.backends.choice.bench_measurements`); returns one line saying what was stored."""
+    from edgemer.backends.choice import bench_measurements, remember_measurements
+
+    measured = bench_measurements(bundle, cells, providers, delegate)
+    if not measured:
+        return f"engine-choice cache: nothing stored for {bundle.name} (no cell measured the way 'auto' runs it)"
+    stored = remember_measurements(bundle, measured, source="bench")
+    return (f"engine-choice cache: {len(measured)} cells of {bundle.name} stored; 'auto' uses them on this device"
+            if stored else f"engine-choice cache: could not store the cells of {bundle.name} (see the warning)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -465,6 +482,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"bundle {bundle.name}: trained on synthetic data (timings are real; accuracy is not)")
     print()
     print(format_table(result))
+    if not args.no_remember:
+        print(remember(bundle, result["cells"], args.providers))
     if args.pipeline:
         precision = "int8" if "int8" in args.precisions else args.precisions[0]
         if not args.quiet:

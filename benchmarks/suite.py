@@ -337,6 +337,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pipeline-seconds", type=float, default=70.0, metavar="SECONDS",
                         help="stream seconds of the three-modality pipeline run (0 = skip; default 70)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-remember", action="store_true",
+                        help="do not store the measured p50s in this device's engine-choice cache (by default the "
+                             "cells measured the way backend/precision 'auto' runs them are stored)")
+
+
+def remember_suite(result: Mapping[str, Any]) -> list[str]:
+    """Feed each bundle's cells (all its engines) into this device's engine-choice cache, one store per
+    bundle; returns a line per bundle (see :func:`edgemer.backends.choice.bench_measurements`)."""
+    from edgemer.backends.choice import bench_measurements, remember_measurements
+    from edgemer.bundle import load_bundle
+
+    engines = {e["label"]: e for e in result["settings"].get("engines", [])}
+    per_bundle: dict[str, list] = {}
+    bundles: dict[str, Any] = {}
+    for entry in result.get("results", []):
+        path = (entry.get("bundle") or {}).get("path")
+        if entry.get("status") != "ok" or not path:
+            continue
+        if path not in bundles:
+            try:
+                bundles[path] = load_bundle(path)
+            except EdgemerError:
+                continue
+        engine = engines.get(entry.get("engine"), {})
+        per_bundle.setdefault(path, []).extend(
+            bench_measurements(bundles[path], entry.get("cells", []), engine.get("providers"), engine.get("delegate")))
+    lines = []
+    for path, measured in per_bundle.items():
+        name = bundles[path].name
+        if measured and remember_measurements(bundles[path], measured, source="bench"):
+            lines.append(f"engine-choice cache: {len(measured)} cells of {name} stored; 'auto' uses them here")
+        else:
+            lines.append(f"engine-choice cache: nothing stored for {name}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -354,6 +388,8 @@ def run(args: argparse.Namespace) -> int:
     print(device_line(result["device"]))
     print()
     print(format_suite(result))
+    if not args.no_remember:
+        print("\n".join(remember_suite(result)))
     if args.json is not None:
         print(f"\nwrote {write_json(result, args.json)}")
     return 0 if any(c["status"] == "ok" for e in result["results"] for c in e["cells"]) else 1

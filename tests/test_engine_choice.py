@@ -306,3 +306,48 @@ def test_task_api_chooses_too_and_results_name_the_engine():
         assert rec.recognize(blank).engine == rec.choice.label
     with pytest.raises(ConfigError):
         FaceExpressionRecognizerOptions(precision="int4")
+
+
+def test_open_session_accepts_auto(tmp_path, demo_bundle, monkeypatch):
+    from edgemer.backends import open_session
+
+    monkeypatch.setenv("EDGEMER_CACHE_DIR", str(tmp_path))  # this device's cache, as a bench would leave it
+    remember_measurements(demo_bundle, fake_results(demo_bundle, {"onnxruntime/fp32/t1": 0.01,
+                                                                  "onnxruntime/int8/t1": 0.5}))
+    session = open_session(demo_bundle, "onnxruntime", "auto")  # precision chosen among the ONNX files
+    pinned = open_session(demo_bundle, "onnxruntime", "int8")
+    assert session.choice.label == "onnxruntime/fp32/t1" and session.choice.rule == "fastest-verified"
+    assert "threads=1" in session.description and str(session.path).endswith("model_fp32.onnx")
+    assert pinned.choice is None and str(pinned.path).endswith("model_int8.onnx")
+    with pytest.raises(ConfigError, match="precision must be one of"):
+        open_session(demo_bundle, "auto", "int4")
+
+
+def test_a_malformed_preset_preference_is_ignored(tmp_path, demo_bundle, caplog):
+    from edgemer.backends.choice import EnginePreference
+
+    def manifest_with(prefer):
+        class M:
+            raw = {"quantisation": {"onnx": {"target": "pi4", "prefer": prefer}}}
+        return M()
+
+    assert EnginePreference.from_manifest(demo_bundle.manifest) is None  # shipped bundles carry no preset
+    pref, name = EnginePreference.from_manifest(manifest_with({"backend": "litert", "precision": "int8",
+                                                               "threads": 4, "machines": ["aarch64"]}))
+    assert name == "pi4" and pref.label == "litert/int8/t4" and pref.applies_here("aarch64")
+    assert not pref.applies_here("x86_64")
+    with caplog.at_level(logging.WARNING):
+        assert EnginePreference.from_manifest(manifest_with({"backend": "tensorflow", "precision": "int8"})) is None
+    assert "quantisation.onnx.prefer is malformed" in caplog.text
+
+
+def test_preferred_cell_keeps_to_the_cores_and_the_candidates(demo_bundle):
+    from edgemer.backends.choice import EnginePreference, candidate_cells, preferred_cell, verified_models
+
+    eligible, _ = verified_models(demo_bundle)
+    cells, _ = candidate_cells(eligible, litert=True, thread_options=(1, 2, 4))
+    pref = EnginePreference("litert", "int8", 4)
+    assert preferred_cell(cells, pref, cores=2).label == "litert/int8/t2"
+    assert preferred_cell(cells, pref, cores=8).label == "litert/int8/t4"
+    no_litert, _ = candidate_cells(eligible, litert=False, thread_options=(1,))
+    assert preferred_cell(no_litert, pref) is None

@@ -37,3 +37,51 @@ def test_bench_kind_writes_an_engines_result(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "cache" / "engine-choice.json").exists()  # --no-remember
     printed = capsys.readouterr().out
     assert "auto -> " in printed and "auto / best verified fixed" in printed
+
+
+def _bench_cell(bundle, backend: str, precision: str, threads: int, p50: float, status: str = "ok") -> dict:
+    fmt = "onnx" if backend == "onnxruntime" else "tflite"
+    return {"backend": backend, "precision": precision, "threads": threads, "format": fmt, "status": status,
+            "model_file": bundle.manifest.model(fmt, precision).file, "latency_ms": {"p50": p50, "p99": p50 * 2}}
+
+
+def test_bench_cells_feed_the_choice_only_when_measured_as_auto_runs_them(tmp_path):
+    from edgemer.backends.choice import bench_measurements, choose_engine, remember_measurements
+
+    bundle = load_bundle("physio-demo")
+    cells = [_bench_cell(bundle, "onnxruntime", "fp32", 1, 0.10), _bench_cell(bundle, "onnxruntime", "int8", 1, 0.05),
+             _bench_cell(bundle, "litert", "int8", 1, 0.02), _bench_cell(bundle, "litert", "fp32", 1, 0.01, "failed"),
+             {**_bench_cell(bundle, "litert", "int8", 2, 0.01), "model_file": "not-in-this-bundle.tflite"}]
+    got = {m.cell.label: m.p50_ms for m in bench_measurements(bundle, cells)}
+    assert got == {"onnxruntime/fp32/t1": 0.10, "onnxruntime/int8/t1": 0.05, "litert/int8/t1": 0.02}
+    # cells of a TFLite delegate, or of an execution provider auto would not use here, say nothing about auto
+    assert {m.cell.backend for m in bench_measurements(bundle, cells, delegate="libedgetpu.so.1")} == {"onnxruntime"}
+    assert {m.cell.backend for m in bench_measurements(bundle, cells, providers=("cuda",))} == {"litert"}
+    cache = ChoiceCache(tmp_path, device=("dev", {}), version="0.1.0")
+    assert remember_measurements(bundle, bench_measurements(bundle, cells), cache=cache)
+    choice = choose_engine(bundle, cache=cache, measure=False, litert=True, thread_options=(1,))
+    assert choice.label == "litert/int8/t1" and choice.source == "bench"
+    assert not remember_measurements(bundle, [], cache=cache)  # nothing measured: the cache is kept as it was
+    assert ChoiceCache(tmp_path, device=("dev", {}), version="0.1.0").lookup(bundle_hash(bundle))
+
+
+def test_bench_bundles_and_suite_feed_the_engine_choice_cache(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGEMER_CACHE_DIR", str(tmp_path / "cache"))
+    bundle = load_bundle("face-demo")
+    assert run_kind("bundles", ["face-demo", "--backends", "litert", "--precisions", "int8", "--threads", "1",
+                                "--max-time", "0.05", "--quiet"]) == 0
+    assert "engine-choice cache: 1 cells of face-demo stored" in capsys.readouterr().out
+    cached = ChoiceCache(tmp_path / "cache").lookup(bundle_hash(bundle))
+    assert [(m.cell.label, m.source) for m in cached] == [("litert/int8/t1", "bench")]
+
+    from edgemer.benchmarks.suite import Engine, remember_suite, run_suite
+
+    result = run_suite(["face-demo"], [Engine("onnxruntime", "onnxruntime", ("cpu",))], precisions=("int8",),
+                       threads=(1,), max_time_s=0.05, progress=False)
+    assert remember_suite(result) == ["engine-choice cache: 1 cells of face-demo stored; 'auto' uses them here"]
+    cached = ChoiceCache(tmp_path / "cache").lookup(bundle_hash(bundle))
+    assert [(m.cell.label, m.source) for m in cached] == [("onnxruntime/int8/t1", "bench")]
+    assert run_kind("bundles", ["face-demo", "--backends", "litert", "--precisions", "int8", "--threads", "1",
+                                "--max-time", "0.05", "--quiet", "--no-remember"]) == 0
+    assert [m.cell.label for m in ChoiceCache(tmp_path / "cache").lookup(bundle_hash(bundle))] == [
+        "onnxruntime/int8/t1"]  # --no-remember left the suite's cells

@@ -15,12 +15,70 @@ from edgemer.export.core.targets import (OPTIMUM_DYNAMIC, TARGETS, check_target,
                                     quant_options)
 
 
-def test_preset_names_are_the_documented_four():
-    assert list(TARGETS) == ["x86-avx2", "x86-vnni", "arm64", "jetson-trt"]
+def test_preset_names_are_the_kernel_families_and_the_devices():
+    assert list(TARGETS) == ["x86-avx2", "x86-vnni", "arm64", "jetson-trt", "pi4", "pi5", "jetson-orin", "x86"]
+    assert targets_module.DEVICE_PRESETS == ("pi4", "pi5", "jetson-orin", "x86")
     for name, preset in TARGETS.items():
         assert preset.name == name and preset.options.target == name
         assert f"``{name}``" in targets_module.__doc__  # each preset has its paragraph in the module docstring
-        assert preset.devices and preset.reason
+        assert preset.devices and preset.reason and preset.prefer is not None
+
+
+@pytest.mark.parametrize("device, family", sorted(targets_module.SAME_OPTIONS.items()))
+def test_device_presets_quantise_as_their_kernel_family(device, family):
+    import dataclasses
+
+    same = lambda o: dataclasses.replace(o, target=None, prefer=())  # noqa: E731 - what quantize_static sees
+    assert same(TARGETS[device].options) == same(TARGETS[family].options)
+    assert TARGETS[device].prefer == TARGETS[family].prefer
+
+
+def test_presets_record_the_engine_to_prefer_in_the_manifest_section():
+    for name in ("pi4", "pi5"):
+        prefer = TARGETS[name].options.to_dict()["prefer"]
+        assert (prefer["backend"], prefer["precision"], prefer["threads"]) == ("litert", "int8", 1)
+        assert "aarch64" in prefer["machines"] and prefer["reason"]
+    assert TARGETS["jetson-orin"].options.to_dict()["prefer"]["backend"] == "onnxruntime"
+    assert TARGETS["x86"].options.to_dict()["prefer"]["machines"] == ["x86_64", "amd64"]
+    assert "prefer" not in quant_options(None).to_dict()
+    hash(TARGETS["pi4"].options)  # still a frozen, hashable option block
+
+
+def test_an_exported_preset_is_the_engine_prior_on_its_device(tmp_path, monkeypatch):
+    """edgemer export onnx --target jetson-orin: the manifest carries the preference; with nothing measured,
+    auto runs the preferred cell on an aarch64 machine and the first verified file elsewhere."""
+    pytest.importorskip("onnxruntime.quantization")
+    import platform
+
+    from edgemer.backends.choice import ChoiceCache, choose_engine
+    from edgemer.bundle import load_bundle
+    from edgemer.cli import main
+    from test_export_byo import face_cnn, write_images
+
+    model = face_cnn(tmp_path / "face.onnx")
+    cal = write_images(tmp_path / "cal", 10)
+    assert main(["export", "onnx", str(model), "--calibration", str(cal), "--modality", "face", "--labels", "a,b,c",
+                 "--out", str(tmp_path / "b"), "--no-tflite", "--target", "jetson-orin"]) == 0
+    bundle = load_bundle(tmp_path / "b")
+    q = bundle.manifest.raw["quantisation"]["onnx"]
+    assert q["target"] == "jetson-orin" and q["prefer"]["backend"] == "onnxruntime" and q["activation_type"] == "QInt8"
+    cache = ChoiceCache(tmp_path / "cache", device=("dev", {}), version="0.1.0")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    orin = choose_engine(bundle, cache=cache, measure=False, thread_options=(1,))
+    assert (orin.rule, orin.label) == ("preset", "onnxruntime/int8/t1")
+    assert "--target jetson-orin preset prefers onnxruntime/int8/t1" in orin.reason
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")  # not the preset's device: no prior
+    elsewhere = choose_engine(bundle, cache=cache, measure=False, thread_options=(1,))
+    assert elsewhere.rule == "default" and elsewhere.label == "onnxruntime/fp32/t1"
+    # a measurement always wins over the prior
+    from edgemer.backends.choice import Cell, Measurement, remember_measurements
+
+    fp32 = bundle.manifest.model("onnx", "fp32")
+    remember_measurements(bundle, [Measurement(Cell(fp32.key, fp32.file, "onnxruntime", "fp32", 1), 0.01, "bench")],
+                          cache=cache)
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    measured = choose_engine(bundle, cache=cache, measure=False, thread_options=(1,))
+    assert (measured.rule, measured.label) == ("fastest-verified", "onnxruntime/fp32/t1")
 
 
 def test_x86_avx2_uses_7_bit_weights_and_uint8_activations_against_int16_saturation():
@@ -82,8 +140,9 @@ def test_unknown_target_names_the_valid_ones():
 def test_hf_export_speaks_the_same_vocabulary():
     from edgemer.export.audio.config import HfExportConfig
 
-    assert set(OPTIMUM_DYNAMIC) == set(TARGETS) - {"jetson-trt"}
+    assert set(OPTIMUM_DYNAMIC) == set(TARGETS) - {"jetson-trt", "jetson-orin"}
     assert [optimum_config_name(t) for t in ("x86-avx2", "x86-vnni", "arm64")] == ["avx2", "avx512_vnni", "arm64"]
+    assert [optimum_config_name(t) for t in ("pi4", "pi5", "x86")] == ["arm64", "arm64", "avx2"]
     assert HfExportConfig().target in TARGETS
     assert HfExportConfig(target="arm64").target == "arm64"
     assert HfExportConfig(target="jetson-trt", quantization="static").target == "jetson-trt"

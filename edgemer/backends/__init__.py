@@ -9,12 +9,15 @@ line in :data:`BACKENDS`.
 """
 from __future__ import annotations
 
-from typing import Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from edgemer.bundle import Bundle, TensorSpec
 from edgemer.errors import BackendUnavailableError, InputShapeError
+
+if TYPE_CHECKING:
+    from edgemer.backends.choice import EngineChoice
 
 
 class Session(Protocol):
@@ -23,6 +26,8 @@ class Session(Protocol):
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     description: str
+    choice: "EngineChoice | None"
+    """What :func:`open_session` chose with ``auto`` and why (None when pinned)."""
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one inference; ``feeds`` maps input name -> float32 array of the manifest shape."""
@@ -65,10 +70,16 @@ def get_backend(name: str, strict: bool = False, delegate: str | None = None) ->
     return factory(strict=strict, delegate=delegate)
 
 
-def open_session(bundle: Bundle, backend: str = "onnxruntime", precision: str = "int8", threads: int = 1,
+def open_session(bundle: Bundle, backend: str = "auto", precision: str = "auto", threads: int | None = None,
                  providers: Sequence[str] | None = None, delegate: str | None = None,
                  strict: bool = False) -> Session:
     """Open the bundle's model for ``backend`` at ``precision`` (``int8`` or ``fp32``) with ``threads`` threads.
+
+    backend ``auto`` and/or precision ``auto`` (the defaults): the fastest verified file x engine x
+    threads measured on this device (:func:`edgemer.backends.choice.choose_engine`: the engine-choice
+    cache, else a short first-use measurement with a progress line on stderr); the session's
+    ``choice`` attribute says what was chosen and why. threads: None = chosen with ``auto``, 1 when
+    backend and precision are both pinned (then ``choice`` is None).
 
     providers: onnxruntime execution providers (None = best available: TensorRT, CUDA, CPU; items like
     ``cuda:device=1`` or ``tensorrt:fp16=1:cache=DIR``, see
@@ -76,9 +87,19 @@ def open_session(bundle: Bundle, backend: str = "onnxruntime", precision: str = 
     path for ``litert`` (e.g. ``libedgetpu.so.1``). strict: a missing provider raises
     :class:`BackendUnavailableError` instead of falling back to CPU with a one-line warning.
     """
-    if threads < 1:
+    if threads is not None and threads < 1:
         raise BackendUnavailableError(f"threads must be >= 1, got {threads}")
-    return get_backend(backend, strict=strict, delegate=delegate).open(bundle, precision, threads, providers)
+    choice = None
+    if "auto" in (backend, precision):
+        from edgemer.backends.choice import choose_engine
+
+        if delegate and backend == "auto":
+            backend = "litert"  # a TFLite delegate runs .tflite files only
+        choice = choose_engine(bundle, backend, precision, threads, providers)
+        backend, precision, threads = choice.backend, choice.precision, choice.threads
+    session = get_backend(backend, strict=strict, delegate=delegate).open(bundle, precision, threads or 1, providers)
+    session.choice = choice
+    return session
 
 
 def check_feeds(feeds: Mapping[str, np.ndarray], specs: Sequence[TensorSpec], model: str) -> dict[str, np.ndarray]:

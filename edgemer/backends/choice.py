@@ -31,6 +31,14 @@ runtime calls :func:`choose_engine`, which applies one rule:
    it. A cache that is corrupt, from another edgemer version or another device, or that
    cannot be written is ignored with a warning, never an error.
 
+4. **The device preset as the prior.** A bundle exported with a device preset
+   (``edgemer export ... --target pi4|pi5|jetson-orin|x86``, see
+   :mod:`edgemer.export.core.targets`) records in its manifest
+   (``quantisation.onnx.prefer``) the engine, precision and threads to prefer on that device.
+   When nothing is measured (first-use measurement off or failed) and this machine is of the
+   preset's architecture, that cell runs (rule ``preset``) instead of the first verified
+   file (rule ``default``). A measurement always wins over the prior.
+
 Forcing ``backend`` and ``precision`` pins the choice (no measurement; ``threads``
 defaults to 1); forcing one of them restricts the candidates to it. Everything the
 decision used is in the returned :class:`EngineChoice`, which the pipeline prints at
@@ -242,6 +250,70 @@ def candidate_cells(models: Mapping[str, ModelFile], backend: str = AUTO, precis
     return cells, skipped
 
 
+@dataclass(frozen=True)
+class EnginePreference:
+    """What a device preset prefers when nothing is measured: ``backend``, ``precision``,
+    ``threads`` (at most the usable cores), for machines whose ``platform.machine()`` is in
+    ``machines`` (empty: any), and why (``reason``). Recorded in a bundle's manifest as
+    ``quantisation.onnx.prefer`` (:meth:`to_dict`) by ``edgemer export ... --target``."""
+
+    backend: str
+    precision: str
+    threads: int = 1
+    machines: tuple[str, ...] = ()
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKEND_CHOICES[1:]:
+            raise ConfigError(f"EnginePreference.backend must be one of {BACKEND_CHOICES[1:]}, got {self.backend!r}")
+        if self.precision not in PRECISION_CHOICES[1:]:
+            raise ConfigError(f"EnginePreference.precision must be one of {PRECISION_CHOICES[1:]}, "
+                              f"got {self.precision!r}")
+        if self.threads < 1:
+            raise ConfigError(f"EnginePreference.threads must be >= 1, got {self.threads}")
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend}/{self.precision}/t{self.threads}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backend": self.backend, "precision": self.precision, "threads": self.threads,
+                "machines": list(self.machines), "reason": self.reason}
+
+    @classmethod
+    def from_manifest(cls, manifest: Any) -> tuple["EnginePreference", str] | None:
+        """The preference a bundle's manifest records and the preset's name, or None (absent or
+        malformed: a malformed one is logged and ignored, it is only a prior)."""
+        onnx = ((getattr(manifest, "raw", None) or {}).get("quantisation") or {}).get("onnx")
+        prefer = onnx.get("prefer") if isinstance(onnx, Mapping) else None
+        if not isinstance(prefer, Mapping):
+            return None
+        try:
+            pref = cls(str(prefer["backend"]), str(prefer["precision"]), int(prefer.get("threads", 1)),
+                       tuple(str(m) for m in prefer.get("machines") or ()), str(prefer.get("reason", "")))
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            log.warning("bundle manifest: quantisation.onnx.prefer is malformed (%s); ignored", exc)
+            return None
+        return pref, str(onnx.get("target") or "?")
+
+    def applies_here(self, machine: str | None = None) -> bool:
+        """Whether this machine (``platform.machine()``, or ``machine``) is one the preset is for."""
+        import platform
+
+        machine = (machine or platform.machine()).lower()
+        return not self.machines or machine in {m.lower() for m in self.machines}
+
+
+def preferred_cell(cells: Sequence[Cell], preference: EnginePreference, cores: int | None = None) -> Cell | None:
+    """The candidate cell matching ``preference``: its backend and precision, the most threads up to
+    min(preference.threads, usable cores) that a candidate has; None when no candidate matches."""
+    cores = usable_cores() if cores is None else cores
+    limit = max(1, min(preference.threads, cores))
+    matching = [c for c in cells if c.backend == preference.backend and c.precision == preference.precision
+                and c.threads <= limit]
+    return max(matching, key=lambda c: c.threads) if matching else None
+
+
 def pick_fastest(measurements: Iterable[Measurement], thread_gain: float = THREAD_GAIN) -> Measurement:
     """The measurement with the lowest p50; one with more threads must beat the best with fewer
     threads by ``thread_gain`` (fraction). Ties go to fewer threads, then to the order given."""
@@ -266,7 +338,8 @@ class EngineChoice:
 
     bundle: bundle name. model, file, backend, precision, threads: the chosen cell.
     rule: ``forced`` (pinned by the caller), ``fastest-verified`` (lowest measured p50 among the
-    verified files), or ``default`` (nothing could be measured: the first verified cell).
+    verified files), ``preset`` (nothing measured: the cell the bundle's device preset prefers)
+    or ``default`` (nothing measured and no preset for this machine: the first verified cell).
     source: where the p50s came from (``first-use``, ``bench``, ``cache``, or None).
     p50_ms: the chosen cell's measured p50 (ms), None when not measured.
     measured: every measured cell as ``(label, p50_ms)``, fastest first.
@@ -484,12 +557,59 @@ def measure_cells(bundle: Bundle, cells: Sequence[Cell], providers: Sequence[str
     return [Measurement(c, p, "first-use", stamp) for (c, _), p in zip(sessions, best)], failed
 
 
+def bench_measurements(bundle: Bundle, cells: Iterable[Mapping[str, Any]], providers: Sequence[str] | None = None,
+                       delegate: str | None = None) -> list[Measurement]:
+    """The cells of an ``edgemer bench bundles`` / ``suite`` result (dicts with ``backend``,
+    ``precision``, ``threads``, ``model_file``, ``status``, ``latency_ms.p50``) as measurements of
+    what ``auto`` can run here, for :func:`remember_measurements`.
+
+    Kept: ``ok`` cells of the bundle's files measured the way ``auto`` opens them: LiteRT without
+    a delegate; onnxruntime with the execution providers ``auto`` uses here (``providers``
+    resolving to the same list as the default, e.g. ``cpu`` on a machine with CPU only). Cells of
+    other engines (a delegate, CUDA where TensorRT is the default) say nothing about the choice.
+    """
+    from edgemer.backends.onnxruntime_backend import choose_providers
+
+    by_file = {mf.file: mf for mf in bundle.manifest.models.values()}
+    ort_ok = True
+    if providers:
+        try:
+            import onnxruntime as ort
+
+            available = ort.get_available_providers()
+            ort_ok = (choose_providers(providers, available, strict=True).providers
+                      == choose_providers(None, available).providers)
+        except Exception:  # onnxruntime missing or a provider that is not here: nothing to remember
+            ort_ok = False
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out = []
+    for c in cells:
+        mf = by_file.get(str(c.get("model_file")))
+        backend = c.get("backend")
+        if c.get("status") != "ok" or mf is None or ENGINE_OF_FORMAT.get(mf.format) != backend:
+            continue
+        if (backend == "litert" and delegate) or (backend == "onnxruntime" and not ort_ok):
+            continue
+        try:
+            p50 = float(c["latency_ms"]["p50"])
+            threads = int(c["threads"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        out.append(Measurement(Cell(mf.key, mf.file, str(backend), mf.precision, threads), p50, "bench", stamp))
+    return out
+
+
 def remember_measurements(bundle: Bundle, measurements: Sequence[Measurement], source: str = "bench",
                           cache_dir: str | Path | None = None, cache: ChoiceCache | None = None) -> bool:
     """Store a benchmark's p50s of this device in the engine-choice cache, so that ``auto`` uses them
-    (``edgemer bench engines`` calls it). Only cells of files the bundle lists are kept."""
+    (``edgemer bench engines``, ``bundles`` and ``suite`` call it; the last two through
+    :func:`bench_measurements`). Only cells of files the bundle lists are kept; they replace what
+    the cache held for the bundle. Returns whether the cache was written (False also when nothing
+    was kept)."""
     known = {mf.file for mf in bundle.manifest.models.values()}
     kept = [m for m in measurements if m.cell.file in known and m.p50_ms > 0]
+    if not kept:
+        return False
     cache = cache or ChoiceCache(cache_dir)
     return cache.store(bundle_hash(bundle), bundle.name, kept, source)
 
@@ -556,6 +676,16 @@ def choose_engine(bundle: Bundle, backend: str = AUTO, precision: str = AUTO, th
             if dev_key:
                 cache.store(key, bundle.name, known, "first-use")
     if not known:
+        prior = EnginePreference.from_manifest(bundle.manifest)
+        if prior is not None and prior[0].applies_here():
+            cell = preferred_cell(cells, prior[0])
+            if cell is not None:
+                return EngineChoice(
+                    bundle.name, cell.model, cell.file, cell.backend, cell.precision, cell.threads, "preset",
+                    f"no measurement on this device (first-use measurement off or failed): the bundle's "
+                    f"--target {prior[1]} preset prefers {prior[0].label}"
+                    + (f" ({prior[0].reason})" if prior[0].reason else ""),
+                    excluded=excluded, bundle_hash=key, device_key=dev_key)
         cell = cells[0]
         return EngineChoice(bundle.name, cell.model, cell.file, cell.backend, cell.precision, cell.threads,
                             "default", "no measurement on this device (first-use measurement off or failed): the "
@@ -586,6 +716,6 @@ def _untried_files(missing: Sequence[Cell], known: Sequence[Measurement]) -> boo
 
 
 __all__ = ["AUTO", "BACKEND_CHOICES", "CACHE_ENV", "CACHE_NAME", "Cell", "ChoiceCache", "EngineChoice",
-           "Measurement", "PRECISION_CHOICES", "THREAD_GAIN", "bundle_hash", "candidate_cells", "choose_engine",
-           "default_cache_dir", "device_key", "measure_cells", "pick_fastest", "remember_measurements",
-           "verified_models"]
+           "EnginePreference", "Measurement", "PRECISION_CHOICES", "THREAD_GAIN", "bench_measurements", "bundle_hash",
+           "candidate_cells", "choose_engine", "default_cache_dir", "device_key", "measure_cells", "pick_fastest",
+           "preferred_cell", "remember_measurements", "verified_models"]

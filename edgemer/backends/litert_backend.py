@@ -66,6 +66,9 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 class LiteRTSession:
+    choice = None
+    """The engine choice that opened this session (set by :func:`edgemer.backends.open_session`)."""
+
     def __init__(self, path, inputs, outputs, threads: int, delegate: str | None = None) -> None:
         Interpreter = load_interpreter_class()
         kwargs = {"model_path": str(path), "num_threads": threads}

@@ -137,6 +137,9 @@ def choose_providers(requested: Sequence[str | tuple] | None, available: Sequenc
 
 
 class OnnxRuntimeSession:
+    choice = None
+    """The engine choice that opened this session (set by :func:`edgemer.backends.open_session`)."""
+
     def __init__(self, path, inputs, outputs, threads: int, providers: list[str] | ProviderChoice) -> None:
         import onnxruntime as ort
 
@@ -150,6 +153,10 @@ class OnnxRuntimeSession:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # Pool threads sleep between inferences instead of spin-waiting for the next one: a pipeline
+        # runs a model a few times per second, and spinning would burn a core between calls.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path), sess_options=opts, providers=choice.providers,
                                                  provider_options=choice.options)

@@ -175,7 +175,7 @@ def _quantize_dynamic(fp32: Path, work: Path, config: HfExportConfig) -> Path:
     try:
         quantizer = opt_q.ORTQuantizer.from_pretrained(str(fp32.parent), file_name=fp32.name)
         qc = getattr(configs.AutoQuantizationConfig, optimum_config_name(config.target))(
-            is_static=False, per_channel=config.target != "arm64", operators_to_quantize=list(config.operators))
+            is_static=False, per_channel=optimum_config_name(config.target) != "arm64", operators_to_quantize=list(config.operators))
         out_dir = work / "int8"
         quantizer.quantize(save_dir=str(out_dir), quantization_config=qc)
     except Exception as exc:

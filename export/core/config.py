@@ -30,6 +30,9 @@ class OnnxQuantOptions:
     extra_options: ``(key, value)`` pairs for ``quantize_static(extra_options=...)``, e.g.
     ``(("ActivationSymmetric", True),)``. target: the ``--target`` preset these options came
     from (:mod:`edgemer.export.core.targets`), recorded in the manifest; None = defaults.
+    prefer: ``(key, value)`` pairs of the preset's engine preference (backend, precision,
+    threads, machines, reason), recorded in the manifest as ``quantisation.onnx.prefer`` for
+    the runtime's engine choice; not a quantisation option.
     """
 
     per_channel: bool = True
@@ -39,6 +42,7 @@ class OnnxQuantOptions:
     calibrate_method: str = "MinMax"
     extra_options: tuple[tuple[str, Any], ...] = ()
     target: str | None = None
+    prefer: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("activation_type", "weight_type"):
@@ -50,11 +54,13 @@ class OnnxQuantOptions:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        extra, target = dict(d.pop("extra_options")), d.pop("target")
+        extra, target, prefer = dict(d.pop("extra_options")), d.pop("target"), dict(d.pop("prefer"))
         if extra:
             d["extra_options"] = extra
         if target:
             d["target"] = target
+        if prefer:
+            d["prefer"] = {k: list(v) if isinstance(v, tuple) else v for k, v in prefer.items()}
         return {"format": "QDQ", "method": "onnxruntime.quantization.quantize_static", **d}
 
 

@@ -23,56 +23,113 @@ int8 dot products of the target's kernels behave:
   the output-channel axis. So: QInt8 activations and weights, ``ActivationSymmetric`` and
   ``WeightSymmetric``, per-channel, QDQ format (always used by edgemer).
 
-Use: ``edgemer export physio ... --target arm64`` (or :func:`quant_options`). ``edgemer export hf``
+Device presets name the device instead of its kernel family, and carry the engine choice:
+
+- ``pi4`` (Raspberry Pi 4, Cortex-A72) and ``pi5`` (Raspberry Pi 5, Cortex-A76): the
+  ``arm64`` quantisation.
+- ``jetson-orin`` (Jetson Orin Nano/NX/AGX): the ``jetson-trt`` quantisation, so TensorRT can
+  take the INT8 model.
+- ``x86`` (any x86-64 with AVX2): the ``x86-avx2`` quantisation, correct on every x86-64
+  CPU with or without VNNI (on a VNNI-only fleet ``x86-vnni`` keeps the full 8-bit range).
+
+Every preset (the kernel-family names too) also records which engine, precision and thread
+count to prefer on its device (:class:`edgemer.backends.choice.EnginePreference`, in the
+manifest as ``quantisation.onnx.prefer``); the runtime's ``auto`` choice runs that cell when
+nothing has been measured on the device yet and measuring is off or fails (a measurement
+always wins, see :mod:`edgemer.backends.choice`). The kernel-family names stay valid:
+``pi4``/``pi5`` = ``arm64`` options, ``jetson-orin`` = ``jetson-trt``, ``x86`` = ``x86-avx2``
+(:data:`SAME_OPTIONS`).
+
+Use: ``edgemer export physio ... --target pi4`` (or :func:`quant_options`). ``edgemer export hf``
 takes the same names (:data:`OPTIMUM_DYNAMIC` maps them onto optimum's dynamic-INT8 configs).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from edgemer.backends.choice import EnginePreference
 from edgemer.errors import ConfigError
 from edgemer.export.core.config import OnnxQuantOptions
 
 
 @dataclass(frozen=True)
 class TargetPreset:
-    """name: ``--target`` value. devices: what it is for. options: the quantisation options.
-    reason: why these options, in one paragraph."""
+    """name: ``--target`` value. devices: what it is for. options: the quantisation options
+    (``options.prefer`` and ``options.target`` are filled from ``prefer`` and ``name``).
+    reason: why these options, in one paragraph. prefer: the engine, precision and threads the
+    runtime runs on that device when nothing is measured there (None: no preference)."""
 
     name: str
     devices: str
     options: OnnxQuantOptions
     reason: str
+    prefer: EnginePreference | None = None
 
+    def __post_init__(self) -> None:
+        prefer = tuple((k, tuple(v) if isinstance(v, list) else v)
+                       for k, v in sorted(self.prefer.to_dict().items())) if self.prefer else ()
+        object.__setattr__(self, "options", dataclasses.replace(self.options, target=self.name, prefer=prefer))
+
+
+ARM = ("aarch64", "arm64")
+X86 = ("x86_64", "amd64")
+LITERT_SMALL = ("LiteRT (XNNPACK) INT8 at one thread: the fastest verified path of every shipped bundle on "
+                "this project's x86 machine and the usual winner for small CNNs on Cortex-A cores; one thread "
+                "because sources, front-ends and other models share the cores")
+PREFER = {
+    "x86": EnginePreference("litert", "int8", 1, X86, LITERT_SMALL),
+    "arm": EnginePreference("litert", "int8", 1, ARM, LITERT_SMALL),
+    "jetson": EnginePreference("onnxruntime", "int8", 1, ARM,
+                               "onnxruntime INT8 on the TensorRT execution provider (chosen automatically when "
+                               "onnxruntime-gpu/JetPack's build is installed; else the CPU)"),
+}
+"""Engine preferences shared by the presets (not measured on a Pi or a Jetson: a prior only)."""
+
+_X86_AVX2 = OnnxQuantOptions(per_channel=True, reduce_range=True, activation_type="QUInt8", weight_type="QInt8")
+_X86_AVX2_REASON = ("vpmaddubsw adds pairs of u8 x s8 products into a saturating int16; 7-bit weights "
+                    "(reduce_range) keep 2 x 255 x 63 within int16")
+_ARM64 = OnnxQuantOptions(per_channel=True, reduce_range=False, activation_type="QInt8", weight_type="QInt8")
+_ARM64_REASON = ("ARM s8 x s8 kernels (smull/sadalp, or sdot with the dot-product extension) widen into "
+                 "int32 without saturation: S8S8, full range, per-channel weights")
+_TRT = OnnxQuantOptions(per_channel=True, reduce_range=False, activation_type="QInt8", weight_type="QInt8",
+                        extra_options=(("ActivationSymmetric", True), ("WeightSymmetric", True)))
+_TRT_REASON = ("TensorRT's explicit quantisation takes only symmetric int8 (zero point 0) Q/DQ pairs, "
+               "per-channel on weights; asymmetric activations would be rejected or fall back to FP")
 
 TARGETS: dict[str, TargetPreset] = {p.name: p for p in (
     TargetPreset("x86-avx2", "x86-64 with AVX2/AVX-512 but without VNNI (most laptops before ~2019, many VMs)",
-                 OnnxQuantOptions(per_channel=True, reduce_range=True, activation_type="QUInt8",
-                                  weight_type="QInt8", target="x86-avx2"),
-                 "vpmaddubsw adds pairs of u8 x s8 products into a saturating int16; 7-bit weights "
-                 "(reduce_range) keep 2 x 255 x 63 within int16"),
+                 _X86_AVX2, _X86_AVX2_REASON, PREFER["x86"]),
     TargetPreset("x86-vnni", "x86-64 with AVX-512 VNNI or AVX-VNNI (Ice Lake+, Zen 4, recent EPYC/Xeon)",
                  OnnxQuantOptions(per_channel=True, reduce_range=False, activation_type="QInt8",
-                                  weight_type="QInt8", target="x86-vnni"),
-                 "vpdpbusd accumulates u8 x s8 directly into int32: no saturation, full 8-bit range"),
+                                  weight_type="QInt8"),
+                 "vpdpbusd accumulates u8 x s8 directly into int32: no saturation, full 8-bit range", PREFER["x86"]),
     TargetPreset("arm64", "64-bit ARM CPUs: Raspberry Pi 4/5, Jetson CPU cores, other Cortex-A boards",
-                 OnnxQuantOptions(per_channel=True, reduce_range=False, activation_type="QInt8",
-                                  weight_type="QInt8", target="arm64"),
-                 "ARM s8 x s8 kernels (smull/sadalp, or sdot with the dot-product extension) widen into "
-                 "int32 without saturation: S8S8, full range, per-channel weights"),
+                 _ARM64, _ARM64_REASON, PREFER["arm"]),
     TargetPreset("jetson-trt", "NVIDIA Jetson (or any GPU) running the TensorRT execution provider",
-                 OnnxQuantOptions(per_channel=True, reduce_range=False, activation_type="QInt8",
-                                  weight_type="QInt8", target="jetson-trt",
-                                  extra_options=(("ActivationSymmetric", True), ("WeightSymmetric", True))),
-                 "TensorRT's explicit quantisation takes only symmetric int8 (zero point 0) Q/DQ pairs, "
-                 "per-channel on weights; asymmetric activations would be rejected or fall back to FP"),
+                 _TRT, _TRT_REASON, PREFER["jetson"]),
+    TargetPreset("pi4", "Raspberry Pi 4 (Cortex-A72, 4 cores, no dot-product extension)", _ARM64,
+                 _ARM64_REASON, PREFER["arm"]),
+    TargetPreset("pi5", "Raspberry Pi 5 (Cortex-A76, 4 cores, dot-product extension)", _ARM64, _ARM64_REASON,
+                 PREFER["arm"]),
+    TargetPreset("jetson-orin", "NVIDIA Jetson Orin Nano/NX/AGX (JetPack 6, TensorRT through onnxruntime)", _TRT,
+                 _TRT_REASON, PREFER["jetson"]),
+    TargetPreset("x86", "any x86-64 with AVX2 (with or without VNNI): laptops, desktops, servers, VMs", _X86_AVX2,
+                 _X86_AVX2_REASON + "; correct with or without VNNI (use x86-vnni for the full range on VNNI-only "
+                 "fleets)", PREFER["x86"]),
 )}
 
+DEVICE_PRESETS = ("pi4", "pi5", "jetson-orin", "x86")
+"""The presets named after a device (the others name a kernel family)."""
+SAME_OPTIONS = {"pi4": "arm64", "pi5": "arm64", "jetson-orin": "jetson-trt", "x86": "x86-avx2"}
+"""Device preset -> the kernel-family preset whose quantisation options it uses."""
 
-OPTIMUM_DYNAMIC: dict[str, str] = {"x86-avx2": "avx2", "x86-vnni": "avx512_vnni", "arm64": "arm64"}
+
+OPTIMUM_DYNAMIC: dict[str, str] = {"x86-avx2": "avx2", "x86-vnni": "avx512_vnni", "arm64": "arm64",
+                                   "pi4": "arm64", "pi5": "arm64", "x86": "avx2"}
 """``--target`` -> the ``optimum.onnxruntime.AutoQuantizationConfig`` constructor that
 ``edgemer export hf --quantization dynamic`` uses (optimum's own names for the same kernel
-families). ``jetson-trt`` has none: TensorRT runs static (QDQ) INT8 only."""
+families). ``jetson-trt`` and ``jetson-orin`` have none: TensorRT runs static (QDQ) INT8 only."""
 
 
 def check_target(target: str, owner: str = "--target") -> str:
