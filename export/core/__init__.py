@@ -4,7 +4,8 @@
 :mod:`~.progress`, :mod:`~.onnx_export` (torch -> ONNX), :mod:`~.onnx_check`,
 :mod:`~.onnx_torch` and :mod:`~.onnx_tflite` (ONNX -> torch -> TFLite), :mod:`~.quantize`
 (static INT8 QDQ), :mod:`~.guard` (the accuracy guard), :mod:`~.tflite`, :mod:`~.verify`
-(INT8-vs-FP32 through edgemer's backends), :mod:`~.bundle_writer`, :mod:`~.training`
-(training-loop pieces), :mod:`~.targets` (``--target`` presets), :mod:`~.keras` (Keras
-HDF5 import). Nothing here imports a modality package.
+(INT8-vs-FP32 through edgemer's backends), :mod:`~.bundle_writer` (bundle files, the trained
+classifier's export tail), :mod:`~.training` (the face/speech training loop with hooks),
+:mod:`~.targets` (``--target`` presets), :mod:`~.keras` (Keras HDF5 import). Nothing here
+imports a modality package.
 """
