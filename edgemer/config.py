@@ -306,6 +306,8 @@ def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s:
 
     sources = []
     for index, t in enumerate(data["source"]):
+        if "spec" not in t:
+            raise ConfigError(f"{path}: [[source]] number {index + 1} needs 'spec', e.g. spec = \"simulated\"")
         src = source_from_spec(local(t["spec"]), speed=speed, duration_s=t.get("duration_s", duration),
                                seed=t.get("seed", run.get("seed", 0)))
         if "loop" in t:

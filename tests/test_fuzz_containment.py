@@ -286,3 +286,9 @@ def test_export_onnx_input_of_an_element_type_onnx_does_not_know(tmp_path):
     shutil.copy(CORPUS / "onnx" / "model.onnx.data", tmp_path / "model.onnx.data")  # its external weights
     with pytest.raises(ModelCheckError, match="element type 68 \\(unknown to onnx\\)"):
         check_onnx_model(tmp_path / "model.onnx")
+
+
+def test_toml_source_without_spec():
+    # The fuzzer's find at 10,000 cases: a bare KeyError('spec').
+    with pytest.raises(ConfigError, match="number 1 needs 'spec'"):
+        load_pipeline_file(REGRESSIONS / "toml_source_without_spec.toml")
