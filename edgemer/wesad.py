@@ -12,8 +12,10 @@ Pickles can execute code when loaded, so user files are never read with a bare
 ``pickle.load``: :class:`RestrictedUnpickler` admits only numpy arrays, numpy
 scalars/dtypes and plain containers, and refuses anything else before it runs. Sizes a
 pickle declares never drive an allocation: reads are clamped to the bytes left in the
-file, and the admitted constructors that allocate (``bytearray(n)``, numpy's
-``_reconstruct(shape)``) refuse more than :data:`MAX_ELEMENTS` elements.
+file, the admitted constructors that allocate (``bytearray(n)``, numpy's
+``_reconstruct(shape)``) refuse more than :data:`MAX_ELEMENTS` elements, and the memo is
+a dict (the pure-Python unpickler), so a memo index of 10^8 costs nothing (CPython's C
+unpickler allocates an array of that many slots).
 """
 from __future__ import annotations
 
@@ -28,9 +30,10 @@ import numpy as np
 from edgemer.errors import DatasetError, UnsafePickleError
 
 LABEL_RATE_HZ = 700.0
-MAX_ELEMENTS = 1 << 31
-"""Largest array or byte string a subject pickle may ask to allocate (a real WESAD subject's
-largest array holds about 25 M elements)."""
+MAX_ELEMENTS = 1 << 20
+"""Most elements a constructor call in a pickle may ask for (``bytearray(n)``, numpy's
+``_reconstruct(cls, shape, dtype)``). numpy's own pickles ask for 0 and carry the data as
+bytes, whose size the file bounds."""
 WRIST_KEYS = {"eda": "EDA", "bvp": "BVP", "temp": "TEMP", "acc": "ACC"}
 """edgemer stream name -> WESAD wrist key."""
 
@@ -91,7 +94,7 @@ class _ClampedFile:
         return self._f.peek(n)
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo is a dict
     """An unpickler that resolves only the globals numpy arrays and plain containers need."""
 
     def find_class(self, module: str, name: str) -> Any:

@@ -292,3 +292,10 @@ def test_toml_source_without_spec():
     # The fuzzer's find at 10,000 cases: a bare KeyError('spec').
     with pytest.raises(ConfigError, match="number 1 needs 'spec'"):
         load_pipeline_file(REGRESSIONS / "toml_source_without_spec.toml")
+
+
+def test_wesad_pickle_with_a_memo_index_of_1e8():
+    # The fuzzer's find at 10,000 cases: CPython's C unpickler allocated a 2 GB memo for
+    # LONG_BINPUT 123217920 (a hang past the time limit); the pure-Python one keeps a dict.
+    with pytest.raises(DatasetError, match="not a readable WESAD pickle"):
+        load_subject(REGRESSIONS / "wesad_memo_index_1e8.pkl")
