@@ -67,6 +67,9 @@ KINDS: tuple[BenchKind, ...] = (
                         "features vs heartpy and neurokit2", "edgemer.benchmarks.physio_bench"),
     BenchKind("multimodal", "three-modality pipeline: overhead, one-core real-time factor, peak RSS "
                             "(--soak: 1 h of stream at 100x)", "edgemer.benchmarks.soak_bench"),
+    BenchKind("cpu", "three-modality runtime (examples/full.toml) at 1x: whole-process CPU per stream second, "
+                     "per thread, py-spy breakdown (--profile); target <= 1 % of a core",
+              "edgemer.benchmarks.cpu_profile"),
     BenchKind("bridge", "serial link: decoder throughput, clock sync, recovery after an unplug, latency",
               "edgemer.firmware_bridge.bench"),
     BenchKind("fuzz", "every file format edgemer reads, fed hostile input: crashes, hangs and memory blow-ups "

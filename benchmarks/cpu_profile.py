@@ -1,8 +1,8 @@
 """CPU of the whole process per stream second, and where it goes, for a pipeline file.
 
-``python -m edgemer.benchmarks.cpu_profile [--config examples/full.toml] [--duration 65]
-[--speed 1] [--profile]`` runs the pipeline file (every replayed source looped) in this
-process and prints:
+``edgemer bench cpu [--config examples/full.toml] [--duration 65] [--speed 1] [--profile]
+[--json FILE_OR_DIR]`` (also ``python -m edgemer.benchmarks.cpu_profile``) runs the pipeline
+file (every replayed source looped) in this process and prints:
 
 - ``cpu_per_stream_s``: CPU seconds of the whole process (every thread: sources and
   decoding, the worker, the iterator, runtime thread pools) from the pipeline's start to
@@ -11,7 +11,12 @@ process and prints:
   bundle loading, engine choice) is reported on its own line (``startup_cpu_s``).
 - per thread (exact, from ``/proc/self/task/*/stat``, sampled every second by a monitor
   thread whose own CPU is reported as ``measurement``): each source, the pipeline worker,
-  the main thread (iterating estimates), other threads (runtime pools).
+  the main thread (iterating estimates), native threads by their kernel name (runtime
+  pools: ``native: NAME``).
+- the machine's load (``os.getloadavg`` before and after): CPU seconds are much less
+  sensitive to other processes than wall time, but a loaded machine still costs more
+  wake-ups and cache misses, so the load is printed with the figure.
+- the target line, ``cpu_per_stream_s`` <= :data:`CPU_TARGET` (1 % of one core): PASS/FAIL.
 - with ``--profile`` (needs ``py-spy``, in ``edgemer[dev]``): the same run sampled by
   py-spy from outside the process (``--rate`` Hz, idle frames excluded), each sample put
   into one category by its innermost edgemer frame: sources and decoding, each front-end,
@@ -19,7 +24,7 @@ process and prints:
   idle-thread wake-ups (``threading``/``queue`` waits), other. Shares are of the sampled
   CPU; multiplied by ``cpu_per_stream_s`` they give each part's share of a core.
 
-Used by ``edgemer bench multimodal`` (the three-modality CPU figure) and on its own to
+Registered as ``edgemer bench cpu`` (result kind ``cpu``, SCHEMA.md); run it on its own to
 measure one change at a time. Only Linux reports per-thread CPU; elsewhere that table is empty.
 """
 from __future__ import annotations
@@ -60,6 +65,15 @@ CATEGORIES = (
 """Category -> path fragments of the frames that belong to it; the innermost edgemer frame decides."""
 
 
+def _thread_comm(tid: int) -> str:
+    """The kernel's name of a thread of this process (``/proc/self/task/TID/comm``), '' when unknown."""
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def _thread_cpu_s() -> dict[int, float]:
     """CPU seconds (user + system) of every thread of this process by native thread id (Linux)."""
     out = {}
@@ -94,7 +108,11 @@ class ThreadMonitor:
         for t in threading.enumerate():
             if t.native_id is not None:
                 self.names.setdefault(t.native_id, t.name)
-        self.cpu.update(_thread_cpu_s())
+        cpu = _thread_cpu_s()
+        for tid in cpu:
+            if tid not in self.names:
+                self.names[tid] = f"native: {_thread_comm(tid) or 'unnamed'}"
+        self.cpu.update(cpu)
 
     def _run(self) -> None:
         self.native_id = threading.get_native_id()
@@ -116,7 +134,7 @@ class ThreadMonitor:
         """CPU seconds per thread name over the monitored span (``measurement`` = the monitor)."""
         out: Counter = Counter()
         for tid, cpu in self.cpu.items():
-            name = "measurement" if tid == self.native_id else self.names.get(tid, "other (runtime pools)")
+            name = "measurement" if tid == self.native_id else self.names.get(tid, "native: unnamed")
             name = re.sub(r"^Thread-\d+.*", "other Python threads", name)
             out[name] += cpu - self.start_cpu.get(tid, 0.0)
         return {k: round(v, 4) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
@@ -124,6 +142,7 @@ class ThreadMonitor:
 
 def run_once(config: str | Path, duration_s: float, speed: float) -> dict[str, Any]:
     """Run the pipeline file in this process; CPU of the run and per thread."""
+    load_before = _load()
     cpu0 = time.process_time()
     from edgemer.config import load_pipeline_file
 
@@ -145,7 +164,16 @@ def run_once(config: str | Path, duration_s: float, speed: float) -> dict[str, A
     return {"config": str(config), "speed": speed, "stream_s": stream_s, "wall_s": wall_s,
             "estimates": estimates, "startup_cpu_s": startup_cpu_s, "cpu_s": cpu_s - measurement,
             "cpu_per_stream_s": (cpu_s - measurement) / stream_s, "threads_cpu_s": threads,
-            "engines": pipe.engines}
+            "engines": pipe.engines, "load_1min": {"before": load_before, "after": _load()},
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+
+
+def _load() -> float | None:
+    """The machine's 1-minute load average (runnable threads), None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 BLOCKED_LEAVES = ("Condition.wait", "Event.wait", "Queue.get", "sleep", "lock.acquire", "_wait_for_tstate_lock")
@@ -206,8 +234,21 @@ def profile(config: str | Path, duration_s: float, speed: float, rate_hz: int = 
             "categories": {k: {"samples": v, "share": v / total} for k, v in counts.most_common()}}
 
 
+def cpu_target(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The target row: whole-process CPU per stream second <= :data:`CPU_TARGET` (fraction of one core)."""
+    from edgemer.benchmarks.result import target
+
+    value = run["cpu_per_stream_s"]
+    return target("cpu_per_stream_s", f"whole-process CPU per stream second of {Path(run['config']).name} at "
+                  f"{run['speed']:g}x (every thread; start-up not counted), fraction of one core", value,
+                  f"<= {CPU_TARGET}", value <= CPU_TARGET, "fraction")
+
+
 def format_report(run: Mapping[str, Any], prof: Mapping[str, Any] | None = None) -> str:
-    lines = [f"{Path(run['config']).name} at {run['speed']:g}x: {run['stream_s']:g} s of stream, "
+    load = run.get("load_1min") or {}
+    lines = [f"machine load (1-min average, {run.get('usable_cores')} usable cores): {load.get('before')} before, "
+             f"{load.get('after')} after; CPU seconds are counted, not wall time",
+             f"{Path(run['config']).name} at {run['speed']:g}x: {run['stream_s']:g} s of stream, "
              f"{run['estimates']} estimates, process CPU {run['cpu_s']:.3f} s = "
              f"{run['cpu_per_stream_s'] * 100:.2f} % of one core (target <= {CPU_TARGET * 100:g} %); "
              f"start-up (imports, bundles, engine choice) {run['startup_cpu_s']:.2f} CPU s",
@@ -223,25 +264,49 @@ def format_report(run: Mapping[str, Any], prof: Mapping[str, Any] | None = None)
         for name, c in prof["categories"].items():
             lines.append(f"    {name:34s} {c['share'] * 100:5.1f} %  (~{c['share'] * pr['cpu_per_stream_s'] * 100:.2f} "
                          f"% of a core)")
+    t = cpu_target(run)
+    lines.append(f"target {t['id']}: {t['value'] * 100:.2f} % of one core (goal <= {CPU_TARGET * 100:g} %) "
+                 f"{'PASS' if t['met'] else 'FAIL'}")
     return "\n".join(lines)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Options of ``edgemer bench cpu``."""
+    parser.description = ("Whole-process CPU per stream second of a pipeline file (default examples/full.toml) at 1x, "
+                          "per thread, and with --profile a py-spy breakdown by part; target <= 1 % of one core.")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="pipeline file (default examples/full.toml)")
+    parser.add_argument("--duration", type=float, default=65.0, help="stream seconds (default 65)")
+    parser.add_argument("--speed", type=float, default=1.0, help="stream seconds per wall second (default 1: a live "
+                                                                 "deployment's load)")
+    parser.add_argument("--profile", action="store_true", help="also a py-spy run with the breakdown (edgemer[dev])")
+    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second (default 200)")
+    parser.add_argument("--json-line", action="store_true", help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``edgemer bench cpu``: measure, print the breakdown and the target; write the result with --json."""
+    result = run_once(args.config, args.duration, args.speed)
+    if args.json_line:
+        print(json.dumps(result))
+        return 0
+    prof = profile(args.config, args.duration, args.speed, args.rate) if args.profile else None
+    print(format_report(result, prof))
+    if getattr(args, "json", None) is not None:
+        from edgemer.benchmarks.result import make_result, write_json
+
+        out = make_result("cpu", settings={"config": str(args.config), "duration_s": args.duration,
+                                           "speed": args.speed, "profile": bool(args.profile)},
+                          targets=[cpu_target(result)], bundle={"name": Path(args.config).stem}, run=result,
+                          profile=prof)
+        print(f"result written to {write_json(out, args.json)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edgemer.benchmarks.cpu_profile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--duration", type=float, default=65.0, help="stream seconds (default 65)")
-    parser.add_argument("--speed", type=float, default=1.0, help="stream seconds per wall second (default 1)")
-    parser.add_argument("--profile", action="store_true", help="also a py-spy run with the breakdown")
-    parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second (default 200)")
-    parser.add_argument("--json-line", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    run = run_once(args.config, args.duration, args.speed)
-    if args.json_line:
-        print(json.dumps(run))
-        return 0
-    prof = profile(args.config, args.duration, args.speed, args.rate) if args.profile else None
-    print(format_report(run, prof))
-    return 0
+    configure(parser)
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE_OR_DIR", help="write the result")
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@
 - any other kind (a benchmark added later): its settings and targets, so it shows up without
   code here.
 
+Before the device sections, one table gives the **fastest verified path per device** for
+every bundle (:func:`fastest_paths`): what ``backend = "auto"`` runs there.
+
 When one device measured one bundle (or kind) several times, the newest result is shown.
 ``render_report(folder, out)`` writes ``out/REPORT.md`` and three PNG plots (p50 latency per
 model per device, INT8 speed-up per device, peak memory per device) with matplotlib (imported
@@ -376,6 +379,89 @@ def latest_per_key(results: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str,
     return latest
 
 
+def _verified_files(bundle_name: str, cache: dict[str, dict[str, bool] | None]) -> dict[str, bool] | None:
+    """file -> verified, of the bundle of that name loadable here (shipped, or a folder of that name),
+    from its verification report; None when no such bundle is here (then nothing is known)."""
+    if bundle_name not in cache:
+        try:
+            from edgemer.backends.choice import verified_models
+            from edgemer.bundle import load_bundle
+
+            bundle = load_bundle(bundle_name)
+            eligible, _ = verified_models(bundle)
+            cache[bundle_name] = {mf.file: mf.key in eligible for mf in bundle.manifest.models.values()}
+        except Exception:  # a bundle measured on another machine that is not here: say so in the table
+            cache[bundle_name] = None
+    return cache[bundle_name]
+
+
+def fastest_paths(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The fastest verified path of every bundle on every device: one row per (device, bundle).
+
+    Candidates are the ok cells (model file x engine x precision x threads, p50 ms) of the newest
+    ``engines``, ``bundles`` and ``suite`` results of that device. Verified: ``engines`` rows say so;
+    for other cells the bundle of that name is looked up here and its verification report decides
+    (``verified`` None: not known, no such bundle here). The fastest verified cell wins; with none
+    verified, the fastest cell of unknown verification (said in the row); never an unverified one.
+    "Fastest" is auto's rule (:func:`edgemer.backends.choice.pick_fastest`: a cell with more threads
+    must beat the best with fewer threads by ``THREAD_GAIN``).
+    Row: device, bundle, path (``engine/precision/tN``), file, p50_ms, verified, kind, created_utc,
+    candidates (how many cells were compared).
+    """
+    latest = {k: r for k, r in latest_per_key(expand_results(results)).items() if k[3] != "engines"}
+    for r in sorted(results, key=lambda r: str(r.get("created_utc", ""))):
+        if r.get("kind") == "engines":
+            for b in r.get("bundles", []):
+                latest[(device_id(r), str(b.get("name")), "", "engines")] = {**r, "_entry": b}
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    verified_cache: dict[str, dict[str, bool] | None] = {}
+    for (dev, bundle, engine, kind), r in latest.items():
+        if kind == "engines":
+            for row in r["_entry"].get("fixed", []):
+                backend, precision, threads = str(row["cell"]).split("/")
+                cells.setdefault((dev, bundle), []).append({
+                    "path": row["cell"], "file": row.get("file"), "p50_ms": row.get("p50_ms"),
+                    "verified": bool(row.get("verified")), "kind": "engines", "created_utc": r.get("created_utc")})
+        elif kind == "bundles":
+            known = _verified_files(bundle, verified_cache)
+            for c in r.get("cells", []):
+                if c.get("status") != "ok":
+                    continue
+                cells.setdefault((dev, bundle), []).append({
+                    "path": f"{engine or c['backend']}/{c['precision']}/t{c['threads']}", "file": c.get("model_file"),
+                    "p50_ms": c["latency_ms"]["p50"], "verified": None if known is None else known.get(c.get("model_file")),
+                    "kind": "suite" if r.get("engine") else "bundles", "created_utc": r.get("created_utc")})
+    rows = []
+    for (dev, bundle), cands in sorted(cells.items()):
+        cands = [c for c in cands if isinstance(c["p50_ms"], (int, float)) and c["p50_ms"] > 0]
+        pool = [c for c in cands if c["verified"] is True] or [c for c in cands if c["verified"] is None]
+        if pool:
+            from edgemer.backends.choice import Cell, Measurement, pick_fastest
+
+            ms = [Measurement(Cell(str(i), str(c["file"]), *c["path"].rsplit("/", 2)[:2],
+                                   int(c["path"].rsplit("/t", 1)[1])), c["p50_ms"]) for i, c in enumerate(pool)]
+            best = pool[int(pick_fastest(ms).cell.model)]  # auto's rule: more threads must win by THREAD_GAIN
+            rows.append({"device": dev, "bundle": bundle, **best, "candidates": len(cands)})
+    return rows
+
+
+def _fastest_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["## Fastest verified path per device", "",
+             "What `backend = \"auto\"` runs on each device when it has these measurements: per bundle, the "
+             "lowest p50 among the model files whose INT8/FP32 parity meets the bundle's targets (newest "
+             "`engines`, `bundles` and `suite` results of the device; `edgemer bench engines` adds the auto "
+             "choice beside every fixed one).", "",
+             "| device | bundle | fastest verified path | file | p50 ms | cells compared | from |",
+             "|---|---|---|---|---:|---:|---|"]
+    for r in rows:
+        note = "" if r["verified"] else " (verification not known here)"
+        lines.append(f"| {r['device']} | {r['bundle']} | {r['path']}{note} | {r['file']} | {r['p50_ms']:.4f} | "
+                     f"{r['candidates']} | {r['kind']} {str(r['created_utc'])[:10]} |")
+    return lines + [""]
+
+
 def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] = (),
                     problems: Sequence[str] = ()) -> str:
     """One Markdown document: plots (file names relative to the report), then a section per device
@@ -390,6 +476,7 @@ def markdown_report(results: Sequence[Mapping[str, Any]], plots: Sequence[str] =
                f"one caller), p50 over adaptive repeated runs; RSS is each cell's own process. Bundles trained on "
                f"synthetic data say so: their timings are real, their accuracy is not.")
     lines = ["# edgemer benchmark results", "", summary, ""]
+    lines += _fastest_section(fastest_paths(results))
     for name in plots:
         lines += [f"![{Path(name).stem}]({name})", ""]
     for dev, rs in devices.items():

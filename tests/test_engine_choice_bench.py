@@ -85,3 +85,34 @@ def test_bench_bundles_and_suite_feed_the_engine_choice_cache(tmp_path, monkeypa
                                 "--max-time", "0.05", "--quiet", "--no-remember"]) == 0
     assert [m.cell.label for m in ChoiceCache(tmp_path / "cache").lookup(bundle_hash(bundle))] == [
         "onnxruntime/int8/t1"]  # --no-remember left the suite's cells
+
+
+def test_report_gives_the_fastest_verified_path_per_device():
+    from edgemer.benchmarks.report import fastest_paths, markdown_report
+    from edgemer.benchmarks.result import make_result
+
+    def engines(device_id, rows):
+        return make_result("engines", {}, device={"device_id": device_id}, created_utc="2026-12-02T10:00:00Z",
+                           bundles=[{"name": "physio-demo", "fixed": rows}])
+
+    row = lambda cell, p50, ok=True: {"cell": cell, "file": f"{cell.split('/')[1]}.x", "p50_ms": p50,  # noqa: E731
+                                      "verified": ok}
+    pi = engines("pi5", [row("onnxruntime/fp32/t1", 0.30), row("litert/int8/t1", 0.05, ok=False),
+                         row("litert/fp32/t1", 0.10), row("litert/fp32/t2", 0.098)])
+    x86 = engines("x86", [row("onnxruntime/int8/t1", 0.02), row("litert/int8/t1", 0.03)])
+    suite = make_result("suite", {"engines": []}, device={"device_id": "x86"}, created_utc="2026-12-02T11:00:00Z",
+                        results=[{"engine": "litert", "status": "ok", "bundle": {"name": "face-demo"},
+                                  "cells": [{"backend": "litert", "precision": "int8", "threads": 1, "status": "ok",
+                                             "model_file": "model_int8.tflite", "latency_ms": {"p50": 0.2, "p99": 0.3},
+                                             "load_s": 0.01, "rss_peak_mib": 60.0, "model_bytes": 9000},
+                                            {"backend": "litert", "precision": "fp32", "threads": 1,
+                                             "status": "failed", "reason": "x", "model_file": "model_fp32.tflite",
+                                             "model_bytes": 30000}]}])
+    rows = {(r["device"], r["bundle"]): r for r in fastest_paths([pi, x86, suite])}
+    # the unverified file is never the answer, and a second thread that gains 2 % does not win (auto's rule)
+    assert rows[("pi5", "physio-demo")]["path"] == "litert/fp32/t1"
+    assert rows[("x86", "physio-demo")]["path"] == "onnxruntime/int8/t1"
+    # suite cells: verified through the shipped bundle of that name (face-demo's files are all verified)
+    assert rows[("x86", "face-demo")]["path"] == "litert/int8/t1" and rows[("x86", "face-demo")]["verified"] is True
+    text = markdown_report([pi, x86, suite])
+    assert "## Fastest verified path per device" in text and "| pi5 | physio-demo | litert/fp32/t1 |" in text

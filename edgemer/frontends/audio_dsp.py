@@ -160,7 +160,7 @@ class LogMelExtractor:
         self._short_window = np.ascontiguousarray(self.window[self._offset:self._offset + config.win_length])
         self.filters = mel_filterbank(config.sample_rate_hz, config.n_fft, config.n_mels, float(config.fmin_hz),
                                       float(config.fmax_hz))
-        self._filters_t = np.ascontiguousarray(self.filters.T)
+        self._bins, self._weights, self._starts, self._empty = sparse_filterbank(self.filters)
 
     def mel_power(self, x: np.ndarray) -> np.ndarray:
         """Mel power spectrogram ``[n_mels, n_frames]`` float32 (librosa ``melspectrogram`` with power 2)."""
@@ -185,12 +185,36 @@ class LogMelExtractor:
             spec = self._rfft(block[:m], axis=-1)
             power = spec.real * spec.real
             power += spec.imag * spec.imag
-            np.matmul(power, self._filters_t, out=mel[i:i + self.block_frames])
+            # the filterbank product over each band's non-zero bins only (no BLAS call: OpenBLAS would
+            # wake its thread pool, which then spin-waits, for a product this small)
+            weighted = power[:, self._bins]
+            weighted *= self._weights
+            np.add.reduceat(weighted, self._starts, axis=1, out=mel[i:i + m])
+        if self._empty.any():
+            mel[:, self._empty] = 0.0
         return mel.T
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         c = self.config
         return power_to_db(self.mel_power(x), c.ref_power, c.amin, c.top_db)
+
+
+def sparse_filterbank(filters: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A filterbank ``[n_bands, n_bins]`` as its non-zero weights, band after band: ``bins`` (int
+    ``[nnz]``, the FFT bin of each weight), ``weights`` (float32 ``[nnz]``), ``starts`` (int
+    ``[n_bands]``, where each band's weights begin, for ``np.add.reduceat``) and ``empty`` (bool
+    ``[n_bands]``, bands without a non-zero weight, whose reduceat value must be replaced by 0)."""
+    bins, weights, starts = [], [], []
+    empty = np.zeros(filters.shape[0], bool)
+    for b, row in enumerate(filters):
+        nz = np.flatnonzero(row)
+        if nz.size == 0:  # reduceat needs one element per band: a zero weight, zeroed again after
+            nz = np.array([0])
+            empty[b] = True
+        starts.append(len(bins))
+        bins.extend(nz.tolist())
+        weights.extend(row[nz].tolist())
+    return (np.asarray(bins, np.intp), np.asarray(weights, np.float32), np.asarray(starts, np.intp), empty)
 
 
 def power_to_db(power: np.ndarray, ref_power: float = 1.0, amin: float = 1e-10, top_db: float | None = 80.0
