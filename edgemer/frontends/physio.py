@@ -266,6 +266,11 @@ class WristFrontEnd:
         self._std = np.asarray(config.std, np.float32)[:, None]
         self._baseline_shift = np.zeros((len(CHANNELS), 1), np.float32)
         self._features: dict[str, Any] | None = None
+        # The heart-rate and EDA features use scipy.signal, imported where used so that `import edgemer`
+        # stays light. Importing it costs about 1 CPU second; here (pipeline start-up, before the
+        # sources run) instead of inside the first window, where it stalled the worker mid-stream
+        # (frames dropped, other modalities late; counted in `edgemer bench cpu`).
+        import scipy.signal  # noqa: F401
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> "WristFrontEnd":
