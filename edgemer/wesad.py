@@ -116,9 +116,9 @@ def safe_load_pickle(path: Path) -> Any:
         raise UnsafePickleError(f"{path}: {exc}") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            OverflowError, RecursionError, MemoryError) as exc:
-        raise DatasetError(f"{path}: not a readable WESAD pickle ({type(exc).__name__}: {exc}); "
+    except Exception as exc:  # noqa: BLE001 - the pure-Python unpickler fails on damaged data with struct.error,
+        # KeyError (memo), IndexError (stack), UnpicklingError, ...: all mean "not a readable pickle"
+        raise DatasetError(f"{path}: not a readable WESAD pickle ({type(exc).__name__}: {str(exc)[:160]}); "
                            f"the file is truncated or of another format, copy it again") from exc
 
 

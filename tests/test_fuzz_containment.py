@@ -299,3 +299,9 @@ def test_wesad_pickle_with_a_memo_index_of_1e8():
     # LONG_BINPUT 123217920 (a hang past the time limit); the pure-Python one keeps a dict.
     with pytest.raises(DatasetError, match="not a readable WESAD pickle"):
         load_subject(REGRESSIONS / "wesad_memo_index_1e8.pkl")
+
+
+def test_wesad_pickle_with_a_truncated_frame():
+    # The fuzzer's find: the pure-Python unpickler raised a bare struct.error.
+    with pytest.raises(DatasetError, match="not a readable WESAD pickle"):
+        load_subject(REGRESSIONS / "wesad_truncated_frame.pkl")
