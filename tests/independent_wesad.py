@@ -164,3 +164,15 @@ def write_independent_wesad(out_dir: Path, cfg: IndependentConfig = IndependentC
              "config": asdict(cfg), "subjects": per_subject}
     (out_dir / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
     return out_dir
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write the independent WESAD-layout test set (issue 17)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--subjects", type=int, default=6)
+    parser.add_argument("--minutes", type=float, default=12.0)
+    parser.add_argument("--seed", type=int, default=0)
+    a = parser.parse_args()
+    print(write_independent_wesad(a.out, IndependentConfig(subjects=a.subjects, minutes=a.minutes, seed=a.seed)))

@@ -15,11 +15,19 @@ import pytest
 
 from edgemer.cli import main
 from edgemer.errors import ConfigError, DatasetError, UnsafePickleError
-from edgemer.export.study.run import PERSONALISED, PINN_VARIANTS, Pool, StudyOptions, calibration_windows, run_study
+from edgemer.export.study.run import (
+    PERSONALISED,
+    PINN_VARIANTS,
+    TONIC_PHASIC,
+    Pool,
+    StudyOptions,
+    calibration_windows,
+    run_study,
+)
 from edgemer.export.physio.synth import write_synthetic_wesad
 
 TINY = dict(window_s=30.0, train_hop_s=10.0, epochs=1, folds=2, loso_folds=1, personalise_s=60.0,
-            personalise_epochs=3)
+            personalise_epochs=3, physics_steps=30, bootstrap=2)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +49,14 @@ def test_report_holds_every_protocol_variant_and_fold(study):
     assert PERSONALISED in report["folds"]["loso"] and PERSONALISED not in report["folds"]["cv"]
     for protocol in ("cv", "loso"):
         folds = report["folds"][protocol]
-        assert set(folds) - {PERSONALISED} == set(PINN_VARIANTS) | {"persistence", "svr", "gbt", "gbt+self-report"}
+        assert set(folds) - {PERSONALISED} == set(PINN_VARIANTS) | {TONIC_PHASIC, "persistence", "svr", "gbt",
+                                                                    "gbt+self-report"}
+        # The physics of record: the fold's tonic/phasic fit, beside the PINN that used it.
+        tp = folds[TONIC_PHASIC][0]["tonic_phasic"]
+        assert tp["tau_s"] > 0 and tp["gain_uS"] > 0 and tp["scr_recovery_s"] > tp["scr_rise_s"] > 0
+        assert folds["pinn"][0]["tonic_phasic"] == tp
+        assert folds["pinn"][0]["physics"]["tau_s"] == pytest.approx(tp["tau_s"], rel=1e-5)
+        assert folds[TONIC_PHASIC][0]["eda"]["rmse_uS"] > 0
         for fold in folds["pinn"]:
             phys = fold["physics"]
             assert phys["tau_s"] == pytest.approx(phys["gamma"] / phys["alpha_0"])
@@ -88,6 +103,15 @@ def test_report_is_labelled_synthetic_and_names_the_leak_and_the_scale(study):
     assert "tau_s" in md and "gain_uS" in md
     targets = {t["target"]: t for t in report["targets"]}
     assert any("tau_s" in name for name in targets) and all(isinstance(t["met"], bool) for t in targets.values())
+    # The first table puts the paper's and the WESAD benchmark's figures beside edgemer's, by data set.
+    first = md.index("## The paper's protocol side by side")
+    assert first < md.index("## Targets")
+    assert "0.0362" in md and "0.9919" in md and "94.08 %" in md and "up to 80 %" in md and "up to 93 %" in md
+    assert "## Physics: tonic ODE + Bateman SCRs" in md and "Boucsein" in md
+    assert set(report["physics_intervals"]) == {"cv"}  # one LOSO fold here: no jackknife
+    assert report["physics_intervals"]["cv"]["tau_s"]["replicates"] == 2
+    names = " ".join(targets)
+    assert ">= class-only" in names and ">= gbt" in names and "RMSE <= svr" in names and "< no-physics" in names
     for png in ("eda_forecast.png", "confusion_cv.png", "confusion_loso.png", "physics_params.png"):
         assert (study.out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((study.out_dir / "report.json").read_text())["command"] == "pytest"

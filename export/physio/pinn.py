@@ -182,6 +182,19 @@ class PhysioPINN(nn.Module):
         return {"alpha_0": a, "beta": b, "gamma": g, "tau_s": g / a, "gain_uS": b / a,
                 **{f"level_{n}": float(v) for n, v in zip(names, levels)}}
 
+    def set_physics(self, tau_s: float, gain_uS: float, levels: dict[int, float]) -> None:
+        """Fix the physical parameters to a tonic/phasic fit's (gamma 1, alpha_0 = 1/tau, beta = gain/tau,
+        the fit's drive levels) and stop them training (the fit learned them with the SCRs modelled)."""
+        free = [c for c in range(N_CODES) if c not in ANCHORS]
+        with torch.no_grad():
+            self.raw_alpha_0.fill_(_inverse_softplus(1.0 / tau_s))
+            self.raw_gamma.fill_(_inverse_softplus(1.0))
+            self.raw_beta.fill_(_inverse_softplus(gain_uS / tau_s))
+            lv = torch.tensor([min(max(levels.get(c, 0.5), 1e-4), 1 - 1e-4) for c in free])
+            self.raw_levels.copy_(torch.log(lv / (1 - lv)))
+        for p in (self.raw_alpha_0, self.raw_beta, self.raw_gamma, self.raw_levels):
+            p.requires_grad_(False)
+
     def forward(self, signals: torch.Tensor, context: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``signals`` [B, 4, N] (and ``context`` [B, n_context] when configured) ->
@@ -239,7 +252,8 @@ def physics_residual(model: PhysioPINN, eda: torch.Tensor, drive: torch.Tensor, 
 
 def pinn_loss(model: PhysioPINN, outputs: tuple[torch.Tensor, ...], eda_target: torch.Tensor, labels: torch.Tensor,
               codes: torch.Tensor, tonic_target: torch.Tensor, eda_mean_uS: float, eda_std_uS: float,
-              weights: LossWeights = LossWeights(), class_weights: torch.Tensor | None = None
+              weights: LossWeights = LossWeights(), class_weights: torch.Tensor | None = None,
+              phasic: torch.Tensor | None = None, drive: torch.Tensor | None = None
               ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total training loss and its parts (floats, for logging).
 
@@ -248,6 +262,11 @@ def pinn_loss(model: PhysioPINN, outputs: tuple[torch.Tensor, ...], eda_target: 
     the wearer's resting EDA, standardised (the ODE's tonic level; the tonic head is
     trained towards it with the EDA weight, and the drive head towards the learned level of
     the window's conditions).
+
+    phasic, drive: [B, N+F] optional, from a tonic/phasic fit: the SCR part of the EDA
+    target (standardised units) and the onset-smoothed drive (0..1). With them the residual
+    acts on the tonic component -- EDA minus its SCRs, for the measured window and for the
+    model's forecast alike -- with that drive in place of the step levels of the codes.
     """
     logits, eda, drive_out, tonic = outputs
     eda_mse = F.mse_loss(eda, eda_target)
@@ -258,12 +277,16 @@ def pinn_loss(model: PhysioPINN, outputs: tuple[torch.Tensor, ...], eda_target: 
     # on the model's forecast, with those parameters held fixed, it teaches the network to
     # continue the EDA as the ODE does.
     n = model.config.n_samples
-    drive = model.drive_of_codes(codes)
+    if drive is None:
+        drive = model.drive_of_codes(codes)
     drive_mse = F.mse_loss(drive_out, drive.detach())
     tonic_t = tonic_target[:, None]
-    fit = physics_residual(model, eda_target[:, :n], drive[:, :n], tonic_t, eda_mean_uS, eda_std_uS)
-    follow = physics_residual(model, eda[:, n - 1:], drive[:, n - 1:].detach(), tonic_t, eda_mean_uS, eda_std_uS,
-                              detach_parameters=True)
+    scr = torch.zeros_like(eda_target) if phasic is None else phasic
+    fit = physics_residual(model, eda_target[:, :n] - scr[:, :n], drive[:, :n], tonic_t, eda_mean_uS, eda_std_uS)
+    # The forecast's tonic part: the model's forecast minus the SCRs of the target (those that
+    # began before the forecast keep recovering; the network learns the tonic continuation).
+    follow = physics_residual(model, eda[:, n - 1:] - scr[:, n - 1:], drive[:, n - 1:].detach(), tonic_t,
+                              eda_mean_uS, eda_std_uS, detach_parameters=True)
     phys = torch.cat([fit, follow], dim=1).pow(2).mean()
     total = weights.eda * (eda_mse + tonic_mse + drive_mse) + weights.classification * ce + weights.physics * phys
     parts = {"loss": float(total.detach()), "eda": float(eda_mse.detach()), "ce": float(ce.detach()),

@@ -21,7 +21,8 @@ began earlier). Loss: squared error + ``l1_uS`` * sum(d) (sparse SCRs), fitted w
 
 :func:`physics_forecast` continues a window without its labels: with the learned tau and
 SCR shape, it fits the window's tonic equilibrium, tonic state and driver, then rolls the
-tonic ODE forward and lets the SCRs already started recover (no new SCR is predicted).
+tonic ODE forward, lets the SCRs already started recover and adds new ones at the window's
+own SCR rate.
 
 Shapes: eda / codes ``[W, L]`` (µS, WESAD codes 0-4), group ``[W]`` (subject index).
 torch is imported where used (the export extra).
@@ -295,15 +296,15 @@ def _stack(series: list[Series]) -> tuple[Any, Any, Any]:
 
 def fit_tonic_phasic(series: list[Series], config: TonicPhasicConfig = TonicPhasicConfig(),
                      weights: np.ndarray | None = None, init: TonicPhasicFit | None = None,
-                     return_phasic: bool = False) -> TonicPhasicFit | tuple[TonicPhasicFit, list[np.ndarray]]:
+                     return_phasic: bool = False) -> TonicPhasicFit | tuple[TonicPhasicFit, list["Components"]]:
     """Fit the tonic/phasic model to subjects' continuous recordings (see the module docstring).
 
     The tonic state runs through each whole recording (the ODE decides how it moves between
     conditions); per subject the resting level, the first state and the SCR driver are free.
     weights: [S] >= 0 per series (a subject bootstrap passes each subject's multiplicity).
     init: start from an earlier fit (a bootstrap replicate starts from the full-data fit).
-    return_phasic: also return each series' fitted phasic component [T] µS (its EDA minus
-    that is the tonic component the PINN's physics term sees).
+    return_phasic: also return each series' :class:`Components` (phasic part, smoothed drive and
+    resting level: EDA minus the phasic part is the tonic component the PINN's physics term sees).
 
     Raises ConfigError for malformed inputs.
     """
@@ -342,7 +343,19 @@ def fit_tonic_phasic(series: list[Series], config: TonicPhasicConfig = TonicPhas
         return result
     with torch.no_grad():
         ph = shared.phasic(driver).numpy()
-    return result, [ph[i, :s.eda.size].astype(np.float64) for i, s in enumerate(series)]
+        u = shared.drive(c).numpy()
+    return result, [Components(ph[i, :s.eda.size].astype(np.float64), u[i, :s.eda.size].astype(np.float64),
+                               float(rest[i])) for i, s in enumerate(series)]
+
+
+@dataclass(frozen=True)
+class Components:
+    """One series' decomposition by a fit: phasic [T] µS (the SCRs; EDA minus it is the tonic
+    component), drive [T] 0..1 (the onset-smoothed condition drive) and rest_uS (the resting tonic level)."""
+
+    phasic: np.ndarray
+    drive: np.ndarray
+    rest_uS: float
 
 
 def bootstrap_subjects(series: list[Series], full: TonicPhasicFit, config: TonicPhasicConfig = TonicPhasicConfig(),
@@ -375,19 +388,25 @@ def jackknife_interval(estimates: list[float]) -> dict[str, float]:
 
 
 def physics_forecast(fit: TonicPhasicFit, eda: np.ndarray, n_forecast: int,
-                     config: TonicPhasicConfig = TonicPhasicConfig(), steps: int = 300) -> np.ndarray:
+                     config: TonicPhasicConfig = TonicPhasicConfig(), steps: int = 300,
+                     fit_s: float | None = 30.0) -> np.ndarray:
     """Forecast ``n_forecast`` samples after each window ``eda`` [W, N] µS with ``fit``'s tau and SCR shape.
 
     No labels: per window, a tonic equilibrium, the tonic state at the first sample and the
     SCR driver over the window and ``config.history_s`` before it are fitted (``steps``
-    Adam steps); the tonic then keeps approaching its equilibrium with tau and the SCRs
-    already started recover (no new SCR is predicted). Returns [W, n_forecast] µS.
+    Adam steps) on the window's last ``fit_s`` seconds (None: all of it; a condition change
+    earlier in the window would otherwise bend the single approach to one equilibrium);
+    the tonic then keeps approaching its equilibrium with tau, the SCRs already started
+    recover and new ones add their expected sum at the window's own SCR rate; the forecast is shifted to start from the
+    window's last sample. Returns [W, n_forecast] µS.
     """
     import torch
 
     e = torch.from_numpy(np.asarray(eda, np.float32))
     if e.ndim != 2 or e.shape[1] < 8 or not torch.isfinite(e).all():
         raise ConfigError(f"physics_forecast: eda must be finite [W, N >= 8], got {tuple(e.shape)}")
+    if fit_s is not None:
+        e = e[:, -min(e.shape[1], max(8, int(round(fit_s / DT_S)))):]
     n = e.shape[1]
     hist = int(round(config.history_s / DT_S))
     shared = _Shared(config, fit)
@@ -407,4 +426,12 @@ def physics_forecast(fit: TonicPhasicFit, eda: np.ndarray, n_forecast: int,
     with torch.no_grad():
         full = torch.nn.functional.pad(driver, (0, n_forecast))
         out = equilibrium[:, None] + (state0 - equilibrium)[:, None] * a + shared.phasic(full)[:, hist:]
+        # New SCRs at the window's own rate: their expected sum is the driver per sample times the
+        # kernel's running area (a window full of SCRs keeps its phasic level; a quiet one stays quiet).
+        rate = driver[:, hist:].sum(1) / n
+        area = torch.cumsum(shared.kernel()[:n_forecast], 0)
+        out[:, n:] += rate[:, None] * area[None, :]
+        # Continuity: the forecast starts from the last measured sample (the fit's last residual is
+        # carried forward, as persistence would carry the sample itself).
+        out = out + (e[:, -1] - out[:, n - 1])[:, None]
     return out[:, n:].numpy().astype(np.float64)

@@ -54,7 +54,8 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 
 def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_config: PhysioPINNConfig | None = None,
                progress: bool = True, context_train: np.ndarray | None = None,
-               on_epoch: Callable[[int, PhysioPINN], None] | None = None) -> tuple[PhysioPINN, dict[str, Any]]:
+               on_epoch: Callable[[int, PhysioPINN], None] | None = None,
+               physics: Any = None) -> tuple[PhysioPINN, dict[str, Any]]:
     """Train a PhysioPINN on ``data.x_train`` and return it (in eval mode) with a history dict.
 
     ``context_train`` [n_train, k] float32: optional per-window context (e.g. standardised
@@ -67,6 +68,12 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     ``on_epoch(epoch, model)``: called after each epoch (0-based) with the model, e.g. to
     score it on validation windows (``edgemer study tune``); it may switch the model to eval
     mode (the next epoch switches it back) but must not change its weights.
+
+    ``physics``: a :class:`~edgemer.export.physio.tonic.TonicPhasicFit` of the training
+    subjects; the model's physical parameters are fixed to it (see
+    :meth:`PhysioPINN.set_physics`) and, with ``data.phasic_train`` / ``drive_train``, the
+    physics term acts on the tonic component. None: the parameters are learned by the
+    residual on the whole EDA (the single-ODE model).
     """
     import torch
 
@@ -78,6 +85,10 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
                                                      n_classes=n_classes,
                                                      n_context=0 if context_train is None else context_train.shape[1])
     model = PhysioPINN(model_config)
+    if physics is not None:
+        model.set_physics(physics.tau_s, physics.gain_uS, physics.levels)
+    phasic = None if data.phasic_train is None else torch.from_numpy(data.phasic_train)
+    drive = None if data.drive_train is None else torch.from_numpy(data.drive_train)
     ctx = None if context_train is None else torch.from_numpy(np.ascontiguousarray(context_train, np.float32))
     x = torch.from_numpy(data.x_train)
     eda = torch.from_numpy(data.eda_train)
@@ -85,10 +96,12 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     codes = torch.from_numpy(data.codes_train.astype(np.int64))
     tonic = torch.from_numpy(data.tonic_train)
     cw = torch.from_numpy(class_weights(data.y_train, n_classes)) if config.balance_classes else None
-    physical = [model.raw_alpha_0, model.raw_beta, model.raw_gamma, model.raw_levels]
+    physical = [p for p in (model.raw_alpha_0, model.raw_beta, model.raw_gamma, model.raw_levels) if p.requires_grad]
     network = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("raw_")]
-    opt = torch.optim.Adam([{"params": network, "lr": config.lr},
-                            {"params": physical, "lr": config.physics_lr, "betas": (0.9, 0.9)}])
+    groups = [{"params": network, "lr": config.lr}]
+    if physical:
+        groups.append({"params": physical, "lr": config.physics_lr, "betas": (0.9, 0.9)})
+    opt = torch.optim.Adam(groups)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda epoch: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs)))
     history: dict[str, Any] = {"epochs": [], "physics": []}
@@ -103,7 +116,8 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
             idx = order[i:i + config.batch_size]
             outputs = model(x[idx], None if ctx is None else ctx[idx])
             loss, parts = pinn_loss(model, outputs, eda[idx], y[idx], codes[idx], tonic[idx], data.eda_mean_uS,
-                                    data.eda_std_uS, config.weights, cw)
+                                    data.eda_std_uS, config.weights, cw, None if phasic is None else phasic[idx],
+                                    None if drive is None else drive[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

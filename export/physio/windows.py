@@ -122,6 +122,10 @@ class PhysioDataset:
     y_*: [n] int64 class index into :data:`LABELS`.
     codes_*: [n, n_samples + n_forecast] int8 WESAD code per 4 Hz sample (drives u(t) in training).
     tonic_*: [n] float32 the subject's resting EDA, standardised like ``eda_*``.
+    phasic_train, drive_train: [n, n_samples + n_forecast] float32 or None: the SCR part of
+    each training window's EDA (standardised units: µS / eda std) and its onset-smoothed
+    condition drive (0..1) from a tonic/phasic fit (:mod:`edgemer.export.physio.tonic`); when
+    set, the PINN's physics term acts on the tonic component (EDA minus the SCR part).
     mean/std: per feature channel (eda µS, hr bpm, temp °C, motion g), training subjects only.
     """
 
@@ -140,6 +144,8 @@ class PhysioDataset:
     codes_heldout: np.ndarray
     tonic_train: np.ndarray
     tonic_heldout: np.ndarray
+    phasic_train: np.ndarray | None = None
+    drive_train: np.ndarray | None = None
 
     @property
     def eda_mean_uS(self) -> float:
@@ -203,6 +209,14 @@ def subject_windows(rec: WesadSubject, opts: WindowOptions) -> SubjectWindows:
         codes=np.asarray(seq, np.int8).reshape(-1, n + f),
         tonic_uS=np.full(len(labels), tonic, np.float32),
     )
+
+
+def subject_series(rec: WesadSubject) -> tuple[np.ndarray, np.ndarray]:
+    """A subject's whole EDA at 4 Hz (µS, float64, NaN where missing) and the WESAD code of every sample
+    (int8, 0-4): what the tonic/phasic fit (:mod:`edgemer.export.physio.tonic`) reads."""
+    eda = np.asarray(rec.wrist["eda"][:, 0], np.float64)
+    n4 = int(min(eda.size, np.floor(rec.label.shape[0] / LABEL_RATE_HZ * FEATURE_RATE_HZ + 1e-9)))
+    return eda[:n4], codes_at_4hz(rec.label, n4)
 
 
 def check_subject(rec: WesadSubject, tolerance_s: float = 5.0) -> None:

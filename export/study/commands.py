@@ -47,6 +47,15 @@ def add_study_commands(sub: argparse._SubParsersAction) -> None:
                              "and score it on the wearer's other windows (default 120; 0 = off)")
     physio.add_argument("--personalise-epochs", type=int, default=30,
                         help="full-batch fine-tuning steps for --personalise (default 30)")
+    physio.add_argument("--single-ode", action="store_true",
+                        help="the old physics: one ODE residual on the whole EDA, parameters learned by the PINN "
+                             "(default: the tonic ODE + Bateman SCR fit of each fold, used by the PINN on the tonic "
+                             "component and run alone as the 'tonic-phasic' variant)")
+    physio.add_argument("--physics-steps", type=int, default=600,
+                        help="Adam steps of each fold's tonic/phasic fit (default 600)")
+    physio.add_argument("--bootstrap", type=int, default=10,
+                        help="subject-bootstrap replicates for the CV intervals of tau and gain (default 10; 0 = "
+                             "none; LOSO intervals come from its folds)")
     physio.add_argument("--skip-bad", action="store_true",
                         help="skip subjects whose files are missing, unreadable, unsafe or malformed (listed in the "
                              "report) instead of stopping with the error")
@@ -162,7 +171,8 @@ def run_study_physio(args: argparse.Namespace) -> int:
                         protocols=tuple(p.strip() for p in args.protocols.split(",") if p.strip()),
                         ablations=not args.no_ablations, baselines=not args.no_baselines, skip_bad=args.skip_bad,
                         personalise_s=args.personalise, personalise_epochs=args.personalise_epochs,
-                        task_threads=args.task_threads)
+                        task_threads=args.task_threads, tonic_phasic=not args.single_ode,
+                        physics_steps=args.physics_steps, bootstrap=args.bootstrap)
     command = shlex.join(["edgemer"] + sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
     spec = ExecutorSpec.parse(args.executor)
     if not args.compare_serial:

@@ -49,6 +49,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -68,6 +69,7 @@ from edgemer.export.physio.windows import (
     check_subject,
     physio_dataset,
     stack_windows,
+    subject_series,
     subject_windows,
 )
 from edgemer.export.physio.export import read_truth
@@ -77,6 +79,8 @@ from edgemer.frontends.physio import WristFrontEnd, WristFrontEndConfig
 from edgemer.wesad import find_subjects, load_subject
 
 PINN_VARIANTS = ("pinn", "pinn+self-report", "eda-only", "class-only", "no-physics")
+TONIC_PHASIC = "tonic-phasic"
+"""The physics alone: the tonic ODE + Bateman SCR fit of the fold's training data, and its label-free forecast."""
 PERSONALISED = "pinn+personalised"
 """LOSO only: the PINN fine-tuned on the test wearer's first ``personalise_s`` seconds of baseline."""
 BASELINES = ("persistence", "svr", "gbt", "gbt+self-report")
@@ -85,6 +89,11 @@ SELF_REPORT_NOTE = ("Self-report features (PANAS, SAM valence/arousal, STAI) des
                     "from, one answer per subject and condition: a model given them can read the label off them "
                     "(a label leak). Rows marked '+self-report' are not physiology-only results.")
 TARGETS = {"tau_rel": 0.05, "gain_rel": 0.05, "eda_r": 0.99, "loso_f1": 0.90}
+PAPER = {"rmse_norm": 0.0362, "r": 0.9919, "macro_f1": 0.9408,
+         "source": "the seed paper's 5-fold figures on WESAD (normalised EDA RMSE, Pearson r, F1)"}
+WESAD_BENCHMARK = {"accuracy_3class": 0.80, "accuracy_binary": 0.93,
+                   "source": "Schmidt et al. 2018, WESAD (ICMI '18), LOSO: up to 80 % accuracy 3-class, "
+                             "93 % binary (chest + wrist features)"}
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,12 @@ class StudyOptions:
     full-batch fine-tuning steps. task_threads: torch / OpenMP threads each task runs with,
     under every executor: a model's weights depend on the thread count (the order of its
     sums), so the same count is what makes a parallel run's figures equal the serial ones.
+    tonic_phasic: fit the tonic ODE + Bateman SCR model on each fold's training data
+    (:mod:`edgemer.export.physio.tonic`), run it as the ``tonic-phasic`` variant and train the
+    PINN's physics term on the tonic component with its parameters (False: the single-ODE
+    residual on the whole EDA, as before). physics_steps: Adam steps of that fit. bootstrap:
+    replicates of the subject bootstrap that gives the CV intervals of the physics (0 = none;
+    LOSO intervals come from its folds by the jackknife).
     """
 
     window_s: float = 60.0
@@ -123,13 +138,18 @@ class StudyOptions:
     personalise_s: float = 120.0
     personalise_epochs: int = 30
     task_threads: int = 1
+    tonic_phasic: bool = True
+    physics_steps: int = 600
+    bootstrap: int = 10
 
     def __post_init__(self) -> None:
         if self.folds < 2:
             raise ConfigError(f"StudyOptions.folds must be >= 2, got {self.folds}")
-        for name in ("epochs", "batch_size", "task_threads"):
+        for name in ("epochs", "batch_size", "task_threads", "physics_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"StudyOptions.{name} must be >= 1, got {getattr(self, name)}")
+        if self.bootstrap < 0:
+            raise ConfigError(f"StudyOptions.bootstrap must be >= 0, got {self.bootstrap}")
         for name in ("max_subjects", "loso_folds"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -159,7 +179,7 @@ class StudyOptions:
 
 WINDOW_FIELDS = ("window_s", "train_hop_s", "forecast_s")
 TRAIN_FIELDS = WINDOW_FIELDS + ("epochs", "batch_size", "lr", "physics_weight", "seed", "folds", "max_subjects",
-                                 "task_threads")
+                                 "task_threads", "tonic_phasic", "physics_steps")
 
 
 @dataclass
@@ -174,6 +194,7 @@ class SubjectData:
     context: np.ndarray
     quest_problems: tuple[str, ...]
     eda_range_uS: float
+    series: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -214,6 +235,19 @@ def _load_windows(path: Path, opts: StudyOptions, cache: Path) -> SubjectWindows
     return w
 
 
+def _load_series(path: Path, opts: StudyOptions, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A subject's whole 4 Hz EDA and codes (:func:`~edgemer.export.physio.windows.subject_series`), cached."""
+    f = _cache_file(cache, path, opts).with_name(_cache_file(cache, path, opts).stem + "-series.npz")
+    if f.is_file():
+        with np.load(f, allow_pickle=False) as z:
+            return z["eda"], z["codes"]
+    eda, codes = subject_series(load_subject(path))
+    tmp = f.with_suffix(".tmp.npz")
+    np.savez(tmp, eda=eda, codes=codes)
+    tmp.replace(f)
+    return eda, codes
+
+
 def load_study_subjects(wesad_dir: Path, opts: StudyOptions, cache: Path, progress: bool = True
                         ) -> tuple[list[SubjectData], list[dict[str, str]]]:
     """Windows of every usable subject, and the skipped ones (``{"subject", "file", "error"}``).
@@ -251,7 +285,8 @@ def load_study_subjects(wesad_dir: Path, opts: StudyOptions, cache: Path, progre
         quest = read_quest(d / f"{d.name}_quest.csv")
         ctx = np.stack([quest.vector(inverse[int(c)]) for c in w.labels]).astype(np.float32)
         eda = w.features[:, 0, :]
-        out.append(SubjectData(w, ctx, quest.problems, float(np.nanmax(eda) - np.nanmin(eda)) or 1.0))
+        series = _load_series(path, opts, cache) if opts.tonic_phasic else None
+        out.append(SubjectData(w, ctx, quest.problems, float(np.nanmax(eda) - np.nanmin(eda)) or 1.0, series))
     if len(out) < 2:
         raise DatasetError(f"{root}: {len(out)} usable subject(s); a study needs at least 2"
                            + (f" (skipped: {', '.join(s['subject'] for s in skipped)})" if skipped else ""))
@@ -272,6 +307,8 @@ class Pool:
     eda_range_uS: np.ndarray  # [n_subjects]
     codes: np.ndarray         # [n, N+F] WESAD code per 4 Hz sample
     tonic_uS: np.ndarray      # [n] the window's subject's resting EDA
+    series: list[Any] = field(default_factory=list)  # per subject: (eda [T] µS, codes [T]) at 4 Hz, or None
+    cache_dir: str | None = None  # where fold physics fits are cached (set by run_study)
 
     @classmethod
     def of(cls, subjects: list[SubjectData]) -> "Pool":
@@ -281,7 +318,8 @@ class Pool:
                    np.concatenate([np.full(x.labels.size, i) for i, x in enumerate(w)]),
                    np.concatenate([s.context for s in subjects]), np.concatenate([x.t_start_s for x in w]),
                    [x.subject for x in w], np.array([s.eda_range_uS for s in subjects]),
-                   np.concatenate([x.codes for x in w]), np.concatenate([x.tonic_uS for x in w]))
+                   np.concatenate([x.codes for x in w]), np.concatenate([x.tonic_uS for x in w]),
+                   [s.series for s in subjects])
 
     def part(self, idx: np.ndarray) -> SubjectWindows:
         return SubjectWindows("pool", self.features[idx], self.eda_future[idx], self.labels[idx], self.t_start_s[idx],
@@ -356,8 +394,9 @@ def eda_metrics(pred_uS: np.ndarray, true_uS: np.ndarray, last_uS: np.ndarray, r
 
 # --------------------------------------------------------------------------- variants
 
-def _train_variant(variant: str, fd: FoldData, opts: StudyOptions) -> tuple[Any, dict[str, Any]]:
-    """Train the PINN of one variant on a fold: (model, history)."""
+def _train_variant(variant: str, fd: FoldData, opts: StudyOptions, fit: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Train the PINN of one variant on a fold: (model, history). ``fit``: the fold's tonic/phasic
+    fit (``fd`` then carries the phasic part and drive of its training windows)."""
     from edgemer.export.physio.pinn import LossWeights
     from edgemer.export.physio.train import TrainConfig, train_pinn
 
@@ -366,7 +405,7 @@ def _train_variant(variant: str, fd: FoldData, opts: StudyOptions) -> tuple[Any,
     cfg = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed,
                       weights=LossWeights(eda=w[0], classification=w[1], physics=physics))
     ctx = fd.ctx_train if variant.endswith("+self-report") else None
-    return train_pinn(fd.dataset, cfg, progress=False, context_train=ctx)
+    return train_pinn(fd.dataset, cfg, progress=False, context_train=ctx, physics=fit)
 
 
 _LOSS_WEIGHTS = {"pinn": (1.0, 1.0, 1.0), "pinn+self-report": (1.0, 1.0, 1.0), "eda-only": (1.0, 0.0, 1.0),
@@ -391,6 +430,7 @@ class FoldRun:
         self.pool, self.train, self.test, self.opts = pool, train, test, opts
         self._data: FoldData | None = None
         self._models: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self._physics: tuple[Any, dict[int, Any]] | None = None
 
     @property
     def data(self) -> FoldData:
@@ -403,10 +443,100 @@ class FoldRun:
         self._models[variant] = (model, history)
 
     def trained(self, variant: str) -> tuple[Any, dict[str, Any]]:
-        """(model, history) of ``variant``, trained on this fold once."""
+        """(model, history) of ``variant``, trained on this fold once (with the tonic/phasic physics
+        when the options ask for it and the variant has a physics term)."""
         if variant not in self._models:
-            self._models[variant] = _train_variant(variant, self.data, self.opts)
+            if self.opts.tonic_phasic and _LOSS_WEIGHTS[variant][2] and self.opts.physics_weight > 0:
+                fit, data = self.physics_data()
+                self._models[variant] = _train_variant(variant, data, self.opts, fit)
+            else:
+                self._models[variant] = _train_variant(variant, self.data, self.opts)
         return self._models[variant]
+
+    def physics(self) -> tuple[Any, dict[int, Any]]:
+        """The tonic/phasic fit of this fold's training data and each training subject's components
+        (subject index -> :class:`~edgemer.export.physio.tonic.Components`), computed once and cached
+        in ``pool.cache_dir`` (keyed by the training windows and the options)."""
+        if self._physics is None:
+            self._physics = fold_physics(self.pool, self.train, self.opts)
+        return self._physics
+
+    def physics_data(self) -> tuple[Any, FoldData]:
+        """(fit, this fold's data with the SCR part, drive and resting level of every training window)."""
+        fit, comps = self.physics()
+        fd = self.data
+        ds = fd.dataset
+        n_total = ds.eda_train.shape[1]
+        phasic = np.zeros((self.train.size, n_total), np.float32)
+        drive = np.zeros((self.train.size, n_total), np.float32)
+        tonic = np.array(ds.tonic_train)
+        for row, i in enumerate(self.train):
+            c = comps[int(self.pool.subject[i])]
+            k = int(round(self.pool.t_start_s[i] * 4))
+            phasic[row] = c.phasic[k:k + n_total] / ds.eda_std_uS
+            drive[row] = c.drive[k:k + n_total]
+            tonic[row] = (c.rest_uS - ds.eda_mean_uS) / ds.eda_std_uS
+        ds = replace(ds, phasic_train=phasic, drive_train=drive, tonic_train=tonic.astype(np.float32))
+        return fit, replace(fd, dataset=ds)
+
+
+def training_spans(pool: Pool, train: np.ndarray, opts: StudyOptions) -> dict[int, np.ndarray]:
+    """Per training subject (index): mask over its 4 Hz series of the samples inside its training windows
+    (window + forecast). LOSO: the training subjects' whole windowed spans; CV: the training folds' windows."""
+    span = int(round((opts.window_s + opts.forecast_s) * 4))
+    out: dict[int, np.ndarray] = {}
+    for i in train:
+        s = int(pool.subject[i])
+        if pool.series[s] is None:
+            continue
+        m = out.setdefault(s, np.zeros(pool.series[s][0].size, bool))
+        k = int(round(pool.t_start_s[i] * 4))
+        m[k:k + span] = True
+    return out
+
+
+def fold_physics(pool: Pool, train: np.ndarray, opts: StudyOptions) -> tuple[Any, dict[int, Any]]:
+    """Fit the tonic/phasic model on the training spans of a fold (see :func:`training_spans`); cached
+    as JSON + npz in ``pool.cache_dir`` when set. Returns (fit, subject index -> Components)."""
+    from edgemer.export.physio.tonic import Components, Series, TonicPhasicConfig, TonicPhasicFit, fit_tonic_phasic
+
+    spans = training_spans(pool, train, opts)
+    if not spans:
+        raise DatasetError("the tonic/phasic physics needs each subject's whole recording (Pool.series)")
+    key = hashlib.sha256(np.sort(train).tobytes() + str(opts.physics_steps).encode()).hexdigest()[:16]
+    f = Path(pool.cache_dir) / f"physics-{key}.npz" if pool.cache_dir else None
+    order = sorted(spans)
+    if f is not None and f.is_file():
+        with np.load(f, allow_pickle=False) as z:
+            meta = json.loads(str(z["fit"]))
+            fit = TonicPhasicFit(**{**meta, "levels": {int(k): v for k, v in meta["levels"].items()}})
+            comps = {s: Components(z[f"phasic{s}"], z[f"drive{s}"], float(z["rest"][j])) for j, s in enumerate(order)}
+        return fit, comps
+    series = [Series(pool.series[s][0], pool.series[s][1], spans[s]) for s in order]
+    fit, parts = fit_tonic_phasic(series, TonicPhasicConfig(steps=opts.physics_steps), return_phasic=True)
+    comps = dict(zip(order, parts))
+    if f is not None:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, fit=json.dumps(asdict(fit)), rest=np.array([comps[s].rest_uS for s in order]),
+                 **{f"phasic{s}": comps[s].phasic for s in order}, **{f"drive{s}": comps[s].drive for s in order})
+        tmp.replace(f)
+    return fit, comps
+
+
+def _tonic_phasic_run(fold: FoldRun) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The physics alone: the fold's fit (parameters) and its label-free forecast of the test windows."""
+    from edgemer.export.physio.tonic import physics_forecast
+
+    fit, _ = fold.physics()
+    pool, test = fold.pool, fold.test
+    eda = pool.features[test, 0, :].astype(np.float64)
+    ok = np.isfinite(eda).all(axis=1)
+    last = np.where(np.isfinite(eda[:, -1]), eda[:, -1], 0.0)
+    pred = np.repeat(last[:, None], pool.eda_future.shape[1], axis=1)
+    if ok.any():
+        pred[ok] = physics_forecast(fit, eda[ok], pool.eda_future.shape[1])
+    return {"tonic_phasic": fit.as_dict()}, {"pred_uS": pred}
 
 
 def _pinn_run(variant: str, fold: FoldRun) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -415,6 +545,8 @@ def _pinn_run(variant: str, fold: FoldRun) -> tuple[dict[str, Any], dict[str, np
     ds = fd.dataset
     pred, pred_uS = _predict(model, ds.x_heldout, fd.ctx_test if variant.endswith("+self-report") else None, ds)
     out: dict[str, Any] = {"train_seconds": round(history["seconds"], 2), "physics": model.physical_parameters()}
+    if fold._physics is not None and _LOSS_WEIGHTS[variant][2]:
+        out["tonic_phasic"] = fold._physics[0].as_dict()
     w = _LOSS_WEIGHTS[variant]
     if w[1] > 0:
         out["class"] = class_metrics(ds.y_heldout, pred)
@@ -516,6 +648,8 @@ def run_cell(variant: str, pool: Pool, train: np.ndarray, test: np.ndarray, opts
         res = _personalised_run(fold)
     elif variant in PINN_VARIANTS:
         res, preds = _pinn_run(variant, fold)
+    elif variant == TONIC_PHASIC:
+        res, preds = _tonic_phasic_run(fold)
     elif variant == "persistence":
         res, preds = {}, {"pred_uS": np.repeat(last[:, None], pool.eda_future.shape[1], axis=1)}
     elif variant == "svr":
@@ -538,7 +672,7 @@ def _cache_suffix(variant: str, opts: StudyOptions) -> str:
 
 def variants(opts: StudyOptions, protocol: str) -> list[str]:
     """The variants run under ``protocol`` (the personalised PINN only in LOSO)."""
-    out = ["pinn", "pinn+self-report"]
+    out = ["pinn", "pinn+self-report"] + ([TONIC_PHASIC] if opts.tonic_phasic else [])
     if protocol == "loso" and opts.personalise_s > 0:
         out.append(PERSONALISED)
     if opts.ablations:
@@ -558,6 +692,39 @@ def _trace(pool: Pool, test: np.ndarray, pred_uS: np.ndarray) -> dict[str, Any]:
     return {"subject": pool.names[s], "t_start_s": pool.t_start_s[idx].tolist(),
             "eda_uS": pool.features[idx, 0, :].round(4).tolist(), "future_uS": pool.eda_future[idx].round(4).tolist(),
             "pred_uS": pred_uS[keep].round(4).tolist()}
+
+
+INTERVAL_KEYS = ("tau_s", "gain_uS", "scr_rise_s", "scr_recovery_s")
+
+
+def physics_intervals(pool: Pool, results: dict[str, dict[str, list[dict[str, Any]]]], opts: StudyOptions,
+                      cache: Path) -> dict[str, dict[str, Any]]:
+    """95 % intervals of the tonic/phasic parameters, over subjects. LOSO: jackknife of its fold fits
+    (each leaves one subject out). CV: a subject bootstrap (``opts.bootstrap`` replicates) of the fit on
+    every subject's windowed spans, cached in ``cache/bootstrap-<key>.json``."""
+    from edgemer.export.physio.tonic import Series, TonicPhasicConfig, bootstrap_subjects, jackknife_interval
+
+    out: dict[str, dict[str, Any]] = {}
+    loso = [r["tonic_phasic"] for r in results.get("loso", {}).get(TONIC_PHASIC, []) if "tonic_phasic" in r]
+    if len(loso) >= 2:
+        out["loso"] = {k: jackknife_interval([r[k] for r in loso]) for k in INTERVAL_KEYS}
+        out["loso"]["method"] = f"jackknife over the {len(loso)} leave-one-subject-out fits"
+    if "cv" in results and opts.bootstrap > 0 and results["cv"].get(TONIC_PHASIC):
+        key = hashlib.sha256(f"{sorted(pool.names)}|{opts.key(*TRAIN_FIELDS)}|{opts.bootstrap}".encode()).hexdigest()
+        f = cache / f"bootstrap-{key[:12]}.json"
+        if f.is_file():
+            out["cv"] = json.loads(f.read_text())
+        else:
+            all_idx = np.arange(pool.labels.size)
+            fit, _ = fold_physics(pool, all_idx, opts)
+            spans = training_spans(pool, all_idx, opts)
+            series = [Series(pool.series[s][0], pool.series[s][1], spans[s]) for s in sorted(spans)]
+            ci = bootstrap_subjects(series, fit, TonicPhasicConfig(steps=opts.physics_steps), opts.bootstrap,
+                                    seed=opts.seed)
+            out["cv"] = {**ci, "method": f"subject bootstrap, {opts.bootstrap} replicates of the all-subject fit"}
+            cache.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps(out["cv"]))
+    return out
 
 
 def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(), progress: bool = True,
@@ -593,6 +760,7 @@ def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(
     pool = Pool.of(subjects)
     runs = out_dir / "runs" / opts.key(*TRAIN_FIELDS)
     runs.mkdir(parents=True, exist_ok=True)
+    pool.cache_dir = str(runs / "physics")
     names = {p: variants(opts, p) for p in opts.protocols}
     every = [StudyTask(p, k, v, tr, te, f"{p}-fold{k}-{v.replace('+', '_')}{_cache_suffix(v, opts)}.json", k == 0)
              for p in opts.protocols for k, (tr, te) in enumerate(fold_indices(pool, p, opts)) for v in names[p]]
@@ -629,7 +797,8 @@ def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(
     from edgemer.export.study.report import build_report, write_report
 
     truth = read_truth(wesad_dir)
+    intervals = physics_intervals(pool, results, opts, runs / "physics") if opts.tonic_phasic else {}
     report = build_report(results, opts, subjects, skipped, truth, wesad_dir, command,
-                          seconds=time.perf_counter() - started, execution=execution)
+                          seconds=time.perf_counter() - started, execution=execution, intervals=intervals)
     lines = write_report(out_dir, report, traces)
     return StudyResult(out_dir, report, report["seconds"], lines)
