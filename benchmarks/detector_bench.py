@@ -9,6 +9,9 @@ the last face, what ``blazeface`` does between whole-frame searches), on each in
 engine (onnxruntime; LiteRT with ``[tflite]``), and OpenCV's Haar cascade with the
 settings face bundles used before BlazeFace (faces >= 64 px, frames shrunk to 320 px).
 
+Times are wall-clock p50/p99 (the targets) and the thread's CPU-time p50, which leaves out
+waiting for a busy core: on a shared machine compare the CPU figures too.
+
 Frames (640x480, BGR, built in memory):
 
 * **real faces** (:func:`face_frames`): the frontal portraits scikit-image and matplotlib
@@ -273,6 +276,7 @@ def detector_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     recall = default.get("recall_frontal")
     false_faces = sum(default["false_faces"].values()) if "false_faces" in default else None
     ratio = default["p50_ms"] / haar["p50_ms"] if "p50_ms" in default and "p50_ms" in haar else None
+    cpu_ratio = default["cpu_p50_ms"] / haar["cpu_p50_ms"] if "cpu_p50_ms" in default and "cpu_p50_ms" in haar else None
     return [
         target("detector_recall_real_faces", f"default detector 'blazeface' ({engine}) recall on "
                f"{default.get('frontal_faces', 0)} transformed frontal real faces (scale, roll +-20 deg, brightness, "
@@ -282,11 +286,13 @@ def detector_targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                f"{len(default.get('false_faces', {}))} face-free photographs", false_faces, "== 0",
                None if false_faces is None else false_faces == 0, "count"),
         target("detector_speed_vs_haar", f"default detector 'blazeface' ({engine}) whole-frame p50 / Haar p50 "
-               f"(same run), 640x480, one thread", ratio, f"<= {SPEED_GOAL:.3f}",
-               None if ratio is None else ratio <= SPEED_GOAL, "ratio"),
+               f"(same run), 640x480, one thread (CPU-time ratio "
+               f"{'-' if cpu_ratio is None else f'{cpu_ratio:.3f}'})", ratio, f"<= {SPEED_GOAL:.3f}",
+               None if ratio is None else ratio <= SPEED_GOAL, "ratio", cpu_ratio=cpu_ratio),
         target("detector_tracked_ms", f"tracked search (BlazeFace short range, {engine}) p50 per 640x480 frame, "
-               f"one thread", tracked.get("p50_ms"), f"<= {TRACKED_GOAL_MS}",
-               None if "p50_ms" not in tracked else tracked["p50_ms"] <= TRACKED_GOAL_MS, "ms"),
+               f"one thread (CPU p50 {tracked.get('cpu_p50_ms', float('nan')):.2f} ms)", tracked.get("p50_ms"),
+               f"<= {TRACKED_GOAL_MS}", None if "p50_ms" not in tracked else tracked["p50_ms"] <= TRACKED_GOAL_MS, "ms",
+               cpu_p50_ms=tracked.get("cpu_p50_ms")),
     ]
 
 

@@ -303,7 +303,7 @@ def test_task_api_image_and_video_modes(face_demo, astronaut):
     with FaceExpressionRecognizer.create_from_options(FaceExpressionRecognizerOptions(bundle=face_demo)) as rec:
         r = rec.recognize(astronaut)
         assert not r.no_face and r.expression in face_demo.manifest.labels and r.timestamp_ms is None
-        assert iou(r.face.box, ASTRONAUT_BOX) > 0.8 and sum(r.probabilities.values()) == pytest.approx(1.0)
+        assert iou(r.face.box, ASTRONAUT_BOX) > 0.6 and sum(r.probabilities.values()) == pytest.approx(1.0)
         blank = rec.recognize(np.zeros((480, 640, 3), np.uint8))
         assert blank.no_face and blank.expression is None and blank.probabilities == {}
         with pytest.raises(ConfigError):
