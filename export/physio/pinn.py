@@ -71,6 +71,10 @@ class PhysioPINNConfig:
     drive level of the conditions without an anchor (transient, amusement, meditation).
     n_context: size of an optional per-window context vector (e.g. standardised
     self-report features) added to the shared embedding; 0 (the exported model) for none.
+    stop_regression_gradient: the EDA, drive and tonic heads read the shared embedding without
+    steering it (a stop-gradient), so the encoder is shaped by the classification loss alone;
+    in the ablations the EDA and physics terms pulled the shared encoder away from the classes
+    (issue 17). The heads still learn; the exported graph is the same.
     """
 
     n_channels: int = 4
@@ -85,6 +89,7 @@ class PhysioPINNConfig:
     init_gamma: float = 1.0
     init_level: float = 0.3
     n_context: int = 0
+    stop_regression_gradient: bool = False
 
     def __post_init__(self) -> None:
         check_counts(self, ("n_channels", "n_samples", "n_classes", "width", "squeeze", "latent"))
@@ -205,11 +210,12 @@ class PhysioPINN(nn.Module):
             if context is None:
                 raise ConfigError(f"this PhysioPINN takes a context vector of {self.config.n_context} values")
             z = torch.relu(z + self.context(context))
-        delta = self.eda_head(z)
+        zr = z.detach() if self.config.stop_regression_gradient and self.training else z
+        delta = self.eda_head(zr)
         eda_in = torch.flatten(self.eda_skip(signals), 1)
         eda = torch.cat([eda_in + delta[:, :n], eda_in[:, n - 1:n] + delta[:, n:]], dim=1)
-        drive = self.drive_broadcast(torch.sigmoid(self.drive_head(z)))
-        return self.class_head(z), eda, drive, self.tonic_head(z)
+        drive = self.drive_broadcast(torch.sigmoid(self.drive_head(zr)))
+        return self.class_head(z), eda, drive, self.tonic_head(zr)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ class TrainConfig:
     default memory of the large early gradients would keep its steps tiny). seed: weights and
     shuffling. balance_classes: weight the cross-entropy by inverse class frequency.
     weights: loss term weights. Both learning rates follow a cosine decay to 5 %.
+    shield_classifier: when the classification loss is on, the regression heads do not steer
+    the shared encoder (:attr:`PhysioPINNConfig.stop_regression_gradient`; applies when
+    ``train_pinn`` builds the model config itself).
     """
 
     epochs: int = 30
@@ -37,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     balance_classes: bool = True
     weights: LossWeights = field(default_factory=LossWeights)
+    shield_classifier: bool = True
 
     def __post_init__(self) -> None:
         check_counts(self, ("epochs", "batch_size"))
@@ -83,7 +87,9 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     model_config = model_config or PhysioPINNConfig(n_samples=data.x_train.shape[2],
                                                      n_forecast=data.eda_train.shape[1] - data.x_train.shape[2],
                                                      n_classes=n_classes,
-                                                     n_context=0 if context_train is None else context_train.shape[1])
+                                                     n_context=0 if context_train is None else context_train.shape[1],
+                                                     stop_regression_gradient=config.shield_classifier
+                                                     and config.weights.classification > 0)
     model = PhysioPINN(model_config)
     if physics is not None:
         model.set_physics(physics.tau_s, physics.gain_uS, physics.levels)
