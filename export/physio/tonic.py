@@ -342,10 +342,11 @@ def fit_tonic_phasic(series: list[Series], config: TonicPhasicConfig = TonicPhas
     if not return_phasic:
         return result
     with torch.no_grad():
-        ph = shared.phasic(driver).numpy()
-        u = shared.drive(c).numpy()
+        # Clipped: the FFT convolutions leave rounding errors of ~1e-7 around 0 and 1.
+        ph = np.clip(shared.phasic(driver).numpy(), 0.0, None)
+        u = np.clip(shared.drive(c).numpy(), 0.0, 1.0)
     return result, [Components(ph[i, :s.eda.size].astype(np.float64), u[i, :s.eda.size].astype(np.float64),
-                               float(rest[i])) for i, s in enumerate(series)]
+                               float(rest[i].detach())) for i, s in enumerate(series)]
 
 
 @dataclass(frozen=True)
