@@ -182,6 +182,105 @@ def onnx_matmul(rows: int = 240, cols: int = 3, external: str | None = None, dim
     return model, weights
 
 
+# --------------------------------------------------------------------------- tiny Keras 2 HDF5 writer
+
+def _keras_layer(cls: str, name: str, inputs: list[str] | None, **config: Any) -> dict:
+    layer = {"class_name": cls, "name": name, "config": {"name": name, "trainable": True, **config}}
+    if inputs is not None:
+        layer["inbound_nodes"] = [[[i, 0, 0, {}] for i in inputs]] if inputs else []
+    return layer
+
+
+def keras_seed_models() -> dict[str, tuple[dict, dict[str, dict[str, Any]]]]:
+    """The two Keras 2 seeds as ``{file name: (model_config, {layer: {weight: array}})}`` (synthetic weights):
+    a functional 8x8x1 graph using every supported layer type but Dense-on-flatten, and a Sequential
+    6x6x2 model without an InputLayer (Conv2D -> Dropout -> Flatten -> Dense)."""
+    rng = np.random.default_rng(21)
+    w = lambda *shape: rng.normal(0, 0.3, shape).astype(np.float32)  # noqa: E731
+    L = _keras_layer
+    functional = [
+        L("InputLayer", "input_1", [], batch_input_shape=[None, 8, 8, 1], dtype="float32"),
+        L("Conv2D", "conv2d_1", ["input_1"], filters=4, kernel_size=[3, 3], strides=[1, 1], padding="same",
+          data_format="channels_last", dilation_rate=[1, 1], activation="linear", use_bias=True),
+        L("BatchNormalization", "batch_normalization_1", ["conv2d_1"], axis=-1, epsilon=0.001),
+        L("Activation", "activation_1", ["batch_normalization_1"], activation="relu"),
+        L("SeparableConv2D", "separable_conv2d_1", ["activation_1"], filters=4, kernel_size=[3, 3], strides=[1, 1],
+          padding="same", depth_multiplier=1, activation="linear", use_bias=False),
+        L("Add", "add_1", ["activation_1", "separable_conv2d_1"]),
+        L("ReLU", "re_lu_1", ["add_1"], max_value=6.0),
+        L("Multiply", "multiply_1", ["re_lu_1", "activation_1"]),
+        L("Concatenate", "concatenate_1", ["multiply_1", "add_1"], axis=-1),
+        L("MaxPooling2D", "max_pooling2d_1", ["concatenate_1"], pool_size=[3, 3], strides=[2, 2], padding="same"),
+        L("DepthwiseConv2D", "depthwise_conv2d_1", ["max_pooling2d_1"], kernel_size=[3, 3], strides=[1, 1],
+          padding="valid", depth_multiplier=1, activation="tanh", use_bias=True),
+        L("AveragePooling2D", "average_pooling2d_1", ["depthwise_conv2d_1"], pool_size=[1, 1], padding="valid"),
+        L("GlobalMaxPooling2D", "global_max_pooling2d_1", ["average_pooling2d_1"]),
+        L("Dense", "dense_1", ["global_max_pooling2d_1"], units=3, activation="softmax", use_bias=True),
+    ]
+    functional_weights = {
+        "conv2d_1": {"kernel": w(3, 3, 1, 4), "bias": w(4)},
+        "batch_normalization_1": {"gamma": 1 + w(4), "beta": w(4), "moving_mean": w(4),
+                                  "moving_variance": 1 + np.abs(w(4))},
+        "separable_conv2d_1": {"depthwise_kernel": w(3, 3, 4, 1), "pointwise_kernel": w(1, 1, 4, 4)},
+        "depthwise_conv2d_1": {"depthwise_kernel": w(3, 3, 8, 1), "bias": w(8)},
+        "dense_1": {"kernel": w(8, 3), "bias": w(3)},
+    }
+    sequential = [
+        L("Conv2D", "conv2d_1", None, batch_input_shape=[None, 6, 6, 2], filters=3, kernel_size=[2, 2],
+          strides=[2, 2], padding="valid", activation="relu", use_bias=True),
+        L("Dropout", "dropout_1", None, rate=0.5),
+        L("Flatten", "flatten_1", None),
+        L("Dense", "dense_1", None, units=2, activation="sigmoid", use_bias=True),
+    ]
+    sequential_weights = {"conv2d_1": {"kernel": w(2, 2, 2, 3), "bias": w(3)},
+                          "dense_1": {"kernel": w(27, 2), "bias": w(2)}}
+    return {"functional.h5": ({"class_name": "Model", "config": {"name": "fuzz_functional", "layers": functional,
+                                                                "input_layers": [["input_1", 0, 0]],
+                                                                "output_layers": [["dense_1", 0, 0]]}},
+                              functional_weights),
+            "sequential.h5": ({"class_name": "Sequential", "config": {"name": "fuzz_sequential",
+                                                                      "layers": sequential}}, sequential_weights)}
+
+
+def keras_h5(config: Any, weights: dict[str, dict[str, Any]], model_config: Any = None,
+             weight_names: dict[str, Any] | None = None) -> bytes:
+    """A Keras 2 HDF5 file (the layout ``model.save('m.h5')`` writes) as bytes, written with h5py.
+
+    config: the ``model_config`` JSON; ``model_config`` overrides the attribute itself (any value h5py
+    stores; ``"missing"`` leaves it out). weights: ``{layer: {weight: value}}`` where value is an array
+    (a dataset ``layer/weight:0``), a shape tuple (a dataset declared with that shape, never written),
+    ``None`` (listed in ``weight_names`` but absent) or ``"group"`` (a group where a dataset belongs).
+    weight_names: per layer, a value replacing its ``weight_names`` attribute.
+    """
+    import h5py
+
+    bio = io.BytesIO()
+    with h5py.File(bio, "w") as f:
+        f.attrs["keras_version"] = b"2.0.5"
+        f.attrs["backend"] = b"tensorflow"
+        if model_config is None:
+            f.attrs["model_config"] = json.dumps(config, allow_nan=True).encode("utf-8", "surrogatepass")
+        elif not (isinstance(model_config, str) and model_config == "missing"):
+            f.attrs["model_config"] = model_config
+        root = f.create_group("model_weights")
+        root.attrs["layer_names"] = np.array([k.encode("utf-8", "surrogatepass") for k in weights], dtype="S")
+        for layer, values in weights.items():
+            g = root.create_group(layer)
+            names = [f"{layer}/{k}:0" for k in values]
+            g.attrs["weight_names"] = np.array([n.encode("utf-8", "surrogatepass") for n in names], dtype="S") \
+                if names else np.array([], np.float64)
+            if weight_names and layer in weight_names:
+                g.attrs["weight_names"] = weight_names[layer]
+            for name, value in zip(names, values.values()):
+                if isinstance(value, np.ndarray):
+                    g.create_dataset(name, data=value)
+                elif isinstance(value, tuple):
+                    g.create_dataset(name, shape=value, dtype=np.float32)
+                elif value == "group":
+                    g.create_group(name)
+    return bio.getvalue()
+
+
 # --------------------------------------------------------------------------- seed corpus
 
 def _wav(rate: int, samples: np.ndarray, tag: int = 1, extensible: bool = False) -> bytes:
@@ -313,6 +412,14 @@ def build_corpus(root: Path) -> None:
     (bundle / "external" / "weights.bin").write_bytes(weights)
     (bundle / "external" / "manifest.json").write_text(
         json.dumps(_bundle_manifest("model.onnx", ext_model, {"weights.bin": weights}), indent=1))
+
+    import importlib.util
+
+    if importlib.util.find_spec("h5py") is not None:
+        keras = root / "keras"
+        keras.mkdir(parents=True, exist_ok=True)
+        for name, (config, weights) in keras_seed_models().items():
+            (keras / name).write_bytes(keras_h5(config, weights))
 
 
 # --------------------------------------------------------------------------- formats
@@ -745,6 +852,105 @@ def _onnx_prepare() -> None:
     import edgemer.export.core.onnx_check  # noqa: F401
 
 
+
+# Keras HDF5 inputs to export ----------------------------------------------------------
+
+_KERAS_VALUES = (0, -1, 1, 3, 6.5, 10 ** 6, 2 ** 31, 1e308, float("nan"), None, True, [], {}, [0, 0], [3, 3],
+                 [1, 10 ** 6], [-1, 3], [3], [3, 3, 3], ["3", 3], [None, 8, 8, 1], [None, 10 ** 5, 10 ** 5, 3],
+                 [None, 0, 8, 1], [None, 8, 8], [None, None, 8, 1], [None, 8, 8, -2], [None, 4096, 4096, 4096],
+                 "same", "valid", "causal", "channels_first", "softmax", "swish", "Lambda", "Conv3D", "Dense",
+                 "InputLayer", "Flatten", "Model", "Sequential", [[["missing", 0, 0, {}]]], [{"args": [], "kwargs": {}}],
+                 [[["input_1", 0, 0, {}]], [["input_1", 0, 0, {}]]], [[]], [["input_1"]], [[[3, 0, 0, {}]]],
+                 [[["dense_1", 0, 0, {}]]], [[["conv2d_1", 0, 0, {}], ["input_1", 0, 0, {}]]], [1, 2],
+                 "conv2d_1", "input_1")
+"""Values a hostile ``model_config`` puts in a field: sizes, shapes, layer classes, graph links."""
+_KERAS_TOP = ("missing", b"not json", b"[1, 2]", b'{"class_name": "Model"}', np.int64(3),
+              np.array([b"a", b"b"]), b"[" * 100000, b'{"class_name": "Model", "config": {"layers": ' + b"[" * 5000,
+              b"\xff\xfe\x01", b"{}", b'{"class_name": "Sequential", "config": []}', b"null", b"x" * (5 << 20))
+"""Replacements of the ``model_config`` attribute itself."""
+_KERAS_NAMES = (np.array([b"nope/kernel:0"]), np.array([b"/model_weights"]), np.array([1, 2]), b"kernel:0", 5,
+                np.array([b"conv2d_1/kernel:0"] * 3), np.array([b"../conv2d_1/kernel:0"]), np.array([b""]))
+"""Replacements of a layer's ``weight_names`` attribute."""
+
+
+def _h5_array_strategy():
+    from hypothesis import strategies as st
+
+    dtypes = st.sampled_from(["float32", "float64", "float16", "int8", "int64", "uint8", "bool", "complex64", "S3",
+                              ">f8"])
+    shapes = st.sampled_from([(), (0,), (1,), (3,), (4,), (8,), (3, 3, 1, 4), (3, 3, 1, 5), (3, 3, 4, 1), (1, 1, 4, 4),
+                              (2, 2, 2, 3), (27, 2), (8, 3), (9, 3), (0, 3), (3, 3), (2, 2, 2, 2, 2)])
+    values = st.sampled_from([0.5, 0.0, -1.0, float("nan"), float("inf")])
+
+    def array(dtype: str, shape: tuple[int, ...], value: float) -> np.ndarray:
+        if dtype == "S3":
+            return np.full(shape, b"abc")
+        with np.errstate(invalid="ignore"):  # NaN and inf cast to integers: whatever numpy makes of them
+            return np.full(shape, value).astype(dtype)
+
+    arrays = st.builds(array, dtypes, shapes, values)
+    declared = st.sampled_from([(10 ** 5, 10 ** 5), (2 ** 31,), (2 ** 40,), (0, 3), (3, 3, 1, 4), (4,),
+                                (1, 1, 1, 1, 1, 1, 1, 1)])
+    return st.one_of(arrays, arrays, declared, st.sampled_from([None, "group"]))
+
+
+def _keras_strategy():
+    from hypothesis import strategies as st
+    import copy
+
+    models = keras_seed_models()
+    seeds = _seed_files("keras")
+    blobs = [seeds[k] for k in sorted(seeds)]
+    config_value = st.one_of(st.sampled_from(_KERAS_VALUES), st.sampled_from(_KERAS_VALUES), _json_values())
+
+    def build(seed, edits, weight_edits, names, top):
+        config, weights = copy.deepcopy(models[seed])
+        for index, value, delete in edits:  # any field of the config: removed, or replaced by a hostile value
+            paths = _paths(config)
+            config = _set_path(config, paths[index % len(paths)], copy.deepcopy(value), delete)
+        layers = sorted(weights)
+        for i, j, value in weight_edits:  # a weight of another shape or dtype, declared huge, absent or a group
+            ws = weights[layers[i % len(layers)]]
+            ws[sorted(ws)[j % len(ws)]] = value
+        renamed = {layers[i % len(layers)]: value for i, value in names}
+        return keras_h5(config, weights, model_config=top, weight_names=renamed)
+
+    structured = st.builds(build, st.sampled_from(sorted(models)),
+                           st.lists(st.tuples(st.integers(0, 10 ** 6), config_value, st.booleans()), max_size=3),
+                           st.lists(st.tuples(st.integers(0, 99), st.integers(0, 99), _h5_array_strategy()),
+                                    max_size=2),
+                           st.one_of(st.just([]), st.just([]), st.just([]),
+                                     st.lists(st.tuples(st.integers(0, 99), st.sampled_from(_KERAS_NAMES)),
+                                              min_size=1, max_size=2)),
+                           st.one_of(st.none(), st.none(), st.none(), st.none(), st.sampled_from(_KERAS_TOP)))
+    content = st.one_of(structured, structured, mutated(blobs), mutated(blobs, max_ops=2), st.sampled_from(blobs),
+                        st.builds(lambda b, f: b[:int(len(b) * f)], st.sampled_from(blobs), st.floats(0, 1)))
+    return content.map(lambda b: {"files": {"model.h5": b}, "entry": "model.h5"})
+
+
+def _keras_target(folder: Path, entry: Path, case: dict) -> None:
+    """What 'edgemer export onnx' does with a Keras file before the ONNX export: describe it, rebuild it
+    in torch and run it once on zeros of its input shape."""
+    import torch
+
+    from edgemer.export.core.keras import describe_keras_model, load_keras_model
+
+    info = describe_keras_model(entry)
+    module = load_keras_model(entry, logits=True)
+    h, w, c = info.input_hwc
+    with torch.no_grad():
+        module(torch.zeros(1, c, h, w))
+
+
+def _keras_prepare() -> None:
+    import h5py  # noqa: F401
+    import torch
+
+    import edgemer.export.core.keras  # noqa: F401
+
+    torch.set_num_threads(1)
+
+
 FORMATS: dict[str, FuzzFormat] = {f.name: f for f in (
     FuzzFormat("bundle", "bundle folders: manifest.json fields, file names, symlinks, ONNX external data; "
                          "load_bundle + front-end + onnxruntime session", _bundle_strategy, _bundle_target,
@@ -764,5 +970,9 @@ FORMATS: dict[str, FuzzFormat] = {f.name: f for f in (
     FuzzFormat("onnx", "ONNX models given to 'edgemer export onnx': mutated protobuf, external-data locations "
                        "and sizes; check_onnx_model", _onnx_strategy, _onnx_target, _onnx_prepare,
                ("onnx", "onnxruntime")),
+    FuzzFormat("keras", "Keras 2 HDF5 models given to 'edgemer export onnx': mutated HDF5 bytes, model_config JSON "
+                        "structure and values, weight shapes, dtypes and names; describe_keras_model + "
+                        "load_keras_model + one forward pass", _keras_strategy, _keras_target, _keras_prepare,
+               ("h5py", "torch")),
 )}
 """Every fuzzed format by name, in the order the benchmark runs them."""

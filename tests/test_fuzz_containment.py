@@ -305,3 +305,106 @@ def test_wesad_pickle_with_a_truncated_frame():
     # The fuzzer's find: the pure-Python unpickler raised a bare struct.error.
     with pytest.raises(DatasetError, match="not a readable WESAD pickle"):
         load_subject(REGRESSIONS / "wesad_truncated_frame.pkl")
+
+
+# --------------------------------------------------------------------------- Keras inputs to export
+
+def _import_keras(path: Path):
+    """What 'edgemer export onnx' does with a Keras file before the ONNX export (the fuzz target)."""
+    import torch
+
+    from edgemer.export.core.keras import describe_keras_model, load_keras_model
+
+    info = describe_keras_model(path)
+    module = load_keras_model(path)
+    h, w, c = info.input_hwc
+    with torch.no_grad():
+        return info, module(torch.zeros(1, c, h, w))
+
+
+@pytest.mark.parametrize("name,outputs", [("functional.h5", 3), ("sequential.h5", 2)])
+def test_keras_seeds_import_and_run(name, outputs):
+    pytest.importorskip("h5py")
+    pytest.importorskip("torch")
+    info, out = _import_keras(CORPUS / "keras" / name)
+    assert info.n_outputs == outputs and tuple(out.shape) == (1, outputs)
+
+
+@pytest.mark.parametrize("name,error,message", [
+    # the fuzzer's finds against the first reader, each a bare exception then
+    ("keras_config_json_int.h5", "DatasetError", "attribute 'model_config' is a JSON int"),  # AttributeError
+    ("keras_config_not_json.h5", "DatasetError", "attribute 'model_config' is not valid JSON"),  # JSONDecodeError
+    ("keras_bad_symbol_table.h5", "DatasetError", "group 'model_weights' cannot be read .* damaged"),  # RuntimeError
+    ("keras_dense_kernel_8d.h5", "ExportError", r"layer 'dense_1' \(Dense\) weight 'kernel' has shape "
+                                                r"\(1, 1, 1, 1, 1, 1, 1, 1\); the layer's config needs \(27, 2\)"),
+    ("keras_kernel_size_object.h5", "ExportError", r"layer 'conv2d_1' \(Conv2D\) field 'kernel_size' is"),  # TypeError
+    ("keras_inbound_node_not_a_name.h5", "ExportError", r"'concatenate_1'\) field 'inbound_nodes'"),  # TypeError
+    ("keras_string_bias.h5", "ExportError", r"conv2d_1/bias:0 has dtype \|S3; weights must be numeric"),  # OSError
+])
+def test_keras_regressions(name, error, message):
+    pytest.importorskip("h5py")
+    pytest.importorskip("torch")
+    from edgemer import errors
+
+    with pytest.raises(getattr(errors, error), match=f"{name}: .*{message}"):
+        _import_keras(REGRESSIONS / name)
+
+
+def test_keras_through_export_is_a_model_check_error(tmp_path):
+    pytest.importorskip("h5py")
+    pytest.importorskip("torch")
+    from edgemer.errors import ModelCheckError
+    from edgemer.export.byo.config import ByoExportConfig
+    from edgemer.export.byo.export import export_keras_model
+
+    with pytest.raises(ModelCheckError, match=r"keras_dense_kernel_8d.h5: cannot import the Keras model .*'kernel'"):
+        export_keras_model(REGRESSIONS / "keras_dense_kernel_8d.h5", tmp_path, tmp_path / "out",
+                           ByoExportConfig(modality="face"))
+
+
+@pytest.mark.parametrize("how", ["external link", "external dataset"])
+def test_keras_weights_must_stay_inside_the_file(tmp_path, how):
+    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("torch")
+    from edgemer.benchmarks.fuzz_formats import keras_h5, keras_seed_models
+    from edgemer.errors import ExportError
+
+    config, weights = keras_seed_models()["sequential.h5"]
+    path = tmp_path / "m" / "model.h5"
+    path.parent.mkdir()
+    path.write_bytes(keras_h5(config, weights))
+    kernel = weights["conv2d_1"]["kernel"]
+    (tmp_path / "outside.bin").write_bytes(kernel.tobytes())
+    with h5py.File(tmp_path / "outside.h5", "w") as f:
+        f["k"] = kernel
+    with h5py.File(path, "r+") as f:
+        g = f["model_weights/conv2d_1/conv2d_1"]
+        del g["kernel:0"]
+        if how == "external link":
+            g["kernel:0"] = h5py.ExternalLink(str(tmp_path / "outside.h5"), "/k")
+        else:
+            g.create_dataset("kernel:0", shape=kernel.shape, dtype="<f4",
+                             external=[(str(tmp_path / "outside.bin"), 0, kernel.nbytes)])
+    with pytest.raises(ExportError, match=r"model.h5: model_weights/conv2d_1/conv2d_1/kernel:0 (is a link to|keeps "
+                                          r"its data in) another file"):
+        _import_keras(path)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c, w: c["config"]["layers"][0]["config"].update(batch_input_shape=[None, 10 ** 5, 10 ** 5, 3]),
+     r"field 'batch_input_shape' .* elements \(limit 16777216\)"),
+    (lambda c, w: w["conv2d_1"].update(kernel=(10 ** 5, 10 ** 5)), r"declares shape \(100000, 100000\)"),
+    (lambda c, w: c["config"]["layers"][0]["config"].update(filters=2 ** 31), r"field 'filters' is 2147483648"),
+    (lambda c, w: c["config"]["layers"][0]["config"].update(kernel_size=[7, 7]), r"field 'kernel_size' \(7, 7\) is larger"),
+])
+def test_keras_absurd_declarations_are_refused_before_allocating(tmp_path, edit, message):
+    pytest.importorskip("h5py")
+    pytest.importorskip("torch")
+    from edgemer.benchmarks.fuzz_formats import keras_h5, keras_seed_models
+    from edgemer.errors import ExportError
+
+    config, weights = keras_seed_models()["sequential.h5"]
+    edit(config, weights)
+    (tmp_path / "model.h5").write_bytes(keras_h5(config, weights))
+    with pytest.raises(ExportError, match=message):
+        _import_keras(tmp_path / "model.h5")
