@@ -170,6 +170,7 @@ CHEAP = {
                 "--max-time", "0.05", "--quiet"],
     "bridge": ["--decoder-only", "--throughput-s", "5"],
     "face": ["--frames", "3"],
+    "cpu": ["--duration", "2"],
 }
 """Kinds cheap enough for every test run, with tiny settings (a few seconds each)."""
 SLOWER = {
