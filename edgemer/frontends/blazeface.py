@@ -153,8 +153,11 @@ def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, spec
     logits: ``[num_anchors]`` score logits.
     anchors: from :func:`ssd_anchors`.
 
-    Returns boxes ``[k, 4]`` (x_min, y_min, x_max, y_max), scores ``[k]`` and keypoints
-    ``[k, K, 2]`` (x, y), coordinates in 0..1 of the model input.
+    Returns
+    -------
+    tuple
+        Boxes ``[k, 4]`` (x_min, y_min, x_max, y_max), scores ``[k]`` and keypoints
+        ``[k, K, 2]`` (x, y), coordinates in 0..1 of the model input.
     """
     reg = np.asarray(regressors, np.float32).reshape(len(anchors), -1)
     z = np.clip(np.asarray(logits, np.float64).reshape(-1), -spec.score_clip, spec.score_clip)
