@@ -145,8 +145,8 @@ def build_report(results: dict[str, dict[str, list[dict[str, Any]]]], opts: Stud
         "versions": {"edgemer": __version__, "torch": torch.__version__, "scikit-learn": sklearn.__version__},
         "options": {**asdict(opts), "protocols": list(opts.protocols)},
         "data": {"folder": str(wesad_dir), "synthetic": synthetic,
-                 "note": ("SYNTHETIC data from 'edgemer data synth-wesad': results show the method working on data "
-                          "that follows its own ODE, not performance on people. Run on real WESAD with: "
+                 "note": (f"SYNTHETIC data from {truth.get('generator') or 'edgemer data synth-wesad'}: results show "
+                          "the method working on simulated subjects, not performance on people. Run on real WESAD with: "
                           + REAL_DATA_STUDY) if synthetic else "WESAD-layout recordings",
                  "subjects": [s.windows.subject for s in subjects],
                  "windows": {s.windows.subject: np.bincount(s.windows.labels, minlength=3).tolist() for s in subjects},
