@@ -1,7 +1,6 @@
 """``edgemer export onnx``: bring your own model -> checked, calibrated, guarded, verified INT8 bundle."""
 from __future__ import annotations
 
-import hashlib
 import json
 import wave
 from pathlib import Path
@@ -13,7 +12,7 @@ onnx = pytest.importorskip("onnx", reason="edgemer export onnx needs the [export
 cv2 = pytest.importorskip("cv2", reason="the face modality needs opencv-python-headless (edgemer[export])")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgemer.bundle import load_bundle  # noqa: E402
+from edgemer.bundle import load_bundle, sha256_file  # noqa: E402
 from edgemer.errors import AccuracyGuardError, CalibrationDataError, ModelCheckError  # noqa: E402
 from edgemer.export.byo.export import export_onnx_model  # noqa: E402
 from edgemer.export.byo.config import ByoExportConfig  # noqa: E402
@@ -135,10 +134,6 @@ def write_physio_npz(folder: Path, n: int, window_s: float = 60.0, seed: int = 0
                  bvp=bvp[:, None] if not bad else bvp[::2, None], temp=33.5 + 0.1 * rng.random((int(window_s * 4), 1)),
                  acc=rng.normal(0, 4, (int(window_s * 32), 3)), label=i % 3)
     return folder
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def leftovers(parent: Path) -> list[str]:
@@ -268,7 +263,7 @@ def test_same_inputs_give_byte_identical_bundles(tmp_path):
     a = export_onnx_model(model, cal, tmp_path / "a", cfg)
     b = export_onnx_model(model, cal, tmp_path / "b", cfg)
     for name in ("model_fp32.onnx", "model_int8.onnx", "samples.npz", "report.json"):
-        assert sha256(a.bundle_dir / name) == sha256(b.bundle_dir / name), name
+        assert sha256_file(a.bundle_dir / name) == sha256_file(b.bundle_dir / name), name
     assert a.manifest["files"] == b.manifest["files"]
 
 
@@ -413,7 +408,7 @@ def test_torch_module_export_with_tflite_is_reproducible(tmp_path):
                                      torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3))
         res = export_torch_model(module, torch.zeros(1, 1, 32, 32), cal, tmp_path / run,
                                  ByoExportConfig(modality="face", calibration_samples=12), output_names=["logits"])
-        hashes.append({f: sha256(res.bundle_dir / f) for f in ("model_fp32.onnx", "model_int8.onnx",
+        hashes.append({f: sha256_file(res.bundle_dir / f) for f in ("model_fp32.onnx", "model_int8.onnx",
                                                               "model_int8.tflite", "manifest.json")})
     assert hashes[0] == hashes[1]
     m = load_bundle(tmp_path / "a").manifest
