@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     prof = profile(args.config, args.duration, args.speed, args.rate) if args.profile else None
     print(format_report(result, prof))
-    if getattr(args, "json", None) is not None:
+    if args.json is not None:
         from edgemer.benchmarks.result import make_result, write_json
 
         out = make_result("cpu", settings={"config": str(args.config), "duration_s": args.duration,
@@ -303,10 +303,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgemer.benchmarks.cpu_profile", description=__doc__.split("\n\n")[0])
-    configure(parser)
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE_OR_DIR", help="write the result")
-    return run(parser.parse_args(argv))
+    """``python3 -m edgemer.benchmarks.cpu_profile``: the same as ``edgemer bench cpu`` (its registry adds ``--json``;
+    :func:`profile` re-runs this entry under py-spy with the hidden ``--json-line``)."""
+    from edgemer.benchmarks.commands import run_kind
+
+    return run_kind("cpu", sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":
