@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from edgemer.benchmarks.cell import CellSpec
+from edgemer.benchmarks.cell import CellSpec, MeasureOptions
 from edgemer.benchmarks.fingerprint import device_fingerprint
 from edgemer.benchmarks.result import make_result, target
 
@@ -41,36 +41,23 @@ STDERR_TAIL = 2000
 
 
 @dataclass(frozen=True)
-class BenchSettings:
-    """How :func:`bench_bundle` measures.
+class BenchSettings(MeasureOptions):
+    """How :func:`bench_bundle` measures: which cells, and how each is timed (:class:`MeasureOptions`).
 
     backends: runtimes to try (``onnxruntime``, ``litert``). precisions: ``fp32``/``int8``.
-    threads: inference thread counts. min_iterations, min_time_s: timed runs and seconds
-    before the stopping rule may end a cell (enough runs for a p99). max_iterations: hard
-    cap on timed runs. max_time_s: wall seconds of timed runs per cell (the stopping
-    rule usually ends earlier). warmup_s: seconds of
-    untimed runs before timing. target_rel_ci: stop once the p50's 95 % CI half-width is
-    within this fraction of the p50 (0.05 = 5 %). timeout_s: seconds a worker may take
-    beyond ``max_time_s + warmup_s`` (imports, loading) before it is killed.
+    threads: inference thread counts. timeout_s: seconds a worker may take beyond
+    ``max_time_s + warmup_s`` (imports, loading) before it is killed.
     providers: onnxruntime execution providers (``cpu``, ``cuda``, ``tensorrt``, with options such as
     ``tensorrt:fp16=1``); None = CPU. A provider missing here makes its cells ``skipped``.
     delegate: path of a TFLite delegate library for the litert cells (e.g. ``libedgetpu.so.1``).
-    seed: seed of the random inputs used when the bundle has no samples.
     """
 
     backends: tuple[str, ...] = ("onnxruntime", "litert")
     precisions: tuple[str, ...] = ("fp32", "int8")
     threads: tuple[int, ...] = (1, 2)
-    min_iterations: int = 200
-    max_iterations: int = 100_000
-    min_time_s: float = 0.5
-    max_time_s: float = 3.0
-    warmup_s: float = 0.3
-    target_rel_ci: float = 0.05
     timeout_s: float = 120.0
     providers: tuple[str, ...] | None = None
     delegate: str | None = None
-    seed: int = 0
 
     def __post_init__(self) -> None:
         from edgemer.backends import BACKENDS
@@ -83,20 +70,7 @@ class BenchSettings:
                               f"got {list(self.precisions)}")
         if not self.threads or any(int(t) != t or t < 1 for t in self.threads):
             raise ConfigError(f"BenchSettings.threads must be whole numbers >= 1, got {list(self.threads)}")
-        if self.min_iterations < 2:
-            raise ConfigError(f"BenchSettings.min_iterations must be >= 2, got {self.min_iterations}")
-        if self.max_iterations < self.min_iterations:
-            raise ConfigError(f"BenchSettings.max_iterations must be >= min_iterations ({self.min_iterations}), "
-                              f"got {self.max_iterations}")
-        if not self.max_time_s > 0:
-            raise ConfigError(f"BenchSettings.max_time_s must be > 0 s, got {self.max_time_s}")
-        if not 0 <= self.min_time_s <= self.max_time_s:
-            raise ConfigError(f"BenchSettings.min_time_s must be in [0, max_time_s={self.max_time_s}] s, "
-                              f"got {self.min_time_s}")
-        if self.warmup_s < 0:
-            raise ConfigError(f"BenchSettings.warmup_s must be >= 0 s, got {self.warmup_s}")
-        if not 0 < self.target_rel_ci < 1:
-            raise ConfigError(f"BenchSettings.target_rel_ci must be in (0, 1), got {self.target_rel_ci}")
+        super().__post_init__()
         if not self.timeout_s > 0:
             raise ConfigError(f"BenchSettings.timeout_s must be > 0 s, got {self.timeout_s}")
 
@@ -218,10 +192,7 @@ def run_cell(bundle: Bundle, backend: str, precision: str, threads: int, setting
             return cell, None
     spec = CellSpec(bundle_path=str(bundle.path), backend=backend, precision=precision, threads=threads,
                     providers=settings.providers if backend == "onnxruntime" else None,
-                    delegate=settings.delegate if backend == "litert" else None,
-                    min_iterations=settings.min_iterations, max_iterations=settings.max_iterations,
-                    min_time_s=settings.min_time_s, max_time_s=settings.max_time_s, warmup_s=settings.warmup_s,
-                    target_rel_ci=settings.target_rel_ci, seed=settings.seed)
+                    delegate=settings.delegate if backend == "litert" else None, **settings.measure_options())
     spec_path, out_path = scratch.with_suffix(".spec.json"), scratch.with_suffix(".json")
     spec_path.write_text(json.dumps(asdict(spec)))
     timeout = settings.max_time_s + settings.warmup_s + settings.timeout_s

@@ -28,27 +28,32 @@ import resource
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
 from edgemer.benchmarks.stats import enough_runs, median_ci95, relative_half_width, summarize_ms
+from edgemer.errors import ConfigError
 
 N_RANDOM_INPUTS = 16
 """Random-normal inputs drawn when a bundle has no samples.npz for its inputs."""
 
 
-@dataclass(frozen=True)
-class CellSpec:
-    """What one worker measures. Times in seconds; ``target_rel_ci`` a fraction (0.05 = 5 %)."""
+@dataclass(frozen=True, kw_only=True)
+class MeasureOptions:
+    """How a cell is timed; the options :class:`~edgemer.benchmarks.bundle_bench.BenchSettings`
+    passes on to each :class:`CellSpec`.
 
-    bundle_path: str
-    backend: str
-    precision: str
-    threads: int
-    providers: tuple[str, ...] | None = None
-    delegate: str | None = None
+    min_iterations, min_time_s: timed runs and seconds before the stopping rule may end a
+    cell (enough runs for a p99). max_iterations: hard cap on timed runs. max_time_s: wall
+    seconds of timed runs per cell (the stopping rule usually ends earlier). warmup_s:
+    seconds of untimed runs before timing. target_rel_ci: stop once the p50's 95 % CI
+    half-width is within this fraction of the p50 (0.05 = 5 %). seed: seed of the random
+    inputs used when the bundle has no samples.
+    """
+
     min_iterations: int = 200
     max_iterations: int = 100_000
     min_time_s: float = 0.5
@@ -56,6 +61,40 @@ class CellSpec:
     warmup_s: float = 0.3
     target_rel_ci: float = 0.05
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.min_iterations < 2:
+            raise ConfigError(f"{name}.min_iterations must be >= 2, got {self.min_iterations}")
+        if self.max_iterations < self.min_iterations:
+            raise ConfigError(f"{name}.max_iterations must be >= min_iterations ({self.min_iterations}), "
+                              f"got {self.max_iterations}")
+        if not self.max_time_s > 0:
+            raise ConfigError(f"{name}.max_time_s must be > 0 s, got {self.max_time_s}")
+        if not 0 <= self.min_time_s <= self.max_time_s:
+            raise ConfigError(f"{name}.min_time_s must be in [0, max_time_s={self.max_time_s}] s, "
+                              f"got {self.min_time_s}")
+        if self.warmup_s < 0:
+            raise ConfigError(f"{name}.warmup_s must be >= 0 s, got {self.warmup_s}")
+        if not 0 < self.target_rel_ci < 1:
+            raise ConfigError(f"{name}.target_rel_ci must be in (0, 1), got {self.target_rel_ci}")
+
+    def measure_options(self) -> dict[str, Any]:
+        """The :class:`MeasureOptions` fields of this object, by name (to build another one from)."""
+        return {f.name: getattr(self, f.name) for f in fields(MeasureOptions)}
+
+
+@dataclass(frozen=True)
+class CellSpec(MeasureOptions):
+    """What one worker measures: one model file of ``bundle_path`` on ``backend`` at ``precision``
+    with ``threads`` inference threads, timed as :class:`MeasureOptions` says. Times in seconds."""
+
+    bundle_path: str
+    backend: str
+    precision: str
+    threads: int
+    providers: tuple[str, ...] | None = None
+    delegate: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CellSpec":
@@ -116,7 +155,8 @@ def import_runtime(backend: str) -> None:
         load_interpreter_class()
 
 
-def timed_runs(run: Callable[[Any], Any], feeds: Sequence[Any], spec: CellSpec) -> tuple[list[float], bool, float]:
+def timed_runs(run: Callable[[Any], Any], feeds: Sequence[Any], spec: MeasureOptions
+               ) -> tuple[list[float], bool, float]:
     """The timed loop: call ``run(feed)`` cycling through ``feeds`` until the stopping rule
     (see module docstring) ends it. Returns latencies (ms), whether the rule converged, and
     the loop's wall time (s). The garbage collector is off while it runs.
