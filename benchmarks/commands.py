@@ -72,8 +72,6 @@ KINDS: tuple[BenchKind, ...] = (
               "edgemer.benchmarks.cpu_profile"),
     BenchKind("bridge", "serial link: decoder throughput, clock sync, recovery after an unplug, latency",
               "edgemer.firmware_bridge.bench"),
-    BenchKind("fuzz", "every file format edgemer reads, fed hostile input: crashes, hangs and memory blow-ups "
-                      "per format", "edgemer.benchmarks.fuzz_bench"),
     BenchKind("arm64", "shipped bundles on emulated aarch64 (qemu; needs root): argmax parity with x86-64",
               "edgemer.benchmarks.arm64_parity"),
     BenchKind("fuzz", "every file format edgemer reads, fed hostile input (10,000 cases each): typed errors, "

@@ -14,6 +14,11 @@ def edgemer(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edgemer", *args], capture_output=True, text=True, timeout=timeout)
 
 
+def test_each_kind_is_registered_once():
+    names = [k.name for k in KINDS]
+    assert len(names) == len(set(names)), names
+
+
 def test_bench_help_lists_every_kind_with_its_summary():
     r = edgemer("bench", "--help")
     assert r.returncode == 0, r.stderr
