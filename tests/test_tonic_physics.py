@@ -75,8 +75,11 @@ def test_phasic_component_is_non_negative_and_holds_the_scrs(small, small_fit):
     _, series = small
     fit, phasic = small_fit
     assert len(phasic) == len(series)
-    for s, p in zip(series, phasic):
-        assert p.shape == s.eda.shape
+    for s, comp in zip(series, phasic):
+        p = comp.phasic
+        assert p.shape == s.eda.shape == comp.drive.shape
+        assert 0 <= comp.drive.min() and comp.drive.max() <= 1 + 1e-6
+        assert comp.rest_uS == pytest.approx(np.percentile(s.eda[s.codes == 1], 10), abs=0.3)
         assert p.min() >= -1e-6
         # Stress (code 2, 5 SCRs/min in the generator) holds more phasic activity than baseline (1/min).
         assert p[s.codes == 2].mean() > p[s.codes == 1].mean()
@@ -85,7 +88,7 @@ def test_phasic_component_is_non_negative_and_holds_the_scrs(small, small_fit):
 def test_without_the_phasic_model_the_time_constant_is_biased(small):
     """The reason for the phasic part: the tonic ODE alone, fitted to EDA with SCRs, misreads tau or gain."""
     cfg, series = small
-    tonic_only = fit_tonic_phasic(series, TonicPhasicConfig(steps=200, l1_uS=1e6, tonic_first=0.01))
+    tonic_only = fit_tonic_phasic(series, TonicPhasicConfig(steps=100, l1_uS=1e6, tonic_first=0.01))
     worst = max(abs(tonic_only.tau_s / cfg.tau_s - 1), abs(tonic_only.gain_uS / cfg.gain_uS - 1))
     assert worst > 0.05
 
@@ -95,7 +98,8 @@ def test_physics_forecast_follows_scr_recovery(small, small_fit):
     _, series = small
     fit, phasic = small_fit
     windows, future = [], []
-    for s, p in zip(series, phasic):
+    for s, comp in zip(series, phasic):
+        p = comp.phasic
         d = np.diff(p)
         peaks = np.flatnonzero((d[:-1] > 0) & (d[1:] <= 0) & (p[1:-1] > 0.2)) + 1
         for k in peaks:
