@@ -408,3 +408,15 @@ def test_keras_absurd_declarations_are_refused_before_allocating(tmp_path, edit,
     (tmp_path / "model.h5").write_bytes(keras_h5(config, weights))
     with pytest.raises(ExportError, match=message):
         _import_keras(tmp_path / "model.h5")
+
+
+def test_keras_global_heap_with_a_free_space_object_of_0_bytes():
+    # The fuzzer's find at 10,000 cases: bytes of the global heap holding 'model_config' zeroed;
+    # HDF5 looped forever reading the attribute (a hang past the time limit).
+    pytest.importorskip("h5py")
+    from edgemer.errors import DatasetError
+    from edgemer.export.core.keras import describe_keras_model
+
+    with pytest.raises(DatasetError, match=r"keras_global_heap_free_space_0.h5: HDF5 global heap at byte 904: a "
+                                           r"free-space object of 0 bytes"):
+        describe_keras_model(REGRESSIONS / "keras_global_heap_free_space_0.h5")

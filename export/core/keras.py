@@ -137,8 +137,62 @@ def _model_config(f: Any, path: Path) -> dict[str, Any]:
     return config
 
 
+def _superblock_length_size(data: Any) -> int:
+    """``Size of Lengths`` from the HDF5 superblock (at 0, 512, 1024, ...); 8 when none is found."""
+    offset = 0
+    while offset + 16 <= len(data):
+        if data[offset:offset + 8] == b"\x89HDF\r\n\x1a\n":
+            version = data[offset + 8]
+            size = data[offset + 14] if version < 2 else data[offset + 10]
+            return size if size in (2, 4, 8) else 8
+        offset = 512 if offset == 0 else offset * 2
+    return 8
+
+
+def _check_global_heaps(path: Path) -> None:
+    """Refuse damaged global heap collections (where variable-length strings such as ``model_config`` live)
+    before HDF5 parses them: HDF5 loops forever on a free-space object of size 0, and trusts object sizes
+    that run past their collection. Every ``GCOL`` of version 1 in the file is walked as HDF5 walks it."""
+    import mmap
+
+    with open(path, "rb") as fh:
+        try:
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file: h5py refuses it
+            return
+        with data:
+            length = _superblock_length_size(data)
+            header = 8 + length  # index (2), reference count (2), reserved (4), size
+            at = data.find(b"GCOL")
+            while at >= 0:
+                if at + 8 + length <= len(data) and data[at + 4] == 1:
+                    size = int.from_bytes(data[at + 8:at + 8 + length], "little")
+                    end = at + size
+                    if end > len(data):
+                        raise DatasetError(f"{path}: HDF5 global heap at byte {at} declares {size} bytes, past the end "
+                                           f"of the file; the file is damaged")
+                    p = at + 8 + length
+                    while p < end:
+                        if p + header > end:
+                            break  # HDF5 takes a tail too short for an object header as free space
+                        index = int.from_bytes(data[p:p + 2], "little")
+                        obj = int.from_bytes(data[p + 8:p + 8 + length], "little")
+                        need = header + (obj + 7) // 8 * 8 if index else obj
+                        if need == 0 or p + need > end:
+                            what = "a free-space object of 0 bytes" if need == 0 else f"object {index} of {obj} bytes " \
+                                                                                       f"runs past the heap"
+                            raise DatasetError(f"{path}: HDF5 global heap at byte {at}: {what} (at byte {p}); the "
+                                               f"file is damaged")
+                        p += need
+                at = data.find(b"GCOL", at + 4)
+
+
 def _read(path: Path) -> tuple[dict[str, Any], Any]:
     h5py = _h5py()
+    try:
+        _check_global_heaps(path)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc})") from exc
     try:
         f = h5py.File(str(path), "r")
     except _H5_ERRORS as exc:
