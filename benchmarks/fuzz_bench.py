@@ -103,7 +103,9 @@ def _worker(conn, format_names: list[str]) -> None:
             except Exception:  # noqa: BLE001 - exactly what the fuzzer looks for
                 outcome, detail = "crash", traceback.format_exc(limit=12)
             peak = _kib("VmHWM:")
-            conn.send((outcome, detail[-4000:], peak / 1024.0, max(0, peak - before) / 1024.0))
+            if len(detail) > 4000:  # keep the error's class name (the tally's key) and the traceback's end
+                detail = f"{detail[:2000]} ... {detail[-2000:]}"
+            conn.send((outcome, detail, peak / 1024.0, max(0, peak - before) / 1024.0))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

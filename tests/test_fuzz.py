@@ -75,6 +75,10 @@ def _typed(folder, entry, case):
     raise DatasetError(f"{entry}: refused")
 
 
+def _typed_long(folder, entry, case):
+    raise DatasetError(f"{entry}: refused, " + "x" * 10000)
+
+
 def _sleep(folder, entry, case):
     time.sleep(60)
 
@@ -89,8 +93,8 @@ def _die(folder, entry, case):
     os._exit(3)
 
 
-@pytest.mark.parametrize("target,outcome", [(_bare, "crash"), (_typed, "typed"), (_sleep, "hang"),
-                                            (_allocate, "memory"), (_die, "crash")])
+@pytest.mark.parametrize("target,outcome", [(_bare, "crash"), (_typed, "typed"), (_typed_long, "typed"),
+                                            (_sleep, "hang"), (_allocate, "memory"), (_die, "crash")])
 def test_harness_counts_each_outcome(monkeypatch, tmp_path, target, outcome):
     monkeypatch.setitem(FORMATS, "fake", _fake_format(target))
     with CaseRunner(["fake"], case_timeout_s=2.0 if target is _sleep else 30.0) as runner:
