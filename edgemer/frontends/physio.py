@@ -55,6 +55,11 @@ ACC_UNITS_PER_G = 64.0
 CIRCUMPLEX = {"baseline": (-0.2, 0.1), "stress": (0.7, -0.6), "amusement": (0.5, 0.6), "meditation": (-0.6, 0.3)}
 
 
+def feature_samples(seconds: float) -> int:
+    """Samples at the 4 Hz feature rate in ``seconds`` (s), rounded."""
+    return int(round(seconds * FEATURE_RATE_HZ))
+
+
 @dataclass(frozen=True)
 class WristFrontEndConfig:
     """Front-end parameters, as stored in ``manifest.front_end``.
@@ -92,11 +97,12 @@ class WristFrontEndConfig:
     @property
     def n_samples(self) -> int:
         """Feature samples per window (``window_s * 4``)."""
-        return int(round(self.window_s * FEATURE_RATE_HZ))
+        return feature_samples(self.window_s)
 
     @property
     def n_forecast(self) -> int:
-        return int(round(self.forecast_s * FEATURE_RATE_HZ))
+        """Forecast samples at 4 Hz."""
+        return feature_samples(self.forecast_s)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -27,6 +27,7 @@ from edgemer.errors import ConfigError, DatasetError
 from edgemer.frontends.physio import (
     CHANNELS,
     FEATURE_RATE_HZ,
+    feature_samples,
     STREAM_RATES_HZ,
     WristFrontEnd,
     WristFrontEndConfig,
@@ -67,12 +68,12 @@ class WindowOptions:
     @property
     def n_samples(self) -> int:
         """Feature samples per window at 4 Hz."""
-        return int(round(self.window_s * FEATURE_RATE_HZ))
+        return feature_samples(self.window_s)
 
     @property
     def n_forecast(self) -> int:
         """Forecast samples at 4 Hz."""
-        return int(round(self.forecast_s * FEATURE_RATE_HZ))
+        return feature_samples(self.forecast_s)
 
 
 @dataclass(frozen=True)
