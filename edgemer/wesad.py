@@ -12,15 +12,21 @@ Pickles can execute code when loaded, so user files are never read with a bare
 ``pickle.load``: :class:`RestrictedUnpickler` admits only numpy arrays, numpy
 scalars/dtypes and plain containers, and refuses anything else before it runs. Sizes a
 pickle declares never drive an allocation: reads are clamped to the bytes left in the
-file, the admitted constructors that allocate (``bytearray(n)``, numpy's
-``_reconstruct(shape)``) refuse more than :data:`MAX_ELEMENTS` elements, and the memo is
-a dict (the pure-Python unpickler), so a memo index of 10^8 costs nothing (CPython's C
-unpickler allocates an array of that many slots).
+file, a length the pickle declares (a frame, bytes, str, bytearray, long) that is larger
+than the bytes left in the file is refused before anything is allocated (a 28 KB file
+declaring a 1.8 GB bytearray made the stdlib allocate it first), the admitted constructors
+that allocate (``bytearray(n)``, numpy's ``_reconstruct(shape, dtype)``) refuse more than
+:data:`MAX_ELEMENTS` elements or more bytes than the file holds, an array's state (``BUILD``)
+may not declare more elements than the file has bytes, and the memo is a dict (the
+pure-Python unpickler), so a memo index of 10^8 costs nothing (CPython's C unpickler
+allocates an array of that many slots).
 """
 from __future__ import annotations
 
+import math
 import pickle
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +60,17 @@ _ALLOWED_GLOBALS = {
 }
 
 
-def _bounded(name: str, original: Any) -> Any:
-    """``original`` wrapped so that an absurd size argument is refused before it allocates."""
+def _itemsize(dtype: Any) -> int:
+    """Bytes per element of the dtype a pickle names (1 if it names none numpy reads)."""
+    try:
+        return max(1, np.dtype(dtype).itemsize)
+    except Exception:  # noqa: BLE001 - numpy refuses it itself when the constructor runs
+        return 1
+
+
+def _bounded(name: str, original: Any, file_size: int) -> Any:
+    """``original`` wrapped so that an absurd size argument is refused before it allocates;
+    ``file_size`` (bytes) bounds what an array may take."""
 
     def checked(*args: Any) -> Any:
         if name == "bytearray" and args and isinstance(args[0], int) and args[0] > MAX_ELEMENTS:
@@ -63,8 +78,12 @@ def _bounded(name: str, original: Any) -> Any:
         if name == "_reconstruct" and len(args) > 1:
             shape = args[1] if isinstance(args[1], tuple) else (args[1],)
             if not all(isinstance(d, int) and 0 <= d <= MAX_ELEMENTS for d in shape) or \
-                    np.prod([float(d) for d in shape]) > MAX_ELEMENTS:
+                    math.prod(shape) > MAX_ELEMENTS:
                 raise UnsafePickleError(f"the pickle asks for an array of shape {str(shape)[:80]}; refused")
+            nbytes = math.prod(shape) * _itemsize(args[2] if len(args) > 2 else None)
+            if nbytes > file_size:
+                raise UnsafePickleError(f"the pickle asks for an array of {nbytes} bytes (shape {str(shape)[:80]}) "
+                                        f"in a file of {file_size} bytes; refused")
         if name == "encode" and (len(args) < 2 or str(args[1]).lower().replace("-", "") not in ("latin1", "utf8")):
             raise UnsafePickleError(f"the pickle asks for the codec {str(args[1:2])[:40]}; only latin1 is used "
                                     f"by numpy pickles, refused")
@@ -80,8 +99,13 @@ class _ClampedFile:
     def __init__(self, f: Any, size: int) -> None:
         self._f, self._size = f, size
 
+    @property
+    def remaining(self) -> int:
+        """Bytes left in the file after the read position."""
+        return max(0, self._size - self._f.tell())
+
     def read(self, n: int = -1) -> bytes:
-        left = max(0, self._size - self._f.tell())
+        left = self.remaining
         return self._f.read(left if n is None or n < 0 else min(n, left))
 
     def readinto(self, buf: Any) -> int:
@@ -94,13 +118,81 @@ class _ClampedFile:
         return self._f.peek(n)
 
 
+def _declared(fmt: str, field: str, body: Any) -> Any:
+    """A dispatch entry for an opcode followed by a length (``struct`` format ``fmt``) and
+    that many bytes: the length is checked against the bytes left before ``body(self, n)``
+    (the stdlib's own loader, minus reading the length) reads or allocates anything."""
+
+    def load(self: "RestrictedUnpickler") -> None:
+        raw = self.read(struct.calcsize(fmt))
+        (n,) = struct.unpack(fmt, raw)
+        left = self._bytes_left()
+        if n < 0 or n > left:
+            raise DatasetError(f"the pickle declares a {field} of {n} bytes but only {left} bytes are left in the "
+                               f"file; the file is truncated or damaged, copy it again")
+        body(self, n)
+
+    return load
+
+
+def _load_long(self: pickle._Unpickler, n: int) -> None:
+    self.append(pickle.decode_long(self.read(n)))
+
+
+def _load_bytearray(self: pickle._Unpickler, n: int) -> None:
+    b = bytearray(n)
+    self.readinto(b)
+    self.append(b)
+
+
 class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its memo is a dict
-    """An unpickler that resolves only the globals numpy arrays and plain containers need."""
+    """An unpickler that resolves only the globals numpy arrays and plain containers need,
+    and refuses declared sizes the file cannot hold (``file_size`` in bytes)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.FRAME[0]] = _declared("<Q", "frame", lambda self, n: self._unframer.load_frame(n))
+    dispatch[pickle.BINBYTES[0]] = _declared("<I", "bytes object", lambda self, n: self.append(self.read(n)))
+    dispatch[pickle.BINBYTES8[0]] = _declared("<Q", "bytes object", lambda self, n: self.append(self.read(n)))
+    dispatch[pickle.BINUNICODE[0]] = _declared(
+        "<I", "str", lambda self, n: self.append(str(self.read(n), "utf-8", "surrogatepass")))
+    dispatch[pickle.BINUNICODE8[0]] = _declared(
+        "<Q", "str", lambda self, n: self.append(str(self.read(n), "utf-8", "surrogatepass")))
+    dispatch[pickle.BINSTRING[0]] = _declared(
+        "<i", "str", lambda self, n: self.append(self._decode_string(self.read(n))))
+    dispatch[pickle.BYTEARRAY8[0]] = _declared("<Q", "bytearray", _load_bytearray)
+    dispatch[pickle.LONG4[0]] = _declared("<i", "long integer", _load_long)
+
+    def __init__(self, file: _ClampedFile, file_size: int, **kwargs: Any) -> None:
+        super().__init__(file, **kwargs)
+        self._clamped, self._file_size = file, file_size
+
+    def _bytes_left(self) -> int:
+        """Bytes the pickle can still supply: the rest of the current frame and of the file."""
+        frame = getattr(self, "_unframer", None) and self._unframer.current_frame
+        in_frame = 0
+        if frame:
+            with frame.getbuffer() as view:
+                in_frame = view.nbytes - frame.tell()
+        return in_frame + self._clamped.remaining
+
+    def load_build(self) -> None:
+        """``BUILD``: an array's state may not declare more elements than the file has bytes
+        (numpy allocates an object array's memory before it reads the element list)."""
+        state, target = self.stack[-1], self.stack[-2] if len(self.stack) > 1 else None
+        if isinstance(target, np.ndarray) and isinstance(state, tuple) and len(state) >= 3:
+            shape = state[1] if isinstance(state[1], tuple) else (state[1],)
+            if not all(isinstance(d, int) and d >= 0 for d in shape) or math.prod(shape) > self._file_size:
+                raise DatasetError(f"an array's state declares shape {str(shape)[:80]}, more elements than the "
+                                   f"file's {self._file_size} bytes can hold; the file is damaged")
+        super().load_build()
+
+    dispatch[pickle.BUILD[0]] = load_build
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
             found = super().find_class(module, name)
-            return _bounded(name, found) if name in ("bytearray", "_reconstruct", "encode") else found
+            return _bounded(name, found, self._file_size) if name in ("bytearray", "_reconstruct", "encode") \
+                else found
         raise UnsafePickleError(
             f"the pickle asks for '{module}.{name}', which is not a numpy array or plain container; "
             f"refused without running it. Only WESAD-style data pickles are accepted."
@@ -110,10 +202,13 @@ class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its 
 def safe_load_pickle(path: Path) -> Any:
     """Load a pickle with :class:`RestrictedUnpickler` (``encoding='latin1'``, as WESAD needs)."""
     try:
+        size = path.stat().st_size
         with open(path, "rb") as f:
-            return RestrictedUnpickler(_ClampedFile(f, path.stat().st_size), encoding="latin1").load()
+            return RestrictedUnpickler(_ClampedFile(f, size), size, encoding="latin1").load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{path}: {exc}") from None
+    except DatasetError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
     except Exception as exc:  # noqa: BLE001 - the pure-Python unpickler fails on damaged data with struct.error,

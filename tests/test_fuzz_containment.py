@@ -236,7 +236,7 @@ def test_toml_that_is_not_utf8():
 
 @pytest.mark.parametrize("name,error,message", [
     ("wesad_0d_eda.pkl", DatasetError, "'signal/wrist/EDA' has shape \\(\\)"),
-    ("wesad_binbytes8_2e63.pkl", DatasetError, "not a readable WESAD pickle"),
+    ("wesad_binbytes8_2e63.pkl", DatasetError, "declares a bytes object of 9223372036854775807 bytes"),
     ("wesad_bytearray_1e12.pkl", UnsafePickleError, "bytearray of 1000000000000 bytes"),
 ])
 def test_wesad_pickle_regressions(name, error, message):
@@ -305,6 +305,41 @@ def test_wesad_pickle_with_a_truncated_frame():
     # The fuzzer's find: the pure-Python unpickler raised a bare struct.error.
     with pytest.raises(DatasetError, match="not a readable WESAD pickle"):
         load_subject(REGRESSIONS / "wesad_truncated_frame.pkl")
+
+
+_PEAK_RSS_OF_A_READ = """
+import json, resource, sys
+from pathlib import Path
+from edgemer.wesad import load_subject
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_subject(Path(sys.argv[1]))
+    outcome = "loaded"
+except Exception as exc:
+    outcome = f"{type(exc).__name__}: {exc}"
+grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"outcome": outcome, "grown_mib": grown_kib / 1024}))
+"""
+
+
+@pytest.mark.parametrize("name", ["wesad_truncated_bytearray8_1846383876.pkl",
+                                  "wesad_truncated_bytearray8_1846384022.pkl"])
+def test_wesad_truncated_pickle_declaring_a_huge_bytearray_is_refused_before_allocating(name):
+    # The fuzzer's find at 10,000 cases: 28 KB pickles whose BYTEARRAY8 declares 1.8 GB; the
+    # stdlib unpickler allocated (and zeroed) the bytearray before finding the file too short,
+    # growing the process by 1761 MiB before the DatasetError. Read in a fresh process so that
+    # its peak RSS (ru_maxrss, KiB on Linux) measures this read alone.
+    import subprocess
+    import sys
+
+    with pytest.raises(DatasetError, match=f"{name}: the pickle declares a bytearray of 18463.* bytes but only "
+                                           f"[0-9]+ bytes are left in the file"):
+        load_subject(REGRESSIONS / name)
+    run = subprocess.run([sys.executable, "-c", _PEAK_RSS_OF_A_READ, str(REGRESSIONS / name)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["outcome"].startswith("DatasetError: ") and "declares a bytearray" in result["outcome"]
+    assert result["grown_mib"] < 200, result
 
 
 # --------------------------------------------------------------------------- Keras inputs to export
