@@ -27,7 +27,7 @@ from edgemer.wesad import load_subject
 
 pytest.importorskip("torch")
 
-SMALL = PhysioExportConfig(epochs=3, calibration_windows=32, name="test-physio", seed=0)
+SMALL = PhysioExportConfig(epochs=3, calibration_windows=32, name="test-physio", seed=0, physics_steps=80)
 MODEL_KEYS = {"fp32-onnx", "int8-onnx", "fp32-tflite", "int8-tflite"}
 BACKEND = {"onnx": "onnxruntime", "tflite": "litert"}
 
@@ -104,18 +104,106 @@ def test_manifest_contract(bundle):
     assert raw["metrics"]["training"]["epochs"] == 3
 
 
-def test_learned_physics_is_positive_and_compared_with_truth(export, bundle):
+def test_tonic_phasic_physics_section(synth, export, bundle):
+    """By default the PINN trains with the tonic/phasic fit: the manifest carries the tonic tau and gain,
+    the drive levels and onset, the SCR shape with units, the statement where the residual acts, and
+    truth.json in the same form; the PINN's parameters were fixed to the fit through training."""
     physics = bundle.manifest.raw["physics"]
-    assert physics["ode"] == "gamma * dEDA/dt = -alpha_0 * (EDA - EDA_tonic) + beta * u(t)"
+    assert physics["model"] == "tonic-phasic"
+    assert "tonic" in physics["ode"] and "bateman" in physics["phasic"]
+    assert "tonic component" in physics["residual"] and "Bateman" in physics["residual"]
+    assert "Bateman" in physics["identifiability"]
+    for k in ("tau_s", "gain_uS", "scr_rise_s", "scr_recovery_s", "scr_half_recovery_s"):
+        assert physics[k] > 0 and np.isfinite(physics[k]), k
+        assert physics["units"][k].startswith("s") or k == "gain_uS", k
+    assert physics["scr_rise_s"] < physics["scr_recovery_s"]
+    assert 0 <= physics["onset_s"] <= 15.0
+    assert physics["level_baseline"] == 0.0 and physics["level_stress"] == 1.0
+    for k in ("level_transient", "level_amusement", "level_meditation"):
+        assert 0 <= physics[k] <= 1, k
+    # The keys the runtime prints (edgemer info, estimates' extras): the same ODE with gamma = 1.
+    assert physics["gamma"] == pytest.approx(1.0, rel=1e-5)
+    assert physics["alpha_0"] == pytest.approx(1 / physics["tau_s"], rel=1e-5)
+    assert physics["beta"] == pytest.approx(physics["gain_uS"] / physics["tau_s"], rel=1e-5)
+    assert physics["tau_s"] == pytest.approx(physics["gamma"] / physics["alpha_0"], rel=1e-5)
+    assert physics["fit"]["subjects"] == ["S2", "S3"] and physics["fit"]["steps"] == SMALL.physics_steps
+    assert physics["fit"]["mse_uS2"] >= 0
+    assert physics["published"]["scr_rise_s"] == [0.5, 5.0]
+    # Fixed, not learned by the PINN: the same tau and gain after every epoch, equal to the fit's.
+    taus = {round(p["tau_s"], 4) for p in export.history["physics"]}
+    assert taus == {round(physics["tau_s"], 4)}
+    # truth.json like with like: the tonic ODE with gamma = 1, gain per unit of the anchored drive.
+    true = physio_mod.truth_physics(physio_mod.read_truth(synth))
+    truth = physics["truth"]
+    assert truth["gain_uS"] == pytest.approx(true["gain_uS"])
+    assert truth["tau_s"] == pytest.approx(18.75) and truth["gamma"] == 1.0
+    assert truth["alpha_0"] == pytest.approx(1 / 18.75) and truth["beta"] == pytest.approx(truth["gain_uS"] / 18.75)
+    assert {"level_transient", "level_amusement", "level_meditation"} <= set(truth)
+    assert "bursty" in physics["truth_note"]
+    summary = export.summary()
+    assert "tonic/phasic" in summary and "scr_recovery_s" in summary and "truth 18.75" in summary
+    assert "SYNTHETIC" in summary and REAL_DATA_COMMAND in summary
+    assert "PASS" in summary or "FAIL" in summary
+    md = (bundle.path / "verification.md").read_text()
+    assert "## Physics" in md and "| tau_s |" in md and "tonic component" in md and "18.75" in md
+
+
+def test_single_ode_physics_still_works(synth, tmp_path, capsys):
+    """``--physics single-ode``: the PINN learns one ODE on the whole EDA, as before, and says so."""
+    import argparse
+
+    from edgemer.export.physio import commands
+    from edgemer.export.physio.synth import ODE_TEXT
+
+    parser = argparse.ArgumentParser()
+    commands.configure_export_physio(parser)
+    out = tmp_path / "single"
+    args = parser.parse_args(["--wesad", str(synth), "--out", str(out), "--physics", "single-ode", "--epochs", "1",
+                              "--no-tflite", "--calibration-windows", "16", "--guard-steps", "0", "--quiet"])
+    assert commands.run_export_physio(args) in (0, 1)
+    printed = capsys.readouterr().out
+    physics = load_bundle(out).manifest.raw["physics"]
+    assert physics["model"] == "single-ode" and physics["ode"] == ODE_TEXT
+    assert "phasic" not in physics and "fit" not in physics
     for k in ("alpha_0", "beta", "gamma", "tau_s", "gain_uS"):
         assert physics[k] > 0 and np.isfinite(physics[k])
     assert physics["tau_s"] == pytest.approx(physics["gamma"] / physics["alpha_0"])
-    # Per unit of the anchored drive (rest -> stress): the bursty simulator steps 0.05 -> 0.8, so x 0.75.
+    assert physics["tau_s"] != pytest.approx(5.0, rel=1e-3)  # learned: moved from the start (gamma 1 / alpha_0 0.2)
     assert physics["truth"] == pytest.approx({"alpha_0": 0.08, "beta": 0.12, "gamma": 1.5, "tau_s": 18.75,
                                               "gain_uS": 1.5})
-    summary = export.summary()
-    assert "truth" in summary and "SYNTHETIC" in summary and REAL_DATA_COMMAND in summary
-    assert "PASS" in summary or "FAIL" in summary
+    assert "single ODE" in printed and "tonic/phasic" not in printed
+    manifest = load_bundle(out).manifest.raw
+    assert manifest["training"]["config"]["physics"] == "single-ode"
+    assert "--physics single-ode" in manifest["provenance"]["command"]
+    assert "## Physics" in (out / "verification.md").read_text()
+
+
+def test_physics_data_cuts_each_window_out_of_its_subjects_components():
+    """training_spans marks window + forecast samples; with_tonic_phasic cuts phasic, drive and resting
+    level at each training window's start, in the dataset's standardised units."""
+    from edgemer.export.physio.physics_data import training_spans, with_tonic_phasic
+    from edgemer.export.physio.tonic import Components
+    from edgemer.export.physio.windows import PhysioDataset
+
+    series = [(np.zeros(40), np.ones(40, np.int8)), None, (np.zeros(30), np.ones(30, np.int8))]
+    spans = training_spans(series, np.array([0, 0, 1, 2]), np.array([0.0, 5.0, 0.0, 2.5]), span_s=2.0)
+    assert sorted(spans) == [0, 2]  # subject 1 has no series
+    assert np.flatnonzero(spans[0]).tolist() == list(range(0, 8)) + list(range(20, 28))
+    assert np.flatnonzero(spans[2]).tolist() == list(range(10, 18))
+    comps = {0: Components(np.arange(40.0), np.linspace(0, 1, 40), 2.0),
+             2: Components(np.arange(30.0) * 2, np.full(30, 0.5), 4.0)}
+    n = 3
+    ds = PhysioDataset(np.zeros((n, 4, 8), np.float32), np.zeros((n, 10), np.float32), np.zeros(n, np.int64),
+                       np.zeros((1, 4, 8), np.float32), np.zeros((1, 10), np.float32), np.zeros(1, np.int64),
+                       (1.0, 0, 0, 0), (2.0, 1, 1, 1), ("a", "b"), ("c",), WindowOptions(window_s=2.0, forecast_s=0.5),
+                       np.zeros((n, 10), np.int8), np.zeros((1, 10), np.int8), np.zeros(n, np.float32),
+                       np.zeros(1, np.float32))
+    out = with_tonic_phasic(ds, comps, np.array([0, 2, 0]), np.array([0.0, 1.0, 5.0]))
+    np.testing.assert_allclose(out.phasic_train[1], np.arange(4, 14) * 2 / 2.0)  # µS / eda std
+    np.testing.assert_allclose(out.phasic_train[2], np.arange(20, 30) / 2.0)
+    np.testing.assert_allclose(out.drive_train[1], 0.5)
+    np.testing.assert_allclose(out.tonic_train, [(2.0 - 1) / 2, (4.0 - 1) / 2, (2.0 - 1) / 2])
+    assert out.x_train is ds.x_train  # the rest of the dataset is untouched
 
 
 def test_every_model_runs_in_its_backend(bundle):
@@ -360,7 +448,8 @@ def test_refuses_to_overwrite(export, tmp_path):
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("lr", 0.0), ("window_s", 61.0), ("heldout_fraction", 1.0),
-                                          ("forecast_s", 0.0), ("name", "a/b"), ("train_hop_s", 0.3)])
+                                          ("forecast_s", 0.0), ("name", "a/b"), ("train_hop_s", 0.3),
+                                          ("physics", "two-odes"), ("physics_steps", 0)])
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
         replace(PhysioExportConfig(), **{field: value}).window_options()
@@ -388,13 +477,17 @@ def test_recorded_command_parses_back_to_the_config():
 
     from edgemer.export.physio import commands
 
-    config = PhysioExportConfig(epochs=7, seed=3, name="x", tflite=False, train_hop_s=5.0)
+    config = PhysioExportConfig(epochs=7, seed=3, name="x", tflite=False, train_hop_s=5.0, physics="single-ode",
+                                physics_steps=50)
     argv = __import__("shlex").split(config.as_command(Path("W"), Path("B")))
     assert argv[:3] == ["edgemer", "export", "physio"]
     parser = argparse.ArgumentParser()
     commands.configure_export_physio(parser)
     a = parser.parse_args(argv[3:])
     assert (a.epochs, a.seed, a.name, a.no_tflite, a.train_hop) == (7, 3, "x", True, 5.0)
+    assert (a.physics, a.physics_steps) == ("single-ode", 50)
+    defaults = parser.parse_args(["--wesad", "W", "--out", "B"])
+    assert (defaults.physics, defaults.physics_steps) == ("tonic-phasic", 600)
 
 
 # ---------------------------------------------------------------- slow: the full demo recipe

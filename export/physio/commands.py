@@ -53,7 +53,7 @@ def run_synth_wesad(args: argparse.Namespace) -> int:
 
 def configure_export_physio(parser: argparse.ArgumentParser) -> None:
     """Options of ``edgemer export physio``."""
-    from edgemer.export.physio.config import PhysioExportConfig
+    from edgemer.export.physio.config import PHYSICS_MODELS, PhysioExportConfig
     from edgemer.export.core.targets import TARGETS
 
     d = PhysioExportConfig()  # defaults for the help texts (standard library only, no numpy/torch)
@@ -79,6 +79,13 @@ def configure_export_physio(parser: argparse.ArgumentParser) -> None:
                         help=f"training windows used to calibrate INT8 ranges (default {d.calibration_windows})")
     parser.add_argument("--physics-weight", type=float, default=d.physics_weight,
                         help=f"weight of the EDA ODE residual in the training loss (default {d.physics_weight:g})")
+    parser.add_argument("--physics", choices=PHYSICS_MODELS, default=d.physics,
+                        help="the PINN's physics: 'tonic-phasic' (default: a tonic ODE + Bateman SCR model is fitted "
+                             "on the training subjects' recordings, its parameters are fixed in the PINN and the ODE "
+                             "residual acts on the tonic component, EDA minus the SCRs) or 'single-ode' (the old "
+                             "model: one ODE residual on the whole EDA, its parameters learned by the PINN)")
+    parser.add_argument("--physics-steps", type=int, default=d.physics_steps, metavar="N",
+                        help=f"Adam steps of the tonic/phasic fit (default {d.physics_steps})")
     parser.add_argument("--config", type=Path, default=None, metavar="FILE.json",
                         help="export options from a JSON file of PhysioExportConfig fields, e.g. the best.json of "
                              "'edgemer study tune'; options given here with a non-default value win")
@@ -101,7 +108,8 @@ def run_export_physio(args: argparse.Namespace) -> int:
     config = PhysioExportConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, window_s=args.window,
         hop_s=args.hop, train_hop_s=args.train_hop, forecast_s=args.forecast, heldout_fraction=args.heldout_fraction,
-        calibration_windows=args.calibration_windows, physics_weight=args.physics_weight, name=args.name,
+        calibration_windows=args.calibration_windows, physics_weight=args.physics_weight, physics=args.physics,
+        physics_steps=args.physics_steps, name=args.name,
         tflite=not args.no_tflite, onnx_quantisation=quant_options(getattr(args, "target", None)),
         guard_steps=args.guard_steps)
     return finish(export_physio(args.wesad, args.out, config, progress=not args.quiet, overwrite=args.overwrite),

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 REAL_DATA_COMMAND = "edgemer export physio --wesad /path/to/WESAD --out my-physio-bundle"
 """How to train on the real WESAD data set (shown wherever a synthetic bundle is described)."""
+PHYSICS_MODELS = ("tonic-phasic", "single-ode")
+"""The PINN's physics: ``tonic-phasic`` (the tonic ODE + Bateman SCR fit of the training subjects, the
+residual on the tonic component) or ``single-ode`` (one ODE residual on the whole EDA, learned by the PINN)."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,11 @@ class PhysioExportConfig:
     training windows. forecast_s: EDA forecast horizon. heldout_fraction: share of
     subjects held out for verification (at least one). calibration_windows: training
     windows used to calibrate INT8 ranges. physics_weight: weight of the ODE residual in
-    the loss. name: bundle name. tflite: also write FP32 and INT8 TFLite files.
+    the loss. physics: the physics model, one of :data:`PHYSICS_MODELS` (``tonic-phasic``: the
+    tonic ODE + Bateman SCR model is fitted on the training subjects first, its parameters are
+    fixed in the PINN and the residual acts on the tonic component; ``single-ode``: the PINN
+    learns one ODE on the whole EDA). physics_steps: Adam steps of the tonic/phasic fit.
+    name: bundle name. tflite: also write FP32 and INT8 TFLite files.
     guard_steps: re-quantisations the accuracy guard may make, keeping more nodes in FP32
     each time, while the INT8 ONNX macro-F1 drop exceeds ``targets`` (0: plain quantisation).
     """
@@ -44,6 +51,8 @@ class PhysioExportConfig:
     heldout_fraction: float = 0.2
     calibration_windows: int = 256
     physics_weight: float = 1.0
+    physics: str = "tonic-phasic"
+    physics_steps: int = 600
     name: str = "physio"
     tflite: bool = True
     guard_steps: int = 8
@@ -51,7 +60,7 @@ class PhysioExportConfig:
     targets: VerificationTargets = field(default_factory=VerificationTargets)
 
     def __post_init__(self) -> None:
-        check_trained_export(self, ("calibration_windows",))
+        check_trained_export(self, ("calibration_windows", "physics_steps"))
         if not self.hop_s > 0:
             raise ConfigError(f"PhysioExportConfig.hop_s must be > 0 s, got {self.hop_s}")
         if not self.forecast_s > 0:
@@ -61,6 +70,9 @@ class PhysioExportConfig:
                               f"halves the 4 Hz window three times), got {self.window_s}")
         if self.physics_weight < 0:
             raise ConfigError(f"PhysioExportConfig.physics_weight must be >= 0, got {self.physics_weight}")
+        if self.physics not in PHYSICS_MODELS:
+            raise ConfigError(f"PhysioExportConfig.physics must be one of {', '.join(PHYSICS_MODELS)}, "
+                              f"got {self.physics!r}")
 
     def window_options(self) -> "WindowOptions":
         """The windowing options (validated there: train_hop_s and forecast_s on the 0.25 s grid)."""
@@ -79,6 +91,7 @@ COMMAND_FLAGS = {
     "name": "--name", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "seed": "--seed",
     "window_s": "--window", "hop_s": "--hop", "train_hop_s": "--train-hop", "forecast_s": "--forecast",
     "heldout_fraction": "--heldout-fraction", "calibration_windows": "--calibration-windows",
-    "physics_weight": "--physics-weight", "tflite": "--no-tflite", "guard_steps": "--guard-steps",
+    "physics_weight": "--physics-weight", "physics": "--physics", "physics_steps": "--physics-steps",
+    "tflite": "--no-tflite", "guard_steps": "--guard-steps",
 }
 """PhysioExportConfig field -> ``edgemer export physio`` option (``tflite`` is switched off by its flag)."""

@@ -4,7 +4,11 @@ Steps (all inside a temporary folder beside ``out_dir``, renamed into place only
 everything succeeded):
 
 1. windows from the WESAD folder (:mod:`edgemer.export.physio.windows`), split by subject;
-2. train the multi-task PINN (:mod:`edgemer.export.physio.train`);
+2. with the default ``physics="tonic-phasic"``: fit the tonic ODE + Bateman SCR model on the
+   training subjects' recordings (:mod:`edgemer.export.physio.physics_data`), then train the
+   multi-task PINN (:mod:`edgemer.export.physio.train`) with its parameters fixed to the fit and
+   the physics residual on the tonic component; with ``single-ode`` the PINN learns one ODE on
+   the whole EDA;
 3. FP32 ONNX, static INT8 ONNX (QDQ) under the accuracy guard (:mod:`edgemer.export.core.guard`:
    while the INT8 ONNX model's macro-F1 on the held-out windows drops more than the target,
    the nodes around the most sensitive tensor stay FP32 and it is quantised again), and
@@ -14,6 +18,8 @@ everything succeeded):
    (:mod:`edgemer.export.physio.verify`: ``verification.json``/``.md``, with the guard's steps);
 6. the final manifest (metrics, physics, provenance, sha256 of every file), loaded back
    with :func:`edgemer.bundle.load_bundle` and every model run once in its backend.
+
+The manifest's ``physics`` section: :mod:`edgemer.export.physio.physics_section`.
 """
 from __future__ import annotations
 
@@ -46,40 +52,20 @@ from edgemer.export.core.guard import GuardTask
 from edgemer.export.core.training import pick
 from edgemer.export.physio.windows import LABELS, PhysioDataset, load_wesad_windows
 from edgemer.export.physio.config import REAL_DATA_COMMAND, PhysioExportConfig
-from edgemer.export.physio.synth import ODE_TEXT
+# IDENTIFIABILITY_NOTE and truth_physics are also read from here (edgemer study physio's report).
+from edgemer.export.physio.physics_section import (  # noqa: F401
+    IDENTIFIABILITY_NOTE,
+    physics_text,
+    single_ode_section,
+    tonic_phasic_section,
+    truth_physics,
+)
 from edgemer.export.core.verify import check_bundle_runs, write_verification
 from edgemer.export.physio.verify import verification_markdown, verify_bundle
 from edgemer.frontends.physio import WristFrontEndConfig
 
-PHYSICS_UNITS = {"alpha_0": "1/s", "beta": "uS/s per unit drive", "gamma": "dimensionless", "tau_s": "s",
-                 "gain_uS": "uS per unit drive (rest -> stress)", "EDA": "uS",
-                 "u": "0..1 (drive: baseline 0, stress 1)", "level_*": "0..1 (learned drive level of a condition)"}
-IDENTIFIABILITY_NOTE = (
-    "The ODE gamma*dEDA/dt = -alpha_0*(EDA - EDA_tonic) + beta*u is unchanged when alpha_0, beta and gamma are "
-    "multiplied by one factor, so only tau_s = gamma/alpha_0 (the EDA time constant, s) and gain_uS = beta/alpha_0 "
-    "(the steady EDA rise per unit drive, µS) can be learned. A drive free at every time step could mimic any time "
-    "constant and a drive of free scale any gain, so in training the drive is tied to the condition: one learned "
-    "level per WESAD condition, anchored at baseline = 0 and stress = 1 (one unit of drive is the step from rest to "
-    "stress, time is in seconds), and EDA_tonic is the wearer's resting EDA measured on the baseline. tau_s then "
-    "shows in how EDA approaches each new level after a condition change and gain_uS in the level differences. Both "
-    "are identifiable when the true drive follows this constraint (edgemer data synth-wesad --drive condition); on "
-    "the default bursty simulator, skin-conductance bursts and wandering arousal that a condition level cannot "
-    "follow bias them, and on real data they describe the wearer's average response to the protocol's conditions.")
-
-
-def truth_physics(truth: dict[str, Any] | None) -> dict[str, float] | None:
-    """truth.json's ODE parameters in the PINN's units, or None (real data).
-
-    alpha_0 and gamma as they are; beta and gain_uS per unit of the PINN's anchored drive
-    (baseline 0, stress 1), i.e. times the simulator's stress-minus-baseline drive level
-    from ``drive_levels`` (1 for ``--drive condition``; 0.75 for the bursty default).
-    """
-    if not truth or not all(k in truth for k in ("alpha_0", "beta", "gamma")):
-        return None
-    levels = truth.get("drive_levels") or {}
-    scale = float(levels["2"]) - float(levels["1"]) if "1" in levels and "2" in levels else 1.0
-    a, b, g = float(truth["alpha_0"]), float(truth["beta"]) * scale, float(truth["gamma"])
-    return {"alpha_0": a, "beta": b, "gamma": g, "tau_s": g / a, "gain_uS": b / a}
+PHYSICS_FIT_HINT = ("Check that every training subject's EDA is finite over its labelled windows, or train the "
+                    "old single-ODE PINN with --physics single-ode.")
 
 
 @dataclass(frozen=True)
@@ -104,15 +90,7 @@ class ExportResult(BundleExportResult):
         lines.append(f"training  {tr['epochs']} epochs in {tr['seconds']:.0f} s; final loss {final['loss']:.4f} "
                      f"(eda {final['eda']:.4f}, ce {final['ce']:.4f}, phys {final['phys']:.4f}), "
                      f"train accuracy {final['train_accuracy']:.3f}")
-        truth = physics.get("truth") or {}
-        lines.append(f"physics   {physics['ode']}")
-        for key, unit in (("alpha_0", "1/s"), ("beta", "uS/s"), ("gamma", ""), ("tau_s", "s"), ("gain_uS", "uS")):
-            shown = f"{key:8s} learned {physics[key]:8.4g} {unit:5s}"
-            if key in truth:
-                rel = (physics[key] - truth[key]) / truth[key] * 100
-                shown += f"  truth {truth[key]:8.4g}  ({rel:+.0f} %)"
-            lines.append(f"          {shown}")
-        lines.append(f"          ({IDENTIFIABILITY_NOTE})")
+        lines += physics_text(physics)
         for key, row in self.verification["models"].items():
             lines.append(f"model     {key:12s} {row['bytes'] / 1024:7.1f} KiB  macro-F1 {row['macro_f1']:.4f}  "
                          f"accuracy {row['accuracy']:.4f}  EDA forecast RMSE {row['eda_forecast_rmse_uS']:.4f} uS")
@@ -148,13 +126,15 @@ def _write_models(model: Any, data: PhysioDataset, config: PhysioExportConfig, f
                              tflite_fp32=config.tflite, guard=guard)
 
 
-def _physics_section(params: dict[str, float], truth: dict[str, Any] | None) -> dict[str, Any]:
-    section: dict[str, Any] = {"ode": ODE_TEXT, **params, "units": PHYSICS_UNITS,
-                               "identifiability": IDENTIFIABILITY_NOTE}
-    true = truth_physics(truth)
-    if true:
-        section["truth"] = true
-    return section
+def _physics_section(model: Any, fit: Any, data: PhysioDataset, config: PhysioExportConfig,
+                     truth: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest's ``physics``: the tonic/phasic fit the PINN was trained with, or its single ODE."""
+    if fit is None:
+        return single_ode_section(model.physical_parameters(), truth)
+    info = {"subjects": list(data.subjects_train), "steps": config.physics_steps,
+            "samples": "the training subjects' windows and forecasts (each recording's tonic level carried "
+                       "through by the ODE)"}
+    return tonic_phasic_section(model.physical_parameters(), fit, info, truth)
 
 
 def _provenance(wesad_dir: Path, data: PhysioDataset, truth: dict[str, Any] | None, command: str) -> dict[str, Any]:
@@ -220,8 +200,15 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
 
         train_config = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                    seed=config.seed, weights=LossWeights(physics=config.physics_weight))
+        fit = None
+        if config.physics == "tonic-phasic":
+            from edgemer.export.physio.physics_data import dataset_physics
+            from edgemer.export.physio.tonic import TonicPhasicConfig
+
+            with export_stage("tonic/phasic physics fit", PHYSICS_FIT_HINT):
+                fit, data = dataset_physics(wesad_dir, data, TonicPhasicConfig(steps=config.physics_steps))
         with export_stage("training", "Check the data (NaN-free windows) or lower --lr."):
-            model, history = train_pinn(data, train_config, progress=progress)
+            model, history = train_pinn(data, train_config, progress=progress, physics=fit)
         with export_stage("model conversion", CONVERSION_HINT):
             keys, quantisation = _write_models(model, data, config, tmp)
         write_samples(tmp / SAMPLES_NAME, data.x_heldout, data.y_heldout)
@@ -237,7 +224,7 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
             "inputs": [s.to_dict() for s in inputs],
             "outputs": [s.to_dict() for s in outputs],
             "front_end": front_end.to_dict(),
-            "physics": _physics_section(model.physical_parameters(), truth),
+            "physics": _physics_section(model, fit, data, config, truth),
             "quantisation": quantisation,
             "provenance": _provenance(wesad_dir, data, truth, command),
             "training": {"config": {k: v for k, v in asdict(config).items()
@@ -249,7 +236,7 @@ def export_physio(wesad_dir: Path, out_dir: Path, config: PhysioExportConfig = P
         if "guard" in quantisation["onnx"]:
             report["guard"] = quantisation["onnx"]["guard"]
         write_verification(tmp, report, f"{config.name} (INT8 vs FP32 on {len(data.y_heldout)} held-out windows)",
-                           render=verification_markdown)
+                           render=lambda r, title: verification_markdown(r, title, manifest["physics"]))
         manifest["metrics"] = _metrics(report, history, data)
         manifest = dict(write_manifest(tmp, manifest).raw)
         with export_stage("final check", FINAL_CHECK_HINT):

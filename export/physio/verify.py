@@ -15,6 +15,7 @@ import numpy as np
 from edgemer.bundle import Bundle
 from edgemer.export.core.config import VerificationTargets
 from edgemer.export.core.verify import closing_markdown, comparison_markdown, verify_models
+from edgemer.export.physio.physics_section import physics_markdown
 from edgemer.frontends.physio import WristFrontEndConfig
 
 CLASS_OUTPUT = "class_logits"
@@ -57,8 +58,9 @@ def verify_bundle(bundle: Bundle, signals: np.ndarray, labels: np.ndarray, eda_t
                          item="windows")
 
 
-def verification_markdown(report: dict[str, Any], title: str) -> str:
-    """A :func:`verify_bundle` report as a short Markdown document (verification.md)."""
+def verification_markdown(report: dict[str, Any], title: str, physics: dict[str, Any] | None = None) -> str:
+    """A :func:`verify_bundle` report as a short Markdown document (verification.md); ``physics``: the
+    manifest's physics section, rendered after the targets (what the summary prints, as a table)."""
     h = report["heldout"]
     lines = [f"# Verification: {title}", "",
              f"Held-out windows: {h['windows']} (per class {dict(zip(h['labels'], h['class_counts']))}). "
@@ -70,4 +72,7 @@ def verification_markdown(report: dict[str, Any], title: str) -> str:
                      f"{row['accuracy']:.4f} | {row['eda_forecast_rmse_uS']:.4f} |")
     lines += ["", f"Persistence forecast (last EDA value held) RMSE: {h['eda_forecast_rmse_uS_persistence']:.4f} µS.",
               ""]
-    return "\n".join(lines + comparison_markdown(report) + closing_markdown(report))
+    lines += comparison_markdown(report) + closing_markdown(report)
+    if physics:
+        lines += physics_markdown(physics)
+    return "\n".join(lines)

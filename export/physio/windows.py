@@ -18,7 +18,7 @@ held out for verification.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +128,10 @@ class PhysioDataset:
     condition drive (0..1) from a tonic/phasic fit (:mod:`edgemer.export.physio.tonic`); when
     set, the PINN's physics term acts on the tonic component (EDA minus the SCR part).
     mean/std: per feature channel (eda µS, hr bpm, temp °C, motion g), training subjects only.
+    subject_index_train: [n] int64 or None, each training window's subject (index into
+    ``subjects_train``); t_start_train: [n] float64 or None, its start in that subject's
+    recording, s (set by :func:`load_wesad_windows`: where a tonic/phasic fit's components
+    are cut out, :mod:`edgemer.export.physio.physics_data`).
     """
 
     x_train: np.ndarray
@@ -147,6 +151,8 @@ class PhysioDataset:
     tonic_heldout: np.ndarray
     phasic_train: np.ndarray | None = None
     drive_train: np.ndarray | None = None
+    subject_index_train: np.ndarray | None = None
+    t_start_train: np.ndarray | None = None
 
     @property
     def eda_mean_uS(self) -> float:
@@ -339,5 +345,8 @@ def load_wesad_windows(wesad_dir: Path, opts: WindowOptions = WindowOptions(), h
     mean, std = channel_stats(np.concatenate([p.features for p in train]))
     config = WristFrontEndConfig(window_s=opts.window_s, hop_s=hop_s, forecast_s=opts.forecast_s, mean=mean, std=std)
     front_end = WristFrontEnd(config, LABELS)
-    return physio_dataset(stack_windows(train, front_end), stack_windows(held, front_end), mean, std,
-                          tuple(p.subject for p in train), tuple(p.subject for p in held), opts)
+    ds = physio_dataset(stack_windows(train, front_end), stack_windows(held, front_end), mean, std,
+                        tuple(p.subject for p in train), tuple(p.subject for p in held), opts)
+    return replace(ds, subject_index_train=np.concatenate([np.full(p.labels.size, i, np.int64)
+                                                           for i, p in enumerate(train)]),
+                   t_start_train=np.concatenate([p.t_start_s for p in train]))

@@ -49,7 +49,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -69,10 +68,11 @@ from edgemer.export.physio.windows import (
     check_subject,
     physio_dataset,
     stack_windows,
-    subject_series,
     subject_windows,
 )
 from edgemer.export.physio.export import read_truth
+from edgemer.export.physio.physics_data import fit_training_physics, load_series, with_tonic_phasic
+from edgemer.export.physio.physics_data import training_spans as physio_training_spans
 from edgemer.export.core.progress import progress_bar
 from edgemer.export.physio.questionnaires import read_quest
 from edgemer.frontends.physio import WristFrontEnd, WristFrontEndConfig
@@ -236,16 +236,9 @@ def _load_windows(path: Path, opts: StudyOptions, cache: Path) -> SubjectWindows
 
 
 def _load_series(path: Path, opts: StudyOptions, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A subject's whole 4 Hz EDA and codes (:func:`~edgemer.export.physio.windows.subject_series`), cached."""
-    f = _cache_file(cache, path, opts).with_name(_cache_file(cache, path, opts).stem + "-series.npz")
-    if f.is_file():
-        with np.load(f, allow_pickle=False) as z:
-            return z["eda"], z["codes"]
-    eda, codes = subject_series(load_subject(path))
-    tmp = f.with_suffix(".tmp.npz")
-    np.savez(tmp, eda=eda, codes=codes)
-    tmp.replace(f)
-    return eda, codes
+    """A subject's whole 4 Hz EDA and codes (:func:`~edgemer.export.physio.physics_data.load_series`), cached."""
+    f = _cache_file(cache, path, opts)
+    return load_series(path, f.with_name(f.stem + "-series.npz"))
 
 
 def load_study_subjects(wesad_dir: Path, opts: StudyOptions, cache: Path, progress: bool = True
@@ -422,6 +415,15 @@ def _predict(model: Any, x: np.ndarray, ctx: np.ndarray | None, ds: Any) -> tupl
     return logits.argmax(1).numpy(), eda[:, ds.options.n_samples:].numpy() * ds.eda_std_uS + ds.eda_mean_uS
 
 
+def uses_physics(variant: str, opts: StudyOptions) -> bool:
+    """Whether ``variant`` needs its fold's tonic/phasic fit: the ``tonic-phasic`` variant itself and
+    the PINN variants with a physics term when the options train it on the tonic component."""
+    if not opts.tonic_phasic:
+        return False
+    return variant == TONIC_PHASIC or (variant in _LOSS_WEIGHTS and _LOSS_WEIGHTS[variant][2] > 0
+                                       and opts.physics_weight > 0)
+
+
 class FoldRun:
     """The work the variants of one fold share: its standardised data (built once, on first use) and
     the trained PINNs (the personalised variant starts from the plain ``pinn`` model, not a retrained copy)."""
@@ -442,11 +444,19 @@ class FoldRun:
         """Use ``model`` (trained elsewhere on this fold with these options) as ``variant``'s."""
         self._models[variant] = (model, history)
 
+    def adopt_physics(self, fit: Any, components: dict[int, Any]) -> None:
+        """Use the tonic/phasic fit of this fold computed elsewhere (what :meth:`physics` returns)."""
+        self._physics = (fit, components)
+
+    def uses_physics(self, variant: str) -> bool:
+        """Whether ``variant`` trains with this fold's tonic/phasic fit (see :meth:`trained`)."""
+        return uses_physics(variant, self.opts)
+
     def trained(self, variant: str) -> tuple[Any, dict[str, Any]]:
         """(model, history) of ``variant``, trained on this fold once (with the tonic/phasic physics
         when the options ask for it and the variant has a physics term)."""
         if variant not in self._models:
-            if self.opts.tonic_phasic and _LOSS_WEIGHTS[variant][2] and self.opts.physics_weight > 0:
+            if uses_physics(variant, self.opts):
                 fit, data = self.physics_data()
                 self._models[variant] = _train_variant(variant, data, self.opts, fit)
             else:
@@ -465,63 +475,27 @@ class FoldRun:
         """(fit, this fold's data with the SCR part, drive and resting level of every training window)."""
         fit, comps = self.physics()
         fd = self.data
-        ds = fd.dataset
-        n_total = ds.eda_train.shape[1]
-        phasic = np.zeros((self.train.size, n_total), np.float32)
-        drive = np.zeros((self.train.size, n_total), np.float32)
-        tonic = np.array(ds.tonic_train)
-        for row, i in enumerate(self.train):
-            c = comps[int(self.pool.subject[i])]
-            k = int(round(self.pool.t_start_s[i] * 4))
-            phasic[row] = c.phasic[k:k + n_total] / ds.eda_std_uS
-            drive[row] = c.drive[k:k + n_total]
-            tonic[row] = (c.rest_uS - ds.eda_mean_uS) / ds.eda_std_uS
-        ds = replace(ds, phasic_train=phasic, drive_train=drive, tonic_train=tonic.astype(np.float32))
+        ds = with_tonic_phasic(fd.dataset, comps, self.pool.subject[self.train], self.pool.t_start_s[self.train])
         return fit, replace(fd, dataset=ds)
 
 
 def training_spans(pool: Pool, train: np.ndarray, opts: StudyOptions) -> dict[int, np.ndarray]:
     """Per training subject (index): mask over its 4 Hz series of the samples inside its training windows
-    (window + forecast). LOSO: the training subjects' whole windowed spans; CV: the training folds' windows."""
-    span = int(round((opts.window_s + opts.forecast_s) * 4))
-    out: dict[int, np.ndarray] = {}
-    for i in train:
-        s = int(pool.subject[i])
-        if pool.series[s] is None:
-            continue
-        m = out.setdefault(s, np.zeros(pool.series[s][0].size, bool))
-        k = int(round(pool.t_start_s[i] * 4))
-        m[k:k + span] = True
-    return out
+    (window + forecast). LOSO: the training subjects' whole windowed spans; CV: the training folds' windows.
+    (:func:`edgemer.export.physio.physics_data.training_spans` on the pool's windows.)"""
+    return physio_training_spans(pool.series, pool.subject[train], pool.t_start_s[train],
+                                 opts.window_s + opts.forecast_s)
 
 
 def fold_physics(pool: Pool, train: np.ndarray, opts: StudyOptions) -> tuple[Any, dict[int, Any]]:
     """Fit the tonic/phasic model on the training spans of a fold (see :func:`training_spans`); cached
     as JSON + npz in ``pool.cache_dir`` when set. Returns (fit, subject index -> Components)."""
-    from edgemer.export.physio.tonic import Components, Series, TonicPhasicConfig, TonicPhasicFit, fit_tonic_phasic
+    from edgemer.export.physio.tonic import TonicPhasicConfig
 
-    spans = training_spans(pool, train, opts)
-    if not spans:
-        raise DatasetError("the tonic/phasic physics needs each subject's whole recording (Pool.series)")
     key = hashlib.sha256(np.sort(train).tobytes() + str(opts.physics_steps).encode()).hexdigest()[:16]
     f = Path(pool.cache_dir) / f"physics-{key}.npz" if pool.cache_dir else None
-    order = sorted(spans)
-    if f is not None and f.is_file():
-        with np.load(f, allow_pickle=False) as z:
-            meta = json.loads(str(z["fit"]))
-            fit = TonicPhasicFit(**{**meta, "levels": {int(k): v for k, v in meta["levels"].items()}})
-            comps = {s: Components(z[f"phasic{s}"], z[f"drive{s}"], float(z["rest"][j])) for j, s in enumerate(order)}
-        return fit, comps
-    series = [Series(pool.series[s][0], pool.series[s][1], spans[s]) for s in order]
-    fit, parts = fit_tonic_phasic(series, TonicPhasicConfig(steps=opts.physics_steps), return_phasic=True)
-    comps = dict(zip(order, parts))
-    if f is not None:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, fit=json.dumps(asdict(fit)), rest=np.array([comps[s].rest_uS for s in order]),
-                 **{f"phasic{s}": comps[s].phasic for s in order}, **{f"drive{s}": comps[s].drive for s in order})
-        tmp.replace(f)
-    return fit, comps
+    return fit_training_physics(pool.series, training_spans(pool, train, opts),
+                                TonicPhasicConfig(steps=opts.physics_steps), f)
 
 
 def _tonic_phasic_run(fold: FoldRun) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -730,6 +704,33 @@ def physics_intervals(pool: Pool, results: dict[str, dict[str, list[dict[str, An
     return out
 
 
+def _with_needs(todo: list[Any], opts: StudyOptions) -> list[Any]:
+    """``todo`` with each task's upstream task named (``needs``) and ordered after it: a fold's physics
+    variants start from its tonic/phasic fit (computed once, by the ``tonic-phasic`` task), the
+    personalised PINN from its plain PINN. An upstream that is not in ``todo`` (done in an earlier run)
+    is not waited for: the task then loads or recomputes what it needs itself."""
+    from edgemer.export.study.tasks import model_name, physics_name
+
+    pending = {t.name for t in todo}
+
+    def upstream(t: Any) -> str | None:
+        if t.variant == PERSONALISED:
+            name = model_name(t)
+        elif t.variant != TONIC_PHASIC and uses_physics(t.variant, opts):
+            name = physics_name(t)
+        else:
+            return None
+        return name if name in pending else None
+
+    todo = [replace(t, needs=upstream(t)) for t in todo]
+    needs = {t.name: t.needs for t in todo}
+
+    def depth(name: str) -> int:  # tonic-phasic 0 -> pinn 1 -> personalised 2
+        return 0 if needs[name] is None else 1 + depth(needs[name])
+
+    return sorted(todo, key=lambda t: (opts.protocols.index(t.protocol), t.fold, depth(t.name)))
+
+
 def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(), progress: bool = True,
               command: str | None = None, executor: Any = "serial") -> StudyResult:
     """Run the study on a WESAD-layout folder and write ``out_dir/report.md``, ``report.json`` and plots.
@@ -750,7 +751,7 @@ def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(
     ConfigError: a malformed executor.
     """
     from edgemer.export.study.executor import ExecutorSpec, run_tasks
-    from edgemer.export.study.tasks import StudyTask, TaskOutput, model_name
+    from edgemer.export.study.tasks import StudyTask, TaskOutput
 
     spec = executor if isinstance(executor, ExecutorSpec) else ExecutorSpec.parse(str(executor))
     require("torch", "export", "The physiology study (edgemer study physio)")
@@ -769,10 +770,7 @@ def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(
              for p in opts.protocols for k, (tr, te) in enumerate(fold_indices(pool, p, opts)) for v in names[p]]
     saved: dict[str, dict[str, Any]] = {t.name: json.loads((runs / t.cache_name).read_text())
                                         for t in every if (runs / t.cache_name).is_file()}
-    todo = [t for t in every if t.name not in saved]
-    pending = {t.name for t in todo}
-    todo = [replace(t, needs=model_name(t)) if t.variant == PERSONALISED and model_name(t) in pending
-            else t for t in todo]
+    todo = _with_needs([t for t in every if t.name not in saved], opts)
     peak_mib = 0.0
 
     def on_done(task: StudyTask, out: TaskOutput) -> None:
