@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgemer.errors import ConfigError, MissingExtraError
@@ -65,6 +66,34 @@ def test_processes_give_the_serial_figures_exactly(wesad, serial, tmp_path):
     result = run_study(wesad, tmp_path, StudyOptions(**SMALL), progress=False, executor="processes:2")
     assert result.report["execution"]["failed"] == []
     assert figure_difference(serial.report, result.report) == 0.0
+    # Each fold's tonic/phasic fit is computed once, by its tonic-phasic task, and handed to the
+    # PINN variants with a physics term; the personalised PINN starts from the fold's plain PINN.
+    logs = Path(result.report["execution"]["logs"])
+    for protocol, folds in (("cv", 2), ("loso", 1)):
+        for k in range(folds):
+            for variant in ("pinn", "pinn_self-report"):
+                assert f"starts from what {protocol}/fold{k}/tonic-phasic computed" in \
+                    (logs / f"{protocol}-fold{k}-{variant}.log").read_text()
+    personalised = next(logs.glob("loso-fold0-pinn_personalised*.log")).read_text()
+    assert "starts from what loso/fold0/pinn computed" in personalised
+
+
+def test_tasks_wait_for_what_they_start_from():
+    from edgemer.export.study.run import _with_needs
+    from edgemer.export.study.tasks import StudyTask
+
+    opts = StudyOptions(**SMALL)
+    names = ["pinn+personalised", "svr", "pinn", "tonic-phasic", "pinn+self-report"]
+    tasks = [StudyTask("loso", 0, v, np.arange(3), np.arange(3, 4), f"{v}.json") for v in names]
+    ordered = _with_needs(tasks, opts)
+    needs = {t.variant: t.needs for t in ordered}
+    assert needs == {"pinn+personalised": "loso/fold0/pinn", "svr": None, "pinn": "loso/fold0/tonic-phasic",
+                     "tonic-phasic": None, "pinn+self-report": "loso/fold0/tonic-phasic"}
+    position = {t.variant: i for i, t in enumerate(ordered)}
+    assert position["tonic-phasic"] < position["pinn"] < position["pinn+personalised"]
+    # An upstream done in an earlier run is not waited for.
+    rerun = _with_needs([t for t in tasks if t.variant != "tonic-phasic"], opts)
+    assert {t.variant: t.needs for t in rerun}["pinn"] is None
 
 
 def test_a_different_thread_count_is_a_different_cache_key():

@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import re
 import signal
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -126,31 +127,28 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
-def _kept_models(tasks: Sequence[StudyTask]) -> set[str]:
-    return {t.needs for t in tasks if t.needs}
-
-
 # --------------------------------------------------------------------------- serial
 
 def _run_serial(tasks: Sequence[StudyTask], pool: Pool, opts: StudyOptions, on_done: OnDone,
                 log_dir: Path | None, bar: Any) -> list[Failure]:
-    keep, models, failures = _kept_models(tasks), {}, []
-    for task in tasks:
-        bar.set_description(task.name)
-        error = ""
-        for _ in range(ATTEMPTS):
-            try:
-                out = run_task(task, pool, opts, log_dir, models.pop(task.needs, None) if task.needs else None)
-            except Exception as exc:  # noqa: BLE001 - retried, then named in the report
-                error = _error_text(exc)
-                continue
-            if task.name in keep:
-                models[task.name] = out.model
-            on_done(task, out)
-            break
-        else:
-            failures.append(Failure(task, error, ATTEMPTS))
-        bar.update(1)
+    sched, failures = _Scheduler(tasks), []
+    while sched.waiting:
+        for task, upstream in sched.ready():
+            bar.set_description(task.name)
+            error = ""
+            for _ in range(ATTEMPTS):
+                try:
+                    out = run_task(task, pool, opts, log_dir, upstream)
+                except Exception as exc:  # noqa: BLE001 - retried, then named in the report
+                    error = _error_text(exc)
+                    continue
+                sched.done(task, out.model)
+                on_done(task, out)
+                break
+            else:
+                failures.append(Failure(task, error, ATTEMPTS))
+                sched.settled.add(task.name)
+            bar.update(1)
     return failures
 
 
@@ -162,13 +160,23 @@ def _ignore_sigint() -> None:
 
 
 class _Scheduler:
-    """Submits tasks whose model dependency is settled, in order; used by the processes and Ray executors."""
+    """Submits tasks whose upstream task is settled, in order; used by every executor.
+
+    A task's output model (:attr:`TaskOutput.model`) is kept while tasks that need it wait and
+    dropped when the last of them has started.
+    """
 
     def __init__(self, tasks: Sequence[StudyTask]) -> None:
         self.waiting = list(tasks)
-        self.keep = _kept_models(tasks)
+        self.dependents = Counter(t.needs for t in tasks if t.needs)
         self.models: dict[str, Any] = {}  # task name -> its model (process) or model ObjectRef (Ray)
         self.settled: set[str] = set()  # tasks done or failed for good
+
+    def done(self, task: StudyTask, model: Any) -> None:
+        """``task`` succeeded with ``model`` (kept when another task needs it)."""
+        if self.dependents[task.name]:
+            self.models[task.name] = model
+        self.settled.add(task.name)
 
     def ready(self) -> list[tuple[StudyTask, Any]]:
         """Tasks that can start now, each with its upstream model (or None), removed from the queue."""
@@ -176,8 +184,14 @@ class _Scheduler:
         for task in list(self.waiting):
             if task.needs is None or task.needs in self.settled:
                 self.waiting.remove(task)
-                out.append((task, self.models.pop(task.needs, None) if task.needs else None))
+                out.append((task, self._hand_on(task.needs)))
         return out
+
+    def _hand_on(self, name: str | None) -> Any:
+        if name is None:
+            return None
+        self.dependents[name] -= 1
+        return self.models.get(name) if self.dependents[name] else self.models.pop(name, None)
 
 
 def _run_processes(tasks: Sequence[StudyTask], pool: Pool, opts: StudyOptions, spec: ExecutorSpec,
@@ -223,9 +237,7 @@ def _run_processes(tasks: Sequence[StudyTask], pool: Pool, opts: StudyOptions, s
                 except Exception as exc:  # noqa: BLE001 - retried, then named in the report
                     retry.append((task, _error_text(exc)))
                     continue
-                if task.name in sched.keep:
-                    sched.models[task.name] = out.model
-                sched.settled.add(task.name)
+                sched.done(task, out.model)
                 on_done(task, out)
                 bar.update(1)
             if broken:  # every task still in the dead pool fails with it; a new pool reruns them
@@ -284,9 +296,7 @@ def _run_on_ray(ray: Any, tasks: Sequence[StudyTask], pool: Pool, opts: StudyOpt
                     sched.settled.add(task.name)
                     bar.update(1)
                     continue
-                if task.name in sched.keep:
-                    sched.models[task.name] = model_ref  # passed on by reference: Ray resolves it in the worker
-                sched.settled.add(task.name)
+                sched.done(task, model_ref)  # passed on by reference: Ray resolves it in the worker
                 on_done(task, TaskOutput(saved, None, rss))
                 bar.update(1)
     except BaseException:

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgemer.export.study.run import (
     PINN_VARIANTS,
+    TONIC_PHASIC,
     FoldRun,
     Pool,
     StudyOptions,
@@ -40,8 +41,10 @@ class StudyTask:
     cache_name: file name of the task's result in the study's ``runs/`` folder (the
     task's cache key, together with the folder, which is keyed by the training options).
     trace: keep the first test subject's forecasts for the report's EDA plot.
-    needs: name of the task whose trained model this one starts from (the personalised
-    PINN reuses its fold's plain PINN); None when it trains what it needs itself.
+    needs: name of the task that runs first and hands this one what it computed: the fold's
+    ``tonic-phasic`` task its tonic/phasic fit (for the PINN variants with a physics term), the
+    fold's plain PINN its trained model (for the personalised PINN). None: the task computes
+    (or loads from the study's cache) what it needs itself.
     """
 
     protocol: str
@@ -66,7 +69,8 @@ class StudyTask:
 @dataclass
 class TaskOutput:
     """What a task hands back: ``saved`` goes into its cache file (``{"result": ..., "trace": ...}``);
-    ``model`` is ``(model, history)`` of the plain PINN when another task needs it, else None;
+    ``model``: what a task that needs this one starts from: ``(model, history)`` of the plain PINN,
+    ``(fit, components)`` of the ``tonic-phasic`` task's fold physics, else None;
     ``peak_rss_mb``: the worker process's peak resident memory so far, MiB (Linux ru_maxrss)."""
 
     saved: dict[str, Any]
@@ -77,6 +81,11 @@ class TaskOutput:
 def model_name(task: StudyTask) -> str:
     """Name of the plain-PINN task of ``task``'s fold (what the personalised variant reuses)."""
     return f"{task.protocol}/fold{task.fold}/pinn"
+
+
+def physics_name(task: StudyTask) -> str:
+    """Name of the ``tonic-phasic`` task of ``task``'s fold (whose fit the physics variants reuse)."""
+    return f"{task.protocol}/fold{task.fold}/{TONIC_PHASIC}"
 
 
 class TaskLog:
@@ -132,8 +141,9 @@ def run_task(task: StudyTask, pool: Pool, opts: StudyOptions, log_dir: Path | No
              upstream: Any = None) -> TaskOutput:
     """Run one task and return its output; any error propagates (after it is written to the task's log).
 
-    upstream: ``(model, history)`` of the fold's plain PINN for the personalised variant
-    (None: the task trains it itself, with the same seed, so the same model).
+    upstream: what ``task.needs`` handed on (:attr:`TaskOutput.model`): the fold's plain PINN
+    ``(model, history)`` for the personalised variant, the fold's tonic/phasic ``(fit, components)``
+    for a physics variant (None: the task computes it itself, with the same seed, so the same result).
     """
     with TaskLog(None if log_dir is None else Path(log_dir) / task.log_name) as log:
         log.line(f"started {task.name} pid={os.getpid()} host={os.uname().nodename} seed={opts.seed} "
@@ -144,7 +154,11 @@ def run_task(task: StudyTask, pool: Pool, opts: StudyOptions, log_dir: Path | No
                 warnings.simplefilter("always")
                 fold = FoldRun(pool, task.train, task.test, opts)
                 if upstream is not None:
+                    log.line(f"starts from what {task.needs} computed")
+                if upstream is not None and task.needs == model_name(task):
                     fold.adopt("pinn", *upstream)
+                elif upstream is not None:
+                    fold.adopt_physics(*upstream)
                 res, preds = run_cell(task.variant, pool, task.train, task.test, opts, fold)
             for w in caught:
                 log.line(f"warning {w.category.__name__}: {w.message}")
@@ -154,7 +168,8 @@ def run_task(task: StudyTask, pool: Pool, opts: StudyOptions, log_dir: Path | No
             saved: dict[str, Any] = {"result": res}
             if task.trace and "pred_uS" in preds:
                 saved["trace"] = _trace(pool, task.test, preds["pred_uS"])
-            model = fold.trained("pinn") if task.variant == "pinn" else None
+            model = (fold.trained("pinn") if task.variant == "pinn"
+                     else fold.physics() if task.variant == TONIC_PHASIC else None)
         except BaseException as exc:  # noqa: BLE001 - logged, then re-raised unchanged
             log.line(f"failed after {time.perf_counter() - started:.2f} s: {type(exc).__name__}: {exc}")
             log.line("".join(traceback.format_exception(exc)).rstrip())
