@@ -29,7 +29,8 @@ from edgemer.export.physio.synth import write_synthetic_wesad
 SMALL = dict(window_s=30.0, train_hop_s=10.0, epochs=1, folds=2, loso_folds=1, personalise_s=60.0,
              personalise_epochs=3, ablations=False,
              physics_steps=30, bootstrap=2)
-"""Both protocols, the personalised PINN, the baselines and the tonic/phasic physics fits: 22 tasks."""
+"""Both protocols, the personalised PINN, the baselines and the tonic/phasic physics fits: 22 fold tasks,
+plus the CV bootstrap's all-subject fit and its 2 replicates: 25 tasks."""
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +55,12 @@ def serial(wesad, tmp_path_factory):
 def test_ray_gives_the_serial_figures_exactly(wesad, serial, ray_local, tmp_path):
     result = run_study(wesad, tmp_path, StudyOptions(**SMALL), progress=False, executor="ray")
     ex = result.report["execution"]
-    assert ex["executor"].startswith("ray") and ex["run"] == ex["tasks"] == 22 and ex["failed"] == []
+    assert ex["executor"].startswith("ray") and ex["run"] == ex["tasks"] == 25 and ex["failed"] == []
     # Tolerance: none. Each task runs with the same thread count and seed, so the figures are bit-identical.
     assert figure_difference(serial.report, result.report) == 0.0
     assert result.report["folds"]["loso"]["pinn"][0]["physics"] == serial.report["folds"]["loso"]["pinn"][0]["physics"]
     logs = sorted(Path(ex["logs"]).glob("*.log"))
-    assert len(logs) == 22 and all("finished in" in p.read_text() for p in logs)
+    assert len(logs) == 25 and all("finished in" in p.read_text() for p in logs)
 
 
 def test_processes_give_the_serial_figures_exactly(wesad, serial, tmp_path):
@@ -76,6 +77,8 @@ def test_processes_give_the_serial_figures_exactly(wesad, serial, tmp_path):
                     (logs / f"{protocol}-fold{k}-{variant}.log").read_text()
     personalised = next(logs.glob("loso-fold0-pinn_personalised*.log")).read_text()
     assert "starts from what loso/fold0/pinn computed" in personalised
+    for i in range(2):  # the bootstrap replicates start from the all-subject fit, computed once
+        assert "starts from what cv/fold0/tonic-phasic-all computed" in (logs / f"cv-bootstrap{i}.log").read_text()
 
 
 def test_tasks_wait_for_what_they_start_from():
@@ -122,7 +125,7 @@ def test_failed_task_is_retried_once_named_and_rerun(wesad, serial, tmp_path, mo
     monkeypatch.undo()
     again = run_study(wesad, tmp_path, StudyOptions(**SMALL), progress=False)
     ex = again.report["execution"]
-    assert (ex["run"], ex["cached"], ex["failed"]) == (3, 19, [])
+    assert (ex["run"], ex["cached"], ex["failed"]) == (3, 22, [])
     assert figure_difference(serial.report, again.report) == 0.0
 
 

@@ -359,25 +359,45 @@ class Components:
     rest_uS: float
 
 
+def bootstrap_counts(n_subjects: int, replicates: int, seed: int = 0) -> list[np.ndarray]:
+    """The subject bootstrap's draws: per replicate, how often each of ``n_subjects`` subjects was
+    drawn (with replacement, ``n_subjects`` draws). Replicate i's counts do not depend on how many
+    replicates follow, so replicates can be fitted apart (and cached) and still be the same."""
+    rng = np.random.default_rng(seed)
+    return [np.bincount(rng.integers(0, n_subjects, n_subjects), minlength=n_subjects) for _ in range(replicates)]
+
+
+def bootstrap_refit(series: list[Series], full: TonicPhasicFit, counts: np.ndarray,
+                    config: TonicPhasicConfig = TonicPhasicConfig(), steps: int | None = None) -> TonicPhasicFit:
+    """One bootstrap replicate: the fit on the drawn subjects (each weighted by how often it was drawn),
+    started from ``full`` and run for ``steps`` (default half of ``config.steps``)."""
+    keep = np.flatnonzero(counts)
+    cfg = replace(config, steps=steps or max(1, config.steps // 2))
+    return fit_tonic_phasic([series[i] for i in keep], cfg, weights=counts[keep], init=full)
+
+
+BOOTSTRAP_KEYS = ("tau_s", "gain_uS", "scr_rise_s", "scr_recovery_s")
+"""The parameters a bootstrap gives intervals for."""
+
+
+def percentile_intervals(fits: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """95 % percentile intervals of :data:`BOOTSTRAP_KEYS` over replicate fits (``TonicPhasicFit.as_dict()``):
+    ``{name: {"low", "high", "replicates"}}``."""
+    return {k: {"low": float(np.percentile([f[k] for f in fits], 2.5)),
+                "high": float(np.percentile([f[k] for f in fits], 97.5)), "replicates": len(fits)}
+            for k in BOOTSTRAP_KEYS}
+
+
 def bootstrap_subjects(series: list[Series], full: TonicPhasicFit, config: TonicPhasicConfig = TonicPhasicConfig(),
                        replicates: int = 20, seed: int = 0, steps: int | None = None) -> dict[str, dict[str, float]]:
     """95 % percentile intervals of tau_s, gain_uS, scr_rise_s and scr_recovery_s from a bootstrap over
-    subjects: each replicate draws the subjects with replacement (a subject weighs as often as it was
-    drawn) and refits from ``full`` for ``steps`` (default half of ``config.steps``).
+    subjects (:func:`bootstrap_counts`, :func:`bootstrap_refit`, :func:`percentile_intervals`, one
+    replicate after the other; ``edgemer study physio`` runs the replicates as tasks of its executor).
 
     Returns ``{name: {"low", "high", "replicates"}}``.
     """
-    rng = np.random.default_rng(seed)
-    cfg = replace(config, steps=steps or max(1, config.steps // 2))
-    draws: dict[str, list[float]] = {k: [] for k in ("tau_s", "gain_uS", "scr_rise_s", "scr_recovery_s")}
-    for _ in range(replicates):
-        counts = np.bincount(rng.integers(0, len(series), len(series)), minlength=len(series))
-        keep = np.flatnonzero(counts)
-        fit = fit_tonic_phasic([series[i] for i in keep], cfg, weights=counts[keep], init=full)
-        for k in draws:
-            draws[k].append(getattr(fit, k))
-    return {k: {"low": float(np.percentile(v, 2.5)), "high": float(np.percentile(v, 97.5)), "replicates": len(v)}
-            for k, v in draws.items()}
+    return percentile_intervals([bootstrap_refit(series, full, counts, config, steps).as_dict()
+                                 for counts in bootstrap_counts(len(series), replicates, seed)])
 
 
 def jackknife_interval(estimates: list[float]) -> dict[str, float]:

@@ -668,39 +668,60 @@ def _trace(pool: Pool, test: np.ndarray, pred_uS: np.ndarray) -> dict[str, Any]:
             "pred_uS": pred_uS[keep].round(4).tolist()}
 
 
-INTERVAL_KEYS = ("tau_s", "gain_uS", "scr_rise_s", "scr_recovery_s")
+ALL_FIT = "tonic-phasic-all"
+"""Task variant: the tonic/phasic fit on every subject's windowed spans (where the CV bootstrap starts)."""
+BOOTSTRAP = "bootstrap"
+"""Task variant: one replicate of the CV subject bootstrap (the task's ``fold`` is the replicate index)."""
+INTERVAL_VARIANTS = (ALL_FIT, BOOTSTRAP)
 
 
-def physics_intervals(pool: Pool, results: dict[str, dict[str, list[dict[str, Any]]]], opts: StudyOptions,
-                      cache: Path) -> dict[str, dict[str, Any]]:
+def interval_tasks(pool: Pool, opts: StudyOptions) -> list[Any]:
+    """The tasks of the CV physics intervals: the all-subject tonic/phasic fit and ``opts.bootstrap``
+    replicates refitted from it (none without CV, the tonic/phasic physics or a bootstrap). They run on
+    the study's executor beside the folds, and each is cached like a fold's task."""
+    from edgemer.export.study.tasks import StudyTask
+
+    if not (opts.tonic_phasic and "cv" in opts.protocols and opts.bootstrap > 0):
+        return []
+    every, none = np.arange(pool.labels.size), np.zeros(0, np.int64)
+    return [StudyTask("cv", 0, ALL_FIT, every, none, f"cv-{ALL_FIT}.json")] + [
+        StudyTask("cv", i, BOOTSTRAP, every, none, f"cv-{BOOTSTRAP}{i}.json") for i in range(opts.bootstrap)]
+
+
+def interval_task_run(task: Any, pool: Pool, opts: StudyOptions, upstream: Any) -> tuple[dict[str, Any], Any]:
+    """(result, what it hands on) of an :func:`interval_tasks` task. ``upstream``: the all-subject fit
+    for a replicate (None: loaded from the physics cache or fitted again)."""
+    from edgemer.export.physio.tonic import Series, TonicPhasicConfig, bootstrap_counts, bootstrap_refit
+
+    fit = upstream if upstream is not None else fold_physics(pool, task.train, opts)[0]
+    if task.variant == ALL_FIT:
+        return {"tonic_phasic": fit.as_dict()}, fit
+    spans = training_spans(pool, task.train, opts)
+    series = [Series(pool.series[s][0], pool.series[s][1], spans[s]) for s in sorted(spans)]
+    counts = bootstrap_counts(len(series), task.fold + 1, seed=opts.seed)[task.fold]
+    refit = bootstrap_refit(series, fit, counts, TonicPhasicConfig(steps=opts.physics_steps))
+    return {"tonic_phasic": refit.as_dict(), "draws": counts.tolist()}, None
+
+
+def physics_intervals(results: dict[str, dict[str, list[dict[str, Any]]]], replicates: list[dict[str, Any]],
+                      opts: StudyOptions) -> dict[str, dict[str, Any]]:
     """95 % intervals of the tonic/phasic parameters, over subjects. LOSO: jackknife of its fold fits
-    (each leaves one subject out). CV: a subject bootstrap (``opts.bootstrap`` replicates) of the fit on
-    every subject's windowed spans, cached in ``cache/bootstrap-<key>.json``."""
-    from edgemer.export.physio.tonic import Series, TonicPhasicConfig, bootstrap_subjects, jackknife_interval
+    (each leaves one subject out). CV: percentiles of the subject bootstrap's ``replicates`` (each a
+    refit's ``TonicPhasicFit.as_dict()``, from the :func:`interval_tasks`)."""
+    from edgemer.export.physio.tonic import BOOTSTRAP_KEYS, jackknife_interval, percentile_intervals
 
     out: dict[str, dict[str, Any]] = {}
     loso = [r["tonic_phasic"] for r in results.get("loso", {}).get(TONIC_PHASIC, []) if "tonic_phasic" in r]
     if len(loso) >= 2:
-        out["loso"] = {k: jackknife_interval([r[k] for r in loso]) for k in INTERVAL_KEYS}
+        out["loso"] = {k: jackknife_interval([r[k] for r in loso]) for k in BOOTSTRAP_KEYS}
         out["loso"]["method"] = f"jackknife over the {len(loso)} leave-one-subject-out fits"
-    if "cv" in results and opts.bootstrap > 0 and results["cv"].get(TONIC_PHASIC):
-        key = hashlib.sha256(f"{sorted(pool.names)}|{opts.key(*TRAIN_FIELDS)}|{opts.bootstrap}".encode()).hexdigest()
-        f = cache / f"bootstrap-{key[:12]}.json"
-        if f.is_file():
-            out["cv"] = json.loads(f.read_text())
-        else:
-            all_idx = np.arange(pool.labels.size)
-            fit, _ = fold_physics(pool, all_idx, opts)
-            spans = training_spans(pool, all_idx, opts)
-            series = [Series(pool.series[s][0], pool.series[s][1], spans[s]) for s in sorted(spans)]
-            ci = bootstrap_subjects(series, fit, TonicPhasicConfig(steps=opts.physics_steps), opts.bootstrap,
-                                    seed=opts.seed)
-            out["cv"] = {**ci, "method": f"subject bootstrap, {opts.bootstrap} replicates of the all-subject fit"}
-            cache.mkdir(parents=True, exist_ok=True)
-            f.write_text(json.dumps(out["cv"]))
+    if "cv" in results and replicates and results["cv"].get(TONIC_PHASIC):
+        missing = f" ({opts.bootstrap - len(replicates)} failed)" if len(replicates) < opts.bootstrap else ""
         # The replicates are short warm-started refits: they re-converge tau and gain but not the SCR
         # driver and shape, so only tau and gain get a bootstrap interval.
-        out["cv"] = {k: v for k, v in out["cv"].items() if k in ("tau_s", "gain_uS", "method")}
+        ci = percentile_intervals(replicates)
+        out["cv"] = {"tau_s": ci["tau_s"], "gain_uS": ci["gain_uS"],
+                     "method": f"subject bootstrap, {len(replicates)} replicates of the all-subject fit{missing}"}
     return out
 
 
@@ -716,6 +737,8 @@ def _with_needs(todo: list[Any], opts: StudyOptions) -> list[Any]:
     def upstream(t: Any) -> str | None:
         if t.variant == PERSONALISED:
             name = model_name(t)
+        elif t.variant == BOOTSTRAP:
+            name = f"{t.protocol}/fold0/{ALL_FIT}"
         elif t.variant != TONIC_PHASIC and uses_physics(t.variant, opts):
             name = physics_name(t)
         else:
@@ -768,9 +791,11 @@ def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(
     names = {p: variants(opts, p) for p in opts.protocols}
     every = [StudyTask(p, k, v, tr, te, f"{p}-fold{k}-{v.replace('+', '_')}{_cache_suffix(v, opts)}.json", k == 0)
              for p in opts.protocols for k, (tr, te) in enumerate(fold_indices(pool, p, opts)) for v in names[p]]
+    bootstrap = interval_tasks(pool, opts)
+    tasks = every + bootstrap
     saved: dict[str, dict[str, Any]] = {t.name: json.loads((runs / t.cache_name).read_text())
-                                        for t in every if (runs / t.cache_name).is_file()}
-    todo = _with_needs([t for t in every if t.name not in saved], opts)
+                                        for t in tasks if (runs / t.cache_name).is_file()}
+    todo = _with_needs([t for t in tasks if t.name not in saved], opts)
     peak_mib = 0.0
 
     def on_done(task: StudyTask, out: TaskOutput) -> None:
@@ -790,15 +815,17 @@ def run_study(wesad_dir: Path, out_dir: Path, opts: StudyOptions = StudyOptions(
             results[t.protocol][t.variant].append({**saved[t.name]["result"], "fold": t.fold})
             if "trace" in saved[t.name]:
                 traces[f"{t.protocol}/{t.variant}"] = saved[t.name]["trace"]
-    execution = {"executor": spec.describe(), "task_threads": opts.task_threads, "tasks": len(every),
-                 "cached": len(every) - len(todo), "run": len(todo) - len(failures),
+    execution = {"executor": spec.describe(), "task_threads": opts.task_threads, "tasks": len(tasks),
+                 "cached": len(tasks) - len(todo), "run": len(todo) - len(failures),
                  "failed": [f.as_dict() for f in failures],
                  "peak_task_rss_mib": round(peak_mib, 1) if spec.kind != "serial" and todo else None,
                  "logs": str(runs / "logs")}
     from edgemer.export.study.report import build_report, write_report
 
     truth = read_truth(wesad_dir)
-    intervals = physics_intervals(pool, results, opts, runs / "physics") if opts.tonic_phasic else {}
+    replicates = [saved[t.name]["result"]["tonic_phasic"] for t in bootstrap
+                  if t.variant == BOOTSTRAP and t.name in saved]
+    intervals = physics_intervals(results, replicates, opts) if opts.tonic_phasic else {}
     report = build_report(results, opts, subjects, skipped, truth, wesad_dir, command,
                           seconds=time.perf_counter() - started, execution=execution, intervals=intervals)
     lines = write_report(out_dir, report, traces)

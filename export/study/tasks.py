@@ -23,19 +23,24 @@ from typing import Any, Iterator, TextIO
 import numpy as np
 
 from edgemer.export.study.run import (
+    BOOTSTRAP,
+    INTERVAL_VARIANTS,
     PINN_VARIANTS,
     TONIC_PHASIC,
     FoldRun,
     Pool,
     StudyOptions,
     _trace,
+    interval_task_run,
     run_cell,
 )
 
 
 @dataclass(frozen=True, eq=False)
 class StudyTask:
-    """One (protocol, fold, variant) of the study.
+    """One (protocol, fold, variant) of the study, or one piece of the CV physics intervals
+    (:func:`~edgemer.export.study.run.interval_tasks`: the all-subject fit, and bootstrap replicates
+    whose ``fold`` is the replicate's index).
 
     train, test: [n] int window indices into the :class:`~edgemer.export.study.run.Pool`.
     cache_name: file name of the task's result in the study's ``runs/`` folder (the
@@ -58,7 +63,10 @@ class StudyTask:
 
     @property
     def name(self) -> str:
-        """``protocol/foldK/variant``, how logs, progress and the report name the task."""
+        """``protocol/foldK/variant`` (``cv/bootstrapK`` for a bootstrap replicate), how logs, progress
+        and the report name the task."""
+        if self.variant == BOOTSTRAP:
+            return f"{self.protocol}/bootstrap{self.fold}"
         return f"{self.protocol}/fold{self.fold}/{self.variant}"
 
     @property
@@ -137,6 +145,26 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _fold_task(task: StudyTask, pool: Pool, opts: StudyOptions, upstream: Any,
+               log: TaskLog) -> tuple[dict[str, Any], Any]:
+    """(what goes into the task's cache file, what it hands on) of a (protocol, fold, variant) task."""
+    fold = FoldRun(pool, task.train, task.test, opts)
+    if upstream is not None and task.needs == model_name(task):
+        fold.adopt("pinn", *upstream)
+    elif upstream is not None:
+        fold.adopt_physics(*upstream)
+    res, preds = run_cell(task.variant, pool, task.train, task.test, opts, fold)
+    if task.variant in PINN_VARIANTS:
+        for epoch, row in enumerate(fold.trained(task.variant)[1]["epochs"], 1):
+            log.line(f"epoch {epoch} " + " ".join(f"{k}={v:.5g}" for k, v in row.items()))
+    saved: dict[str, Any] = {"result": res}
+    if task.trace and "pred_uS" in preds:
+        saved["trace"] = _trace(pool, task.test, preds["pred_uS"])
+    model = (fold.trained("pinn") if task.variant == "pinn"
+             else fold.physics() if task.variant == TONIC_PHASIC else None)
+    return saved, model
+
+
 def run_task(task: StudyTask, pool: Pool, opts: StudyOptions, log_dir: Path | None = None,
              upstream: Any = None) -> TaskOutput:
     """Run one task and return its output; any error propagates (after it is written to the task's log).
@@ -152,24 +180,15 @@ def run_task(task: StudyTask, pool: Pool, opts: StudyOptions, log_dir: Path | No
         try:
             with task_threads(opts.task_threads), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                fold = FoldRun(pool, task.train, task.test, opts)
                 if upstream is not None:
                     log.line(f"starts from what {task.needs} computed")
-                if upstream is not None and task.needs == model_name(task):
-                    fold.adopt("pinn", *upstream)
-                elif upstream is not None:
-                    fold.adopt_physics(*upstream)
-                res, preds = run_cell(task.variant, pool, task.train, task.test, opts, fold)
+                if task.variant in INTERVAL_VARIANTS:
+                    res, model = interval_task_run(task, pool, opts, upstream)
+                    saved: dict[str, Any] = {"result": res}
+                else:
+                    saved, model = _fold_task(task, pool, opts, upstream, log)
             for w in caught:
                 log.line(f"warning {w.category.__name__}: {w.message}")
-            if task.variant in PINN_VARIANTS:
-                for epoch, row in enumerate(fold.trained(task.variant)[1]["epochs"], 1):
-                    log.line(f"epoch {epoch} " + " ".join(f"{k}={v:.5g}" for k, v in row.items()))
-            saved: dict[str, Any] = {"result": res}
-            if task.trace and "pred_uS" in preds:
-                saved["trace"] = _trace(pool, task.test, preds["pred_uS"])
-            model = (fold.trained("pinn") if task.variant == "pinn"
-                     else fold.physics() if task.variant == TONIC_PHASIC else None)
         except BaseException as exc:  # noqa: BLE001 - logged, then re-raised unchanged
             log.line(f"failed after {time.perf_counter() - started:.2f} s: {type(exc).__name__}: {exc}")
             log.line("".join(traceback.format_exception(exc)).rstrip())
