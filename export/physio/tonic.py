@@ -5,13 +5,24 @@ the skin-conductance responses (SCRs, a few seconds of rise and recovery). So a 
 EDA ``e[k]`` (µS at 4 Hz, k = 0..L-1) is modelled as tonic + phasic + noise::
 
     tau * dT/dt = -(T - T0_subject) + gain * u(t)             tonic (the physics)
-    u(t)  = level[condition(t)], each change spread over a linear onset ramp of onset_s
+    u(t)  = onset * level[condition(t)]                        the condition drive, onset-smoothed
     P[k]  = sum_j d[j] * bateman(k - j),  d >= 0 and sparse      phasic (the SCRs)
     bateman(t) = exp(-t / recovery_s) - exp(-t / rise_s), peak 1 (Benedek & Kaernbach 2010)
 
+The onset (``TonicPhasicConfig.onset``) says how the drive moves from one condition's
+level to the next: ``ramp``, a linear ramp over ``onset_s`` (<= MAX_ONSET_S); ``lag``, a
+first-order approach with time constant ``onset_lag_s`` (``lag_s * du/dt = level - u``);
+``ramp+lag``, the ramp followed by the lag. A lag onset and the tonic ODE are two
+first-order lags in series, and the condition steps alone cannot tell which of the two
+time constants is the skin's (the response is symmetric in them): with a lag onset, tau is
+at best identified up to that swap. On edgemer's bursty simulator (a 20 s drive lag, drive
+wander and pulses) the objective is flat in tau with a lag onset (:func:`profile_tau`,
+docs/study.md), and the lag costs accuracy on the independent generator, so the default
+is ``ramp``.
+
 Learned, shared by all windows: ``tau_s`` (s), ``gain_uS`` (µS of tonic rise from
 baseline to stress: the drive is anchored at baseline 0 and stress 1), the drive levels of
-the other conditions (0..1), ``onset_s`` (s) and the SCR shape ``scr_rise_s`` and
+the other conditions (0..1), ``onset_s`` and ``onset_lag_s`` (s) and the SCR shape ``scr_rise_s`` and
 ``scr_recovery_s`` (s; for a Bateman function these are its two time constants, so the
 recovery time constant is the one to compare with the 4-10 s of Boucsein et al. 2012).
 Per subject: the resting level ``T0``. Per window: the tonic state at its first sample
@@ -46,6 +57,8 @@ FREE_CODES = (0, 3, 4)
 CONDITION_NAMES = {0: "transient", 1: "baseline", 2: "stress", 3: "amusement", 4: "meditation"}
 MAX_ONSET_S = 15.0
 """Longest onset ramp the model can learn, s."""
+ONSETS = ("ramp", "lag", "ramp+lag")
+"""Onset shapes of the condition drive (see the module docstring)."""
 PUBLISHED = {
     "scr_rise_s": (0.5, 5.0),
     "scr_recovery_half_s": (4.0, 10.0),
@@ -64,7 +77,9 @@ class TonicPhasicConfig:
     gain and levels. window_lr: learning rate of the per-window states and drivers (µS).
     l1_uS: weight of sum(d) (µS; larger = fewer, larger SCRs). history_s: driver seconds
     before each window. init_*: starting values (deliberately away from typical truths).
-    learn_onset: fit the onset ramp (else it stays at init_onset_s). tonic_first: a first stage of
+    onset: the onset shape, one of ONSETS. init_onset_lag_s: starting onset lag time constant (s;
+    ``lag`` and ``ramp+lag``). learn_onset: fit the onset ramp and lag (else they stay at their
+    init values). learn_tau: fit tau (False: it stays at init_tau_s, as :func:`profile_tau` does). tonic_first: a first stage of
     ``tonic_first * steps`` fits the tonic alone (residuals below it count 4x: SCRs only add), so that
     the SCR driver cannot take over the slow level changes before the tonic has found them.
     """
@@ -82,6 +97,9 @@ class TonicPhasicConfig:
     init_level: float = 0.3
     learn_onset: bool = True
     tonic_first: float = 0.5
+    onset: str = "ramp"
+    init_onset_lag_s: float = 2.0
+    learn_tau: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -97,11 +115,17 @@ class TonicPhasicConfig:
             raise ConfigError(f"TonicPhasicConfig.init_onset_s must be in [0, {MAX_ONSET_S}]")
         if not 0 < self.init_level < 1:
             raise ConfigError("TonicPhasicConfig.init_level must be in (0, 1)")
+        if self.onset not in ONSETS:
+            raise ConfigError(f"TonicPhasicConfig.onset must be one of {ONSETS}, got {self.onset!r}")
+        if not self.init_onset_lag_s > 0:
+            raise ConfigError(f"TonicPhasicConfig.init_onset_lag_s must be > 0, got {self.init_onset_lag_s}")
 
 
 @dataclass(frozen=True)
 class TonicPhasicFit:
-    """Fitted shared parameters (see the module docstring for units) and the final mean squared error (µS²)."""
+    """Fitted shared parameters (see the module docstring for units), the final mean squared error
+    (µS²) and objective (squared error + l1 term per sample, µS²). onset_s is 0 and onset_lag_s 0
+    where the fit's onset has no ramp or no lag."""
 
     tau_s: float
     gain_uS: float
@@ -111,6 +135,8 @@ class TonicPhasicFit:
     scr_recovery_s: float
     mse_uS2: float
     windows: int
+    onset_lag_s: float = 0.0
+    objective_uS2: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly: the parameters, ``level_<condition>`` per code, and the SCR's half-recovery time."""
@@ -157,7 +183,12 @@ class _Shared:
 
         c = config
         start = init or TonicPhasicFit(c.init_tau_s, c.init_gain_uS, {k: c.init_level for k in FREE_CODES},
-                                       c.init_onset_s, c.init_rise_s, c.init_recovery_s, math.nan, 0)
+                                       c.init_onset_s, c.init_rise_s, c.init_recovery_s, math.nan, 0,
+                                       c.init_onset_lag_s)
+        if not c.learn_tau:
+            start = replace(start, tau_s=c.init_tau_s)
+        self.ramp = "ramp" in c.onset
+        self.lag = "lag" in c.onset
         self.torch = torch
         self.config = c
         f = lambda v: torch.tensor(float(v), dtype=torch.float32, requires_grad=True)  # noqa: E731
@@ -170,13 +201,18 @@ class _Shared:
         self.raw_onset = f(math.log(o / (1 - o)))
         self.log_rise = f(math.log(start.scr_rise_s))
         self.log_extra = f(math.log(max(start.scr_recovery_s - start.scr_rise_s, 1e-3)))
+        self.log_lag = f(math.log(max(start.onset_lag_s, 0.0) or c.init_onset_lag_s))
 
     def parameters(self) -> list[Any]:
-        out = [self.log_tau, self.log_gain, self.raw_levels, self.log_rise, self.log_extra]
-        return out + ([self.raw_onset] if self.config.learn_onset else [])
+        out = [self.log_gain, self.raw_levels, self.log_rise, self.log_extra]
+        out += [self.log_tau] if self.config.learn_tau else []
+        if self.config.learn_onset:
+            out += ([self.raw_onset] if self.ramp else []) + ([self.log_lag] if self.lag else [])
+        return out
 
     def freeze(self) -> None:
-        for p in self.parameters() + [self.raw_onset]:
+        for p in (self.log_tau, self.log_gain, self.raw_levels, self.log_rise, self.log_extra, self.raw_onset,
+                  self.log_lag):
             p.requires_grad_(False)
 
     def tau(self) -> Any:
@@ -188,7 +224,12 @@ class _Shared:
         return t.stack([t.tensor(ANCHORS[c], dtype=t.float32) if c in ANCHORS else next(free) for c in range(5)])
 
     def onset_s(self) -> Any:
-        return MAX_ONSET_S * self.torch.sigmoid(self.raw_onset)
+        """The onset ramp's length, s (0 without a ramp)."""
+        return MAX_ONSET_S * self.torch.sigmoid(self.raw_onset) if self.ramp else self.torch.tensor(0.0)
+
+    def onset_lag_s(self) -> Any:
+        """The onset lag's time constant, s (0 without a lag)."""
+        return self.log_lag.exp() if self.lag else self.torch.tensor(0.0)
 
     def kernel(self) -> Any:
         """The peak-normalised Bateman kernel [K] at 4 Hz."""
@@ -210,13 +251,21 @@ class _Shared:
         return t.exp(-t.arange(n, dtype=t.float32) * DT_S / self.tau())
 
     def drive(self, codes: Any) -> Any:
-        """[B, T] onset-smoothed drive of ``codes`` [B, T] (the first code held before the start)."""
+        """[B, T] onset-smoothed drive of ``codes`` [B, T] (the first code held before the start):
+        the condition levels through the onset ramp, then through the onset lag."""
         t = self.torch
         u = self.levels()[codes]
-        n_max = int(MAX_ONSET_S / DT_S) + 1
-        w = (self.onset_s() / DT_S + 1 - t.arange(n_max, dtype=t.float32)).clamp(0, 1)
-        w = w / w.sum()
-        return causal_conv(u - u[:, :1], w) + u[:, :1]
+        u0 = u[:, :1]
+        if self.ramp:
+            n_max = int(MAX_ONSET_S / DT_S) + 1
+            w = (self.onset_s() / DT_S + 1 - t.arange(n_max, dtype=t.float32)).clamp(0, 1)
+            u = causal_conv(u - u0, w / w.sum()) + u0
+        if self.lag:
+            # Exact for a drive held over each sample: (1 - b) b^m, b = exp(-dt / lag_s).
+            b = t.exp(-DT_S / self.onset_lag_s())
+            h = (1 - b) * b ** t.arange(u.shape[1], dtype=t.float32)
+            u = causal_conv(u - u0, h) + u0
+        return u
 
     def tonic(self, codes: Any, rest: Any, state0: Any) -> Any:
         """[B, T] tonic level from resting levels ``rest`` [B] and first-sample states ``state0`` [B] (µS)."""
@@ -229,28 +278,31 @@ class _Shared:
         forced = t.nn.functional.pad(causal_conv(um, h), (1, 0))[:, :n]
         return rest[:, None] + (state0 - rest)[:, None] * a[:n] + self.log_gain.exp() * forced
 
-    def result(self, mse: float, n: int) -> TonicPhasicFit:
+    def result(self, mse: float, n: int, objective: float = math.nan) -> TonicPhasicFit:
         rise = float(self.log_rise.detach().exp())
         lv = self.levels().detach().numpy()
         return TonicPhasicFit(float(self.tau().detach()), float(self.log_gain.detach().exp()), {c: float(lv[c]) for c in FREE_CODES},
-                              float(self.onset_s().detach()), rise, rise + float(self.log_extra.detach().exp()), mse, n)
+                              float(self.onset_s().detach()), rise, rise + float(self.log_extra.detach().exp()), mse, n,
+                              float(self.onset_lag_s().detach()), objective)
 
 
-def _run_adam(loss_fn: Any, steps: int, groups: list[tuple[list[Any], float]], project: Any) -> float:
+def _run_adam(loss_fn: Any, steps: int, groups: list[tuple[list[Any], float]], project: Any) -> tuple[float, float]:
+    """Adam with cosine decay; returns the last step's (objective, mean squared error)."""
     import torch
 
     opt = torch.optim.Adam([{"params": p, "lr": lr} for p, lr in groups if p])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    mse = math.nan
+    objective, mse = math.nan, math.nan
     for _ in range(steps):
         loss, mse = loss_fn()
+        objective = float(loss.detach())
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         with torch.no_grad():
             project.clamp_(min=0.0)
-    return mse
+    return objective, mse
 
 
 @dataclass(frozen=True)
@@ -336,9 +388,9 @@ def fit_tonic_phasic(series: list[Series], config: TonicPhasicConfig = TonicPhas
         first = max(1, int(config.steps * config.tonic_first))
         if init is None:
             _run_adam(tonic_only, first, [(shared.parameters(), config.lr), ([rest, state0], config.window_lr)], driver)
-        mse = _run_adam(loss_fn, config.steps, [(shared.parameters(), config.lr),
-                                                ([rest, state0, driver], config.window_lr)], driver)
-    result = shared.result(mse, int(e.shape[0]))
+        objective, mse = _run_adam(loss_fn, config.steps, [(shared.parameters(), config.lr),
+                                                           ([rest, state0, driver], config.window_lr)], driver)
+    result = shared.result(mse, int(e.shape[0]), objective)
     if not return_phasic:
         return result
     with torch.no_grad():
@@ -398,6 +450,16 @@ def bootstrap_subjects(series: list[Series], full: TonicPhasicFit, config: Tonic
     """
     return percentile_intervals([bootstrap_refit(series, full, counts, config, steps).as_dict()
                                  for counts in bootstrap_counts(len(series), replicates, seed)])
+
+
+def profile_tau(series: list[Series], taus: list[float], config: TonicPhasicConfig = TonicPhasicConfig(),
+                weights: np.ndarray | None = None, init: TonicPhasicFit | None = None) -> list[TonicPhasicFit]:
+    """The profile of the fit's objective over tau: for each ``taus`` value (s), tau is held there and
+    everything else is fitted, from the config's starting values or from ``init`` (e.g. the free fit).
+    Returns one fit per tau; their ``objective_uS2`` is the profile (a clear single minimum: tau
+    identified; a flat valley or two minima: not, within that range)."""
+    return [fit_tonic_phasic(series, replace(config, init_tau_s=float(t), learn_tau=False), weights, init)
+            for t in taus]
 
 
 def jackknife_interval(estimates: list[float]) -> dict[str, float]:
