@@ -330,10 +330,11 @@ class BlazeFaceModel:
         """The model input for ``square`` of ``image`` (``[H, W, 3]`` uint8 BGR or ``[H, W]`` grey):
         float32 RGB in [-1, 1], ``[1, 3, S, S]`` for onnxruntime or ``[1, S, S, 3]`` for LiteRT."""
         src = image[:, :, None] if image.ndim == 2 else image
-        planar = resample_square(src, square.x0, square.y0, square.side, self.spec.input_size)
-        planar = planar[::-1] if planar.shape[0] == 3 else np.repeat(planar, 3, axis=0)  # BGR -> RGB
-        x = planar.transpose(1, 2, 0) if not self._nchw else planar
-        x = np.multiply(x, np.float32(2.0 / 255.0), dtype=np.float32, order="C")  # one copy, in the model layout
+        axis = 0 if self._nchw else 2  # the channel axis of the model layout, resampled into directly
+        px = resample_square(src, square.x0, square.y0, square.side, self.spec.input_size,
+                             layout="chw" if self._nchw else "hwc")
+        px = np.flip(px, axis) if px.shape[axis] == 3 else np.repeat(px, 3, axis=axis)  # BGR -> RGB
+        x = np.multiply(px, np.float32(2.0 / 255.0), dtype=np.float32, order="C")  # one copy, contiguous
         x -= np.float32(1.0)
         return x[None]
 
