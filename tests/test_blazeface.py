@@ -126,6 +126,21 @@ def test_letterbox_maps_model_coordinates_back_to_frame_pixels():
     assert np.allclose(corners, [[400, 200], [480, 280]], atol=4)
 
 
+def test_letterbox_at_scale_1_copies_the_frame_and_both_layouts_hold_the_same_values():
+    from edgemer.frontends.image_np import resample_square
+
+    frame = np.random.default_rng(0).integers(0, 256, (144, 192, 3), dtype=np.uint8)
+    sq = blazeface.Square.whole_frame(192, 144)  # side 192: every sample falls on a whole pixel
+    x = resample_square(frame, sq.x0, sq.y0, sq.side, 192)
+    assert x.shape == (3, 192, 192) and x.dtype == np.float32
+    assert np.array_equal(x[:, 24:168], frame.transpose(2, 0, 1)) and not x[:, :24].any() and not x[:, 168:].any()
+    assert np.array_equal(resample_square(frame, sq.x0, sq.y0, sq.side, 192, layout="hwc"), x.transpose(1, 2, 0))
+    # a fractional square is interpolated; the layouts agree there too
+    y = resample_square(frame, 10.3, -5.2, 100.0, 128, fill=7.0)
+    assert np.array_equal(resample_square(frame, 10.3, -5.2, 100.0, 128, fill=7.0, layout="hwc"), y.transpose(1, 2, 0))
+    assert (y[:, 0] == 7.0).all() and 0 < y[:, 10:].mean() < 255
+
+
 # -- ONNX vs TFLite -------------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not HAS_LITERT, reason="LiteRT is not installed (pip install 'edgemer[tflite]')")
