@@ -19,8 +19,9 @@ file (every replayed source looped) in this process and prints:
 - the target line, ``cpu_per_stream_s`` <= :data:`CPU_TARGET` (1 % of one core): PASS/FAIL.
 - with ``--profile`` (needs ``py-spy``, in ``edgemer[dev]``): the same run sampled by
   py-spy from outside the process (``--rate`` Hz, idle frames excluded), each sample put
-  into one category by its innermost edgemer frame: sources and decoding, each front-end,
-  the face detector, inference, windows (ring buffers), fusion, sinks, pipeline glue,
+  into one category by its innermost edgemer frame (a face-detector frame anywhere in the
+  stack makes it the detector's, its model runs included): sources and decoding, each front-end,
+  the face detector, inference (of the bundles' models), windows (ring buffers), fusion, sinks, pipeline glue,
   idle-thread wake-ups (``threading``/``queue`` waits), other. Shares are of the sampled
   CPU; multiplied by ``cpu_per_stream_s`` they give each part's share of a core.
 
@@ -62,7 +63,12 @@ CATEGORIES = (
     ("sinks", ("edgemer/sinks.py",)),
     ("pipeline glue", ("edgemer/pipeline.py", "edgemer/types.py")),
 )
-"""Category -> path fragments of the frames that belong to it; the innermost edgemer frame decides."""
+"""Category -> path fragments of the frames that belong to it; the innermost edgemer frame decides,
+except for :data:`DETECTOR`."""
+DETECTOR = "face detector"
+"""A sample with a face-detector frame anywhere in its stack counts as the detector's, its model runs
+(through edgemer's backends) and letterbox (``image_np``) included: otherwise the detector's
+inference would land in ``inference`` and hide the detector's real share."""
 
 
 def _thread_comm(tid: int) -> str:
@@ -184,12 +190,16 @@ STARTUP_MARKERS = ("importlib", "load_pipeline_file", "choose_engine", "Pipeline
 
 def categorise(stack: list[str]) -> str:
     """The category of one sampled stack (frames outermost first, ``func (file:line)``): ``start-up``
-    and ``blocked`` samples are not CPU of the running pipeline; else the innermost edgemer frame decides."""
+    and ``blocked`` samples are not CPU of the running pipeline; a face-detector frame anywhere makes it
+    :data:`DETECTOR`'s; else the innermost edgemer frame decides."""
     if any(m in f for f in stack for m in STARTUP_MARKERS):
         return "start-up"
     leaf = stack[-1].split(" (")[0] if stack else ""
     if any(leaf.endswith(b) for b in BLOCKED_LEAVES):
         return "blocked"
+    detector = dict(CATEGORIES)[DETECTOR]
+    if any(f in frame.replace("\\", "/") for frame in stack for f in detector):
+        return DETECTOR
     for frame in reversed(stack):
         path = frame.replace("\\", "/")
         for name, fragments in CATEGORIES:
