@@ -448,10 +448,6 @@ class FoldRun:
         """Use the tonic/phasic fit of this fold computed elsewhere (what :meth:`physics` returns)."""
         self._physics = (fit, components)
 
-    def uses_physics(self, variant: str) -> bool:
-        """Whether ``variant`` trains with this fold's tonic/phasic fit (see :meth:`trained`)."""
-        return uses_physics(variant, self.opts)
-
     def trained(self, variant: str) -> tuple[Any, dict[str, Any]]:
         """(model, history) of ``variant``, trained on this fold once (with the tonic/phasic physics
         when the options ask for it and the variant has a physics term)."""

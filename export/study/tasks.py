@@ -78,7 +78,8 @@ class StudyTask:
 class TaskOutput:
     """What a task hands back: ``saved`` goes into its cache file (``{"result": ..., "trace": ...}``);
     ``model``: what a task that needs this one starts from: ``(model, history)`` of the plain PINN,
-    ``(fit, components)`` of the ``tonic-phasic`` task's fold physics, else None;
+    ``(fit, components)`` of the ``tonic-phasic`` task's fold physics, the all-subject fit of the
+    ``tonic-phasic-all`` task (for the bootstrap replicates), else None;
     ``peak_rss_mb``: the worker process's peak resident memory so far, MiB (Linux ru_maxrss)."""
 
     saved: dict[str, Any]
