@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
+from edgemer.export.core.allocator import keep_freed_buffers
 from edgemer.export.core.progress import progress_bar
 
 
@@ -94,6 +95,7 @@ def fit_classifier(torch: Any, build_model: Callable[[], Any], config: LoopOptio
     Deterministic for a seed on one machine and thread count: a
     ``numpy.random.default_rng(config.seed)`` draws the batch order and the augmentation.
     """
+    keep_freed_buffers()
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = build_model()

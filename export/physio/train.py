@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgemer.errors import ConfigError
+from edgemer.export.core.allocator import keep_freed_buffers
 from edgemer.export.core.config import check_counts
 from edgemer.export.physio.windows import PhysioDataset
 from edgemer.export.physio.pinn import LossWeights, PhysioPINN, PhysioPINNConfig, pinn_loss
@@ -81,6 +82,7 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     """
     import torch
 
+    keep_freed_buffers()
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     n_classes = 3
