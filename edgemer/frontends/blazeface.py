@@ -160,16 +160,22 @@ def decode(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, spec
         ``[k, K, 2]`` (x, y), coordinates in 0..1 of the model input.
     """
     reg = np.asarray(regressors, np.float32).reshape(len(anchors), -1)
-    z = np.clip(np.asarray(logits, np.float64).reshape(-1), -spec.score_clip, spec.score_clip)
-    scores = 1.0 / (1.0 + np.exp(-z))
-    keep = np.nonzero(scores >= min_score)[0]
-    scores = scores.astype(np.float32)
+    z = np.asarray(logits).reshape(-1)
+    # The sigmoid rises monotonically: only logits near or above the threshold's logit can
+    # pass, so it is computed for those alone (a face or two of the 896-2304 anchors).
+    cand = np.arange(len(z))
+    if 0.0 < min_score < 1.0:
+        cand = np.nonzero(z >= math.log(min_score / (1.0 - min_score)) - 1e-3)[0]
+    zc = np.clip(z[cand].astype(np.float64), -spec.score_clip, spec.score_clip)
+    scores = 1.0 / (1.0 + np.exp(-zc))
+    passed = scores >= min_score
+    keep, scores = cand[passed], scores[passed].astype(np.float32)
     reg, a = reg[keep] / np.float32(spec.coord_scale), anchors[keep]
     cx, cy = reg[:, 0] + a[:, 0], reg[:, 1] + a[:, 1]
     half_w, half_h = reg[:, 2] / 2, reg[:, 3] / 2
     boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
     kps = reg[:, 4:4 + 2 * len(spec.keypoints)].reshape(len(keep), len(spec.keypoints), 2) + a[:, None, :]
-    return boxes, scores[keep], kps
+    return boxes, scores, kps
 
 
 def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
