@@ -472,6 +472,43 @@ def test_cli_runs_face_demo_on_an_image_folder(image_dir, tmp_path, capfd):
     assert "unreadable_images 1" in out
 
 
+def test_a_video_file_or_camera_follows_the_face_and_an_image_folder_does_not(astronaut, image_dir, tmp_path):
+    from edgemer.cli import main
+    from edgemer.config import load_pipeline_file
+    from edgemer.sources import is_continuous_video
+    from edgemer.sources.camera import CameraOptions, CameraSource
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    for _ in range(10):
+        writer.write(cv2.resize(astronaut, (320, 240)))
+    writer.release()
+    assert is_continuous_video(CameraSource(CameraOptions()))  # not opened until started
+    assert not is_continuous_video(VideoReplay(image_dir))
+
+    def searches(*args: str) -> list[str]:
+        jsonl = tmp_path / "estimates.jsonl"
+        jsonl.unlink(missing_ok=True)
+        assert main(["run", "--bundle", "face-demo", "--speed", "max", "--out", str(jsonl), *args]) == 0
+        rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        return [r["modalities"]["face"]["extras"]["face_search"] for r in rows if "face" in r["modalities"]]
+
+    # the same face in every frame of a video: searched whole once, then near its last box
+    video = searches("--source", f"replay:{clip}@5")
+    assert video[0] == "frame" and "near" in video[1:]
+    # unrelated images: every frame searched whole (the bundle's 'largest'), unless asked
+    assert set(searches("--source", f"replay:{image_dir}")) == {"frame"}
+    assert searches("--source", f"replay:{clip}@5", "--face-selection", "largest") == ["frame"] * len(video)
+    # pipeline files: the same default, and a face_selection in the file wins
+    toml = tmp_path / "video.toml"
+    toml.write_text(f'[[source]]\nspec = "replay:{clip}@5"\n[[bundle]]\nname = "face-demo"\n')
+    [spec] = load_pipeline_file(toml).bundles
+    assert create_front_end(spec.bundle.manifest).config.selection == "tracked"
+    toml.write_text(toml.read_text() + 'face_selection = "largest"\n')
+    [spec] = load_pipeline_file(toml).bundles
+    assert create_front_end(spec.bundle.manifest).config.selection == "largest"
+
+
 def test_run_time_face_options_change_only_the_loaded_manifest(face_demo):
     b = configure_face_bundle(face_demo, analysis_fps=2.0, detector="haar", selection="tracked")
     fe = create_front_end(b.manifest)

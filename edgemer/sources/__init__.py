@@ -134,6 +134,16 @@ def shipped_example(name: str) -> Path | None:
     return None
 
 
+def is_continuous_video(source: Source) -> bool:
+    """Whether ``source`` plays one continuous scene: a camera or a video file (not a folder of
+    images or one image, whose frames are unrelated). Face bundles follow one face through such
+    frames by default (``face_selection = "tracked"``)."""
+    from edgemer.sources.camera import CameraSource
+    from edgemer.sources.video_replay import VideoReplay
+
+    return isinstance(source, CameraSource) or (isinstance(source, VideoReplay) and source.kind == "video")
+
+
 def source_from_spec(spec: str, speed: float = 1.0, duration_s: float | None = None, seed: int = 0) -> Source:
     """Build a source from a command-line spec: ``simulated``, ``replay:PATH[:SUBJECT]`` or
     ``serial:PORT[@BAUD]``.
