@@ -342,6 +342,33 @@ def test_training_drive_follows_the_condition_with_anchored_scale():
     assert levels["level_baseline"] == 0.0 and levels["level_stress"] == 1.0
 
 
+def test_each_loss_trains_only_its_own_encoder():
+    """The cross-entropy reaches the class encoder and not the regression encoder; the EDA, tonic,
+    drive and physics terms reach the regression encoder and not the class encoder (issue 17)."""
+    import torch
+
+    from edgemer.export.physio.pinn import LossWeights, PhysioPINN, pinn_loss
+
+    torch.manual_seed(0)
+    model = PhysioPINN()
+    model.train()
+    x = torch.randn(8, 4, 240)
+    eda, tonic = torch.randn(8, 280), torch.randn(8)
+    labels, codes = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1]), torch.randint(0, 5, (8, 280))
+
+    def grad_norms(weights: LossWeights) -> tuple[float, float]:
+        model.zero_grad()
+        loss, _ = pinn_loss(model, model(x), eda, labels, codes, tonic, 3.0, 1.5, weights)
+        loss.backward()
+        return tuple(sum(float(p.grad.abs().sum()) for p in enc.parameters() if p.grad is not None)
+                     for enc in (model.class_encoder, model.regression_encoder))
+
+    cls, reg = grad_norms(LossWeights(eda=0.0, classification=1.0, physics=0.0))
+    assert cls > 0 and reg == 0
+    cls, reg = grad_norms(LossWeights(eda=1.0, classification=0.0, physics=1.0))
+    assert cls == 0 and reg > 0
+
+
 def test_physics_parameters_are_identified_from_condition_driven_eda(tmp_path):
     """On data whose drive is exactly the condition level, fitting the ODE residual on the measured
     EDA recovers tau and the anchored gain within 5 % (the PINN's physics term, without the network)."""

@@ -32,6 +32,16 @@ condition change, and the gain in the level differences. On data whose drive fol
 this constraint (``edgemer data synth-wesad --drive condition``) both are recovered; on
 the default bursty simulator (skin-conductance bursts and wandering arousal that a
 condition level cannot follow) they are biased, and the study report says by how much.
+
+Two encoders. The class head reads the embedding of a *class encoder* trained by the
+cross-entropy alone; the EDA, drive and tonic heads read the embedding of a separate
+*regression encoder* (the same conv blocks, its own size: :class:`PhysioPINNConfig`'s
+``regression_*`` fields) trained by the EDA, tonic, drive and physics terms alone. With
+one shared encoder the regression and physics terms pulled it away from the classes, and
+shielding it from them (a stop-gradient) left the regression heads reading an embedding
+shaped for the classes: the tonic head predicted the mean level and the forecast fell
+behind the baselines (issue 17). The split adds no input or output: the exported graph
+has the same ``signals`` input and the same four outputs.
 """
 from __future__ import annotations
 
@@ -64,17 +74,17 @@ class PhysioPINNConfig:
     """Shape of :class:`PhysioPINN`.
 
     n_samples: window samples at 4 Hz (240 for 60 s). n_forecast: forecast samples (40 for 10 s).
-    width: channels of the conv encoder. squeeze: channels after the 1x1 bottleneck conv.
-    latent: size of the shared window embedding.
+    width, squeeze, latent: the class encoder (:class:`ConvEncoder`: channels of its convs,
+    channels after its 1x1 bottleneck conv, size of its window embedding).
+    regression_width, regression_squeeze, regression_latent: the same for the regression
+    encoder that the EDA, drive and tonic heads read. Smaller than the class encoder in its
+    convs (the EDA level, trend and last values are simple features of one channel) but with
+    the same 64-value embedding, which the 280-sample EDA head maps out.
     init_alpha_0 (1/s), init_beta (µS/s), init_gamma: starting physical parameters,
     deliberately away from the simulator's truth (0.08, 0.16, 1.5). init_level: starting
     drive level of the conditions without an anchor (transient, amusement, meditation).
     n_context: size of an optional per-window context vector (e.g. standardised
-    self-report features) added to the shared embedding; 0 (the exported model) for none.
-    stop_regression_gradient: the EDA, drive and tonic heads read the shared embedding without
-    steering it (a stop-gradient), so the encoder is shaped by the classification loss alone;
-    in the ablations the EDA and physics terms pulled the shared encoder away from the classes
-    (issue 17). The heads still learn; the exported graph is the same.
+    self-report features) added to the class embedding; 0 (the exported model) for none.
     """
 
     n_channels: int = 4
@@ -84,18 +94,24 @@ class PhysioPINNConfig:
     width: int = 48
     squeeze: int = 16
     latent: int = 64
+    regression_width: int = 32
+    regression_squeeze: int = 16
+    regression_latent: int = 64
     init_alpha_0: float = 0.2
     init_beta: float = 0.2
     init_gamma: float = 1.0
     init_level: float = 0.3
     n_context: int = 0
-    stop_regression_gradient: bool = False
 
     def __post_init__(self) -> None:
-        check_counts(self, ("n_channels", "n_samples", "n_classes", "width", "squeeze", "latent"))
+        check_counts(self, ("n_channels", "n_samples", "n_classes", "width", "squeeze", "latent",
+                            "regression_width", "regression_squeeze", "regression_latent"))
         if self.n_samples % 8:
             raise ConfigError(f"PhysioPINNConfig.n_samples must be a multiple of 8 (three stride-2 convs), "
                               f"got {self.n_samples}")
+        if self.width < 2 or self.regression_width < 2:
+            raise ConfigError(f"PhysioPINNConfig.width and regression_width must be >= 2 (the first conv has "
+                              f"width // 2 channels), got {self.width} and {self.regression_width}")
         if not 0 < self.init_level < 1:
             raise ConfigError(f"PhysioPINNConfig.init_level must be in (0, 1), got {self.init_level}")
         if self.n_context < 0:
@@ -107,33 +123,56 @@ class PhysioPINNConfig:
                 raise ConfigError(f"PhysioPINNConfig.{name} must be > 0, got {getattr(self, name)}")
 
 
-class PhysioPINN(nn.Module):
-    """Shared 1-D conv encoder with class, EDA, drive and tonic heads (see the module docstring)."""
+class ConvEncoder(nn.Module):
+    """1-D conv encoder: ``signals`` [B, n_channels, n_samples] -> window embedding [B, latent] (>= 0).
 
-    def __init__(self, config: PhysioPINNConfig = PhysioPINNConfig()) -> None:
+    A 7-tap conv to ``width // 2`` channels, three 5-tap stride-2 convs to ``width`` channels
+    (n_samples / 8 steps, 30 for a 60 s window), a 1x1 bottleneck conv to ``squeeze``
+    channels, then a linear layer over the flattened steps (so the embedding keeps where in
+    the window things happened); ReLU after every layer. ``n_samples`` must be a multiple of 8.
+    """
+
+    def __init__(self, n_channels: int, n_samples: int, width: int, squeeze: int, latent: int) -> None:
         super().__init__()
-        c, w = config, config.width
-        self.config = c
-        self.encoder = nn.Sequential(
-            nn.Conv1d(c.n_channels, w // 2, 7, padding=3), nn.ReLU(),
+        w = width
+        self.convs = nn.Sequential(
+            nn.Conv1d(n_channels, w // 2, 7, padding=3), nn.ReLU(),
             nn.Conv1d(w // 2, w, 5, stride=2, padding=2), nn.ReLU(),
             nn.Conv1d(w, w, 5, stride=2, padding=2), nn.ReLU(),
             nn.Conv1d(w, w, 5, stride=2, padding=2), nn.ReLU(),
-            nn.Conv1d(w, c.squeeze, 1), nn.ReLU(),
+            nn.Conv1d(w, squeeze, 1), nn.ReLU(),
         )
-        self.embed = nn.Sequential(nn.Flatten(), nn.Linear(c.squeeze * (c.n_samples // 8), c.latent), nn.ReLU())
-        n_out = c.n_samples + c.n_forecast
+        self.embed = nn.Sequential(nn.Flatten(), nn.Linear(squeeze * (n_samples // 8), latent), nn.ReLU())
+
+    def forward(self, signals: torch.Tensor) -> torch.Tensor:
+        """``signals`` [B, n_channels, n_samples] -> [B, latent]."""
+        return self.embed(self.convs(signals))
+
+
+class PhysioPINN(nn.Module):
+    """Class encoder + class head; regression encoder + EDA, drive and tonic heads (see the module docstring)."""
+
+    def __init__(self, config: PhysioPINNConfig = PhysioPINNConfig()) -> None:
+        super().__init__()
+        c = config
+        self.config = c
+        # The class path is built first, so that for a given seed its initial weights (and, as only
+        # the cross-entropy trains it, its training) do not depend on the regression encoder's size.
+        self.class_encoder = ConvEncoder(c.n_channels, c.n_samples, c.width, c.squeeze, c.latent)
         self.context = nn.Linear(c.n_context, c.latent) if c.n_context else None
         self.class_head = nn.Sequential(nn.Linear(c.latent, 32), nn.ReLU(), nn.Linear(32, c.n_classes))
-        self.eda_head = nn.Linear(c.latent, n_out)
-        self.drive_head = nn.Linear(c.latent, 1)
+        self.regression_encoder = ConvEncoder(c.n_channels, c.n_samples, c.regression_width,
+                                              c.regression_squeeze, c.regression_latent)
+        n_out = c.n_samples + c.n_forecast
+        self.eda_head = nn.Linear(c.regression_latent, n_out)
+        self.drive_head = nn.Linear(c.regression_latent, 1)
         # The drive, constant over the grid, is broadcast by a frozen Linear layer of ones (not
         # an expand), so that PT2E quantises it like every other layer.
         self.drive_broadcast = nn.Linear(1, n_out, bias=False)
         with torch.no_grad():
             self.drive_broadcast.weight.fill_(1.0)
         self.drive_broadcast.requires_grad_(False)
-        self.tonic_head = nn.Linear(c.latent, 1)
+        self.tonic_head = nn.Linear(c.regression_latent, 1)
         # The EDA output is a skip connection -- the window's own EDA, then its last value
         # held over the forecast -- plus a learned correction that starts at zero. The EDA
         # channel is picked by a frozen 1x1 conv rather than by indexing the input: INT8
@@ -205,12 +244,12 @@ class PhysioPINN(nn.Module):
         """``signals`` [B, 4, N] (and ``context`` [B, n_context] when configured) ->
         (class_logits [B, 3], eda [B, N+F], drive [B, N+F], eda_tonic [B, 1])."""
         n = self.config.n_samples
-        z = self.embed(self.encoder(signals))
+        z = self.class_encoder(signals)
         if self.context is not None:
             if context is None:
                 raise ConfigError(f"this PhysioPINN takes a context vector of {self.config.n_context} values")
             z = torch.relu(z + self.context(context))
-        zr = z.detach() if self.config.stop_regression_gradient and self.training else z
+        zr = self.regression_encoder(signals)
         delta = self.eda_head(zr)
         eda_in = torch.flatten(self.eda_skip(signals), 1)
         eda = torch.cat([eda_in + delta[:, :n], eda_in[:, n - 1:n] + delta[:, n:]], dim=1)

@@ -29,9 +29,8 @@ class TrainConfig:
     default memory of the large early gradients would keep its steps tiny). seed: weights and
     shuffling. balance_classes: weight the cross-entropy by inverse class frequency.
     weights: loss term weights. Both learning rates follow a cosine decay to 5 %.
-    shield_classifier: when the classification loss is on, the regression heads do not steer
-    the shared encoder (:attr:`PhysioPINNConfig.stop_regression_gradient`; applies when
-    ``train_pinn`` builds the model config itself).
+    The cross-entropy trains the class encoder and head, the other terms the regression
+    encoder and the EDA, drive and tonic heads (two encoders, see :mod:`~edgemer.export.physio.pinn`).
     """
 
     epochs: int = 30
@@ -41,7 +40,6 @@ class TrainConfig:
     seed: int = 0
     balance_classes: bool = True
     weights: LossWeights = field(default_factory=LossWeights)
-    shield_classifier: bool = True
 
     def __post_init__(self) -> None:
         check_counts(self, ("epochs", "batch_size"))
@@ -89,9 +87,7 @@ def train_pinn(data: PhysioDataset, config: TrainConfig = TrainConfig(), model_c
     model_config = model_config or PhysioPINNConfig(n_samples=data.x_train.shape[2],
                                                      n_forecast=data.eda_train.shape[1] - data.x_train.shape[2],
                                                      n_classes=n_classes,
-                                                     n_context=0 if context_train is None else context_train.shape[1],
-                                                     stop_regression_gradient=config.shield_classifier
-                                                     and config.weights.classification > 0)
+                                                     n_context=0 if context_train is None else context_train.shape[1])
     model = PhysioPINN(model_config)
     if physics is not None:
         model.set_physics(physics.tau_s, physics.gain_uS, physics.levels)
@@ -155,8 +151,8 @@ def fine_tune_pinn(model: PhysioPINN, x: np.ndarray, eda: np.ndarray, y: np.ndar
 
     x [n, 4, N], eda [n, N+F] and tonic [n] are standardised like the training data; y [n]
     their classes (only for the loss's bookkeeping: the classification weight is 0);
-    codes [n, N+F] their condition codes. The encoder, the class head and the drive
-    levels stay fixed; the EDA and tonic heads and alpha_0, beta, gamma are trained on the
+    codes [n, N+F] their condition codes. Both encoders, the class and drive heads and the
+    drive levels stay fixed; the EDA and tonic heads and alpha_0, beta, gamma are trained on the
     EDA + physics loss for ``epochs`` full-batch Adam steps at ``lr``. ``model`` itself is
     not changed.
     """

@@ -180,11 +180,11 @@ def _personalisation_lines(report: dict[str, Any]) -> list[str]:
     o = report["options"]
     n_cal = [r["calibration_windows"] for r in rows if "skipped" not in r]
     lines = ["## Personalisation (LOSO)", "",
-             f"Each LOSO fold's PINN fine-tuned ({o['personalise_epochs']} full-batch steps: EDA, drive and tonic "
-             f"heads and the physical parameters; encoder and class head fixed) on the test wearer's first "
-             f"{o['personalise_s']:g} s of baseline ({min(n_cal)}-{max(n_cal)} windows), then scored on the "
-             "wearer's other windows, next to the same PINN without fine-tuning on the same windows. The encoder and "
-             "class head are not fine-tuned (the calibration holds baseline only), so the class columns are equal "
+             f"Each LOSO fold's PINN fine-tuned ({o['personalise_epochs']} full-batch steps: EDA and tonic "
+             f"heads and the physical parameters; both encoders, drive and class heads fixed) on the test wearer's "
+             f"first {o['personalise_s']:g} s of baseline ({min(n_cal)}-{max(n_cal)} windows), then scored on the "
+             "wearer's other windows, next to the same PINN without fine-tuning on the same windows. The class encoder "
+             "and head are not fine-tuned (the calibration holds baseline only), so the class columns are equal "
              "by construction: compare the EDA columns and the parameters.", "",
              "| PINN | macro-F1 (3) | acc (3) | RMSE µS | RMSE norm | r | r(change) | tau (s) | gain (µS/unit) |",
              "|---|---|---|---|---|---|---|---|---|"]
