@@ -1,8 +1,6 @@
 """Audio front-end: log-mel against librosa, polyphase resampling, voice-activity gates, "no speech"."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -109,16 +107,24 @@ def test_energy_vad_finds_speech_and_rejects_silence_noise_and_hum(name, audio, 
     assert EnergyVad().detect(audio, RATE).speech is speech, name
 
 
+SILERO_SHA256 = "7b7f5436cfcb02fae583a05b512ea96467fd449fe54cb49a5e4f06c51a1e43b8"
+"""Pinned sha256 of silero_vad-6.2.3-py3-none-any.whl."""
+
+
 def _silero_path() -> Path | None:
-    """The Silero VAD ONNX file out of the silero-vad wheel (fetched once with pip, no dependencies)."""
+    """The Silero VAD ONNX file out of the silero-vad wheel (fetched once with pip, no
+    dependencies, checked against its pinned sha256); None when it cannot be fetched."""
+    from edgemer.errors import EdgemerError
+    from edgemer.export.core.fetch import download_package
+
     found = sorted(SILERO_CACHE.glob("**/silero_vad.onnx"))
     if not found:
-        SILERO_CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "silero-vad==6.2.3",
-                        "-d", str(SILERO_CACHE)], capture_output=True, timeout=300)
-        for wheel in SILERO_CACHE.glob("silero_vad-*.whl"):
-            with zipfile.ZipFile(wheel) as z:
-                z.extractall(SILERO_CACHE / wheel.stem, [n for n in z.namelist() if n.endswith(".onnx")])
+        try:
+            wheel = download_package("silero-vad", "6.2.3", SILERO_CACHE, sha256=SILERO_SHA256)
+        except EdgemerError:
+            return None
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(SILERO_CACHE / wheel.stem, [n for n in z.namelist() if n.endswith(".onnx")])
         found = sorted(SILERO_CACHE.glob("**/silero_vad.onnx"))
     return found[0] if found else None
 
