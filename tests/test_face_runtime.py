@@ -409,12 +409,17 @@ def test_pipeline_replays_an_image_folder_and_reports_no_face(face_demo, image_d
     assert stats["empty_windows"] == 1 and stats["skipped_windows"] == 0
 
 
-def test_video_file_replay_and_unreadable_inputs(face_demo, astronaut, tmp_path):
-    path = tmp_path / "clip.avi"
+def _write_clip(path: Path, image: np.ndarray) -> Path:
+    """A 1 s MJPG video at 10 frames/s, 320x240, every frame ``image``."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
     for _ in range(10):
-        writer.write(cv2.resize(astronaut, (320, 240)))
+        writer.write(cv2.resize(image, (320, 240)))
     writer.release()
+    return path
+
+
+def test_video_file_replay_and_unreadable_inputs(face_demo, astronaut, tmp_path):
+    path = _write_clip(tmp_path / "clip.avi", astronaut)
     src = source_from_spec(f"replay:{path}@5", speed=MAX_SPEED)
     assert src.kind == "video" and src.native_fps == pytest.approx(10.0) and src.fps == pytest.approx(5.0)
     with Pipeline([src], [face_demo]) as pipe:
@@ -478,11 +483,7 @@ def test_a_video_file_or_camera_follows_the_face_and_an_image_folder_does_not(as
     from edgemer.sources import is_continuous_video
     from edgemer.sources.camera import CameraOptions, CameraSource
 
-    clip = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
-    for _ in range(10):
-        writer.write(cv2.resize(astronaut, (320, 240)))
-    writer.release()
+    clip = _write_clip(tmp_path / "clip.avi", astronaut)
     assert is_continuous_video(CameraSource(CameraOptions()))  # not opened until started
     assert not is_continuous_video(VideoReplay(image_dir))
 
