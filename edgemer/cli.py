@@ -195,7 +195,9 @@ def _pipeline_from_args(bundle_ref: str, source_spec: str, args: argparse.Namesp
                               seed=0 if args.seed is None else args.seed)
     bundle = bundle_ref
     fps, detector = getattr(args, "analysis_fps", None), getattr(args, "face_detector", None)
-    selection = getattr(args, "face_selection", None) or _default_face_selection(bundle_ref, [source])
+    from edgemer.frontends.face import default_face_selection
+
+    selection = getattr(args, "face_selection", None) or default_face_selection(bundle_ref, [source])
     if fps is not None or detector is not None or selection is not None:
         from edgemer.bundle import load_bundle
         from edgemer.frontends.face import configure_face_bundle
@@ -208,17 +210,6 @@ def _pipeline_from_args(bundle_ref: str, source_spec: str, args: argparse.Namesp
 
         bundle = configure_audio_bundle(bundle if isinstance(bundle, Bundle) else load_bundle(bundle), vad=args.vad)
     return Pipeline([source], [bundle], config=config, record=args.record, calibration=_calibration(args))
-
-
-def _default_face_selection(bundle_ref: str, sources: list) -> str | None:
-    """``"tracked"`` for a face bundle fed by a camera or a video file (one continuous scene:
-    follow the face, searching near its last box), else None (the bundle's own, ``largest``)."""
-    from edgemer.bundle import load_bundle
-    from edgemer.sources import is_continuous_video
-
-    if not any(is_continuous_video(s) for s in sources):
-        return None
-    return "tracked" if load_bundle(bundle_ref, verify=False).manifest.modality == "face" else None
 
 
 def _providers(args: argparse.Namespace) -> tuple[str, ...] | None:

@@ -62,7 +62,7 @@ from edgemer.errors import ConfigError
 from edgemer.fusion import FusionConfig
 from edgemer.pipeline import BundleSpec, Pipeline, PipelineConfig
 from edgemer.sinks import JsonlSink, LslSink, Sink, TerminalSink
-from edgemer.sources import Source, is_continuous_video, source_from_spec
+from edgemer.sources import Source, source_from_spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -321,17 +321,17 @@ def load_pipeline_file(path: str | Path, speed: float | None = None, duration_s:
     bundle_keys = dict(given.get("bundle", {}))
     applied: set[str] = set()
     bundles = []
-    continuous = any(is_continuous_video(s) for s in sources)
+    from edgemer.frontends.face import default_face_selection
+
     for t in data["bundle"]:
         name = t.get("name")
         if not name:
             raise ConfigError(f"{path}: a [[bundle]] needs 'name' (shipped name or folder)")
         ref = str(base / name) if (base / name).is_dir() else name
-        if continuous and "face_selection" not in t and "face_selection" not in bundle_keys:
-            from edgemer.bundle import load_bundle
-
-            if load_bundle(ref, verify=False).manifest.modality == "face":
-                t = {**t, "face_selection": "tracked"}  # a camera or video file: follow the face
+        if "face_selection" not in t and "face_selection" not in bundle_keys:
+            selection = default_face_selection(ref, sources)  # a camera or video file: follow the face
+            if selection is not None:
+                t = {**t, "face_selection": selection}
         if bundle_keys:
             from edgemer.bundle import load_bundle
 

@@ -461,6 +461,19 @@ class FaceFrontEnd:
                                 confidence=float(probs.max()), extras=extras)
 
 
+def default_face_selection(bundle: str | Path | Bundle, sources: list[Any]) -> str | None:
+    """The face selection a run uses when none is given: ``"tracked"`` for a face bundle fed by a
+    camera or a video file (one continuous scene: follow the face, searching near its last box),
+    else None (the bundle's own, ``largest``). ``bundle`` is loaded (unverified) only when a
+    source is such a video."""
+    from edgemer.sources import is_continuous_video
+
+    if not any(is_continuous_video(s) for s in sources):
+        return None
+    loaded = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, verify=False)
+    return "tracked" if loaded.manifest.modality == "face" else None
+
+
 def configure_face_bundle(bundle: Bundle, analysis_fps: float | None = None,
                           detector: FaceDetectorOptions | str | None = None, selection: str | None = None) -> Bundle:
     """The bundle with run-time face options changed in its manifest (in memory; files untouched).
