@@ -22,7 +22,6 @@ from typing import Any, Iterator, TextIO
 
 import numpy as np
 
-from edgemer.export.core.allocator import keep_freed_buffers
 from edgemer.export.study.run import (
     BOOTSTRAP,
     INTERVAL_VARIANTS,
@@ -179,7 +178,6 @@ def run_task(task: StudyTask, pool: Pool, opts: StudyOptions, log_dir: Path | No
         log.line(f"started {task.name} pid={os.getpid()} host={os.uname().nodename} seed={opts.seed} "
                  f"threads={opts.task_threads} train={task.train.size} test={task.test.size} windows")
         started = time.perf_counter()
-        keep_freed_buffers()  # a quarter of a training's CPU went to page faults without it
         try:
             with task_threads(opts.task_threads), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
