@@ -117,7 +117,7 @@ class StreamBuffer:
                 self._head = i1
             keep_from = max(i0, self._head - self.capacity)
             if keep_from > i0:
-                self.stats.late_samples += keep_from - i0
+                self.stats.late_samples += min(keep_from, i1) - i0
             if keep_from < i1:
                 slots = self._slots(keep_from, i1)
                 self._data[slots] = samples[keep_from - i0:]
