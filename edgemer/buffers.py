@@ -13,6 +13,7 @@ stay NaN in the window, and the window reports its coverage.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -62,11 +63,9 @@ class StreamBuffer:
         self._released_index = -(1 << 62)   # grid slots below this were used by the scheduler
         self._lock = threading.Lock()
 
-    def _slots(self, i0: int, i1: int) -> np.ndarray:
-        return np.arange(i0, i1) % self.capacity
-
     def _spans(self, i0: int, i1: int) -> list[tuple[int, int, int]]:
-        """Ring slices covering grid indices [i0, i1): (ring start, ring stop, offset from i0)."""
+        """Ring slices covering grid indices [i0, i1) (at most ``capacity`` of them):
+        (ring start, ring stop, offset from i0)."""
         a = i0 % self.capacity
         n = i1 - i0
         if a + n <= self.capacity:
@@ -74,8 +73,23 @@ class StreamBuffer:
         first = self.capacity - a
         return [(a, self.capacity, 0), (0, n - first, first)]
 
+    def _count_unused(self, lo: int, i1: int) -> int:
+        """Samples in the slots of grid indices [lo, i1) that hold data the scheduler has not
+        released (their grid index is ``capacity`` less): what advancing the ring over them drops."""
+        n = 0
+        first_unused = self._released_index + self.capacity  # grid index of the first such slot
+        for a, b, off in self._spans(lo, i1):
+            a = max(a, a + first_unused - (lo + off))
+            if a < b:
+                n += int(np.count_nonzero(np.isfinite(self._data[a:b]).all(axis=1)))
+        return n
+
     def push(self, chunk: Chunk) -> bool:
-        """Add a chunk; returns False (and counts it) if its rate or channel count is wrong."""
+        """Add a chunk; returns False (and counts it) if its rate or channel count is wrong.
+
+        Costs a few slice copies whatever the chunk's length (about 10 numpy calls; no
+        per-sample work in Python), so a source's CPU per second falls with its chunk rate.
+        """
         samples = chunk.samples
         if chunk.rate_hz != self.spec.rate_hz or samples.ndim != 2 or samples.shape[1] != self.spec.channels:
             with self._lock:
@@ -83,8 +97,12 @@ class StreamBuffer:
             log.warning("stream '%s': rejected a chunk of %s samples at %s Hz (expected [n, %d] at %s Hz)",
                         self.spec.name, samples.shape, chunk.rate_hz, self.spec.channels, self.spec.rate_hz)
             return False
-        n_nan = int(np.count_nonzero(~np.isfinite(samples).all(axis=1)))
-        rate = self.spec.rate_hz
+        n = samples.shape[0]
+        # One sum tells whether every sample is finite (float64: a sum of float32 cannot overflow);
+        # only a chunk holding NaN/inf (or float64 samples near the top of their range) is counted row by row.
+        n_nan = 0
+        if n and not math.isfinite(samples.sum(dtype=np.float64)):
+            n_nan = int(np.count_nonzero(~np.isfinite(samples).all(axis=1)))
         with self._lock:
             if n_nan:
                 if self.stats.nan_samples == 0:
@@ -92,36 +110,37 @@ class StreamBuffer:
                                 "(check the sensor contact)", self.spec.name, n_nan, chunk.t0)
                 self.stats.nan_samples += n_nan
             self.stats.chunks += 1
-            self.stats.samples += chunk.n
+            self.stats.samples += n
             if chunk.flags & 1:
                 self.stats.gaps += 1
             if self._origin is None:
                 self._origin = chunk.t0
                 self._head = 0
-            i0 = int(np.floor((chunk.t0 - self._origin) * rate + 0.5))
-            i1 = i0 + chunk.n
+            i0 = math.floor((chunk.t0 - self._origin) * self.spec.rate_hz + 0.5)
+            i1 = i0 + n
+            keep_from = max(i0, i1 - self.capacity, self._head - self.capacity)  # older slots are gone
             if i1 > self._head:
-                # Advance the ring: slots [head, i1) now belong to new grid positions.
+                # Advance the ring: slots [lo, i1) now belong to new grid positions. The chunk
+                # fills [keep_from, i1); only the slots before it (a gap) are emptied.
                 lo = max(self._head, i1 - self.capacity)
-                slots = self._slots(lo, i1)
-                old_index = np.arange(lo, i1) - self.capacity
-                unused = (old_index >= self._released_index) & np.isfinite(self._data[slots]).all(axis=1)
-                n_unused = int(unused.sum())
+                n_unused = self._count_unused(lo, i1)
                 if n_unused:
                     if self.stats.dropped_samples == 0:
                         log.warning("stream '%s': ring buffer full, dropping samples not yet used "
                                     "(inference is slower than the sources)", self.spec.name)
                     self.stats.dropped_samples += n_unused
-                self._data[slots] = np.nan
-                self._arrival[slots] = 0.0
+                if lo < keep_from:
+                    for a, b, _ in self._spans(lo, keep_from):
+                        self._data[a:b] = np.nan
+                        self._arrival[a:b] = 0.0
                 self._head = i1
-            keep_from = max(i0, self._head - self.capacity)
             if keep_from > i0:
                 self.stats.late_samples += min(keep_from, i1) - i0
             if keep_from < i1:
-                slots = self._slots(keep_from, i1)
-                self._data[slots] = samples[keep_from - i0:]
-                self._arrival[slots] = chunk.arrival
+                for a, b, off in self._spans(keep_from, i1):
+                    start = keep_from - i0 + off
+                    self._data[a:b] = samples[start:start + b - a]
+                    self._arrival[a:b] = chunk.arrival
             self._latest = max(self._latest, chunk.t_end)
         return True
 
