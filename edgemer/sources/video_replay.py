@@ -3,7 +3,11 @@
 Frames (``[H, W, 3]`` uint8 BGR) are emitted on the pipeline clock, faster than real
 time with ``speed > 1``, through exactly the pipeline code a live camera uses. Images
 are read one at a time as they are played (``cv2.imread``; grey and alpha images become
-BGR), so a large folder costs no memory; frames are never written anywhere.
+BGR), so a large folder costs no memory; frames are never written anywhere. A looped
+folder (or image) whose decoded frames total at most :data:`MAX_CACHED_IMAGE_BYTES`
+(64 MiB) is read and decoded once, on its first pass, and later passes play the frames
+kept in memory (so files changed during the run are not read again); a larger one is
+read again on every pass. Every emitted frame is its own writable array.
 
 A video plays at its own frame rate unless ``fps`` asks for fewer frames (skipped
 frames are grabbed, not decoded). Images play at ``fps`` (default 5 per second).
@@ -43,6 +47,10 @@ DEFAULT_IMAGE_FPS = 5.0
 MAX_IMAGE_PIXELS = 50_000_000
 """Largest image decoded (50 megapixels: 150 MB as BGR)."""
 MAX_IMAGE_SIDE = 16384
+MAX_CACHED_IMAGE_BYTES = 64 * 1024 * 1024
+"""Most bytes of decoded frames (``H * W * 3`` each) a looped image folder keeps in memory
+(64 MiB: about 230 frames of 320x240, 73 of 640x480), so that later passes neither read,
+parse nor decode the files again; a folder over it is decoded on every pass."""
 
 
 def _jpeg_size(f) -> tuple[int, int] | None:
@@ -144,6 +152,15 @@ def read_image(cv2, path: Path) -> tuple[np.ndarray | None, str]:
     return (img, "") if img is not None else (None, "corrupt, or a format OpenCV does not read")
 
 
+def _read_only_copy(frame: np.ndarray | None) -> np.ndarray | None:
+    """A copy of ``frame`` that cannot be written to (None stays None): a kept frame no consumer can alter."""
+    if frame is None:
+        return None
+    kept = frame.copy()
+    kept.setflags(write=False)
+    return kept
+
+
 def _natural_key(p: Path) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 
@@ -218,11 +235,14 @@ class VideoReplay(ThreadedSource):
         else:
             raise DatasetError(f"{self.path}: no such file or folder; give a video file, an image or a folder "
                                f"of images")
+        self._first_image: np.ndarray | None = None  # a looped single image, decoded here to check it
         if self.kind == "images":
             if not self.path.is_dir():
                 img, why = read_image(cv2, self.path)
                 if img is None:
                     raise DatasetError(f"{self.images[0]}: cannot read this image ({why}); convert it to PNG or JPEG")
+                if loop and img.nbytes <= MAX_CACHED_IMAGE_BYTES:
+                    self._first_image = img
             self.fps = float(fps or DEFAULT_IMAGE_FPS)
             self.native_fps = self.fps
             self.step = 1
@@ -254,31 +274,63 @@ class VideoReplay(ThreadedSource):
             self._counters[key] += 1
 
     def _frames(self, cv2, stop: threading.Event):
-        """Yield ``(frame [H, W, 3] uint8 | None, skipped_before)`` in play order."""
+        """Yield each frame (``[H, W, 3]`` uint8, or None for an unreadable image) in play order."""
+        if self.kind == "images":
+            yield from self._images(cv2, stop)
+            return
         while not stop.is_set():
-            if self.kind == "images":
-                for p in self.images:
-                    img, why = read_image(cv2, p)
-                    if img is None:
-                        self._count("unreadable_images")
-                        log.warning("%s: cannot read this image (%s); skipped", p, why)
-                    yield img
-            else:
-                cap = cv2.VideoCapture(str(self.path))
-                try:
-                    i = 0
-                    while not stop.is_set():
-                        if i % self.step == 0:
-                            ok, frame = cap.read()
+            cap = cv2.VideoCapture(str(self.path))
+            try:
+                i = 0
+                while not stop.is_set():
+                    if i % self.step == 0:
+                        ok, frame = cap.read()
+                    else:
+                        ok, frame = cap.grab(), None
+                    if not ok:
+                        break
+                    if i % self.step == 0:
+                        yield frame
+                    i += 1
+            finally:
+                cap.release()
+            if not self.loop:
+                return
+
+    def _images(self, cv2, stop: threading.Event):
+        """Yield the images' frames (None for an unreadable one, counted and logged on every
+        pass), pass after pass while looping.
+
+        A looped replay keeps the first pass's results (frames read-only, or why a file was
+        refused) while their frames total at most :data:`MAX_CACHED_IMAGE_BYTES`, and plays
+        later passes from them; past the bound it keeps nothing and reads every pass. Each
+        frame yielded is a fresh writable copy or a fresh decode, never the kept array.
+        """
+        kept: list[tuple[np.ndarray | None, str]] | None = [] if self.loop else None
+        kept_bytes = 0
+        if kept is not None and self._first_image is not None:  # a single image, decoded at construction
+            kept.append((_read_only_copy(self._first_image), ""))
+            kept_bytes = self._first_image.nbytes
+        self._first_image = None
+        while not stop.is_set():
+            for i, p in enumerate(self.images):
+                if kept is not None and i < len(kept):
+                    img, why = kept[i]
+                    frame = None if img is None else img.copy()
+                else:
+                    frame, why = read_image(cv2, p)
+                    if kept is not None:
+                        kept_bytes += 0 if frame is None else frame.nbytes
+                        if kept_bytes > MAX_CACHED_IMAGE_BYTES:
+                            log.info("%s: the decoded images exceed %d MiB; reading them again on every pass",
+                                     self.path, MAX_CACHED_IMAGE_BYTES >> 20)
+                            kept = None
                         else:
-                            ok, frame = cap.grab(), None
-                        if not ok:
-                            break
-                        if i % self.step == 0:
-                            yield frame
-                        i += 1
-                finally:
-                    cap.release()
+                            kept.append((_read_only_copy(frame), why))
+                if frame is None:
+                    self._count("unreadable_images")
+                    log.warning("%s: cannot read this image (%s); skipped", p, why)
+                yield frame
             if not self.loop:
                 return
 
