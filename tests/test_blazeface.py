@@ -182,6 +182,36 @@ def test_recall_on_transformed_real_faces_and_no_face_on_face_free_photographs()
     assert {name: len(det.detect(img)) for name, img in free if det.detect(img)} == {}
 
 
+def test_short_range_first_after_a_large_face_and_full_range_after_a_miss(monkeypatch, astronaut):
+    det = BlazeFaceDetector(FaceDetectorOptions(engine="onnxruntime"))
+    runs = {"full": 0, "short": 0}
+    for key, model in (("full", det.model), ("short", det.confirm)):
+        def counted(tensor, run=model.run, key=key):
+            runs[key] += 1
+            return run(tensor)
+        monkeypatch.setattr(model, "run", counted)
+    x, y, w, h = ASTRONAUT_BOX
+    cx, cy, side = x + w / 2, y + h / 2, 3 * w
+    top, left = max(0, int(cy - side / 2)), max(0, int(cx - side / 2))
+    close_up = np.ascontiguousarray(astronaut[top:int(cy + side / 2), left:int(cx + side / 2)])
+    covered = close_up.copy()
+    covered[covered.shape[0] // 2:] = 0  # mouth and chin hidden: the short range scores it 0.70
+
+    def detect(frame):
+        before = dict(runs)
+        faces = det.detect(frame)
+        assert len(faces) == 1 and max(faces[0].box[2:]) >= 0.3 * max(frame.shape[:2]), faces  # the large face
+        return runs["full"] - before["full"], runs["short"] - before["short"]
+
+    assert detect(close_up)[0] == 1  # the first frame: full range
+    assert detect(close_up) == (0, 1)  # a large face before: the short range alone, sure of it
+    assert detect(covered)[0] == 1  # the short range unsure: full range too, the face still found
+    assert detect(covered)[0] == 1  # after a short-range miss the next frame starts with the full range
+    assert detect(close_up) == (0, 1)
+    det.reset()
+    assert detect(close_up)[0] == 1  # reset: full range first again
+
+
 def test_keypoints_sit_where_eyes_nose_mouth_and_ears_are():
     det = create_face_detector(FaceDetectorOptions(engine="onnxruntime"))
     checked, upright = 0, {}

@@ -437,7 +437,11 @@ class OpenCVYuNetDetector:
 CANDIDATE_SCORE = 0.4
 """``blazeface``: whole-frame full-range faces scoring at least this are candidates."""
 CONFIRMED_SCORE = 0.75
-"""``blazeface``: candidates scoring below this are confirmed by the short-range model."""
+"""``blazeface``: candidates scoring below this are confirmed by the short-range model; in a
+short-range-first search, faces scoring at least this are taken without the full range."""
+SHORT_FIRST_SIDE = 0.25
+"""``blazeface``: after a whole-frame search whose largest face was at least this fraction of
+the searched square's side, the next whole-frame search tries the short range first."""
 
 
 class BlazeFaceDetector:
@@ -455,6 +459,18 @@ class BlazeFaceDetector:
     its one false face (a snake's head scored 0.63), for one extra short-range run
     (about 1.5 ms) per uncertain candidate.
 
+    Short range first: when the largest face of the previous whole-frame search was at
+    least :data:`SHORT_FIRST_SIDE` of the searched square's side (near the camera, where the
+    short range sees faces well), the next whole-frame search runs the short range on the
+    whole frame first and takes the faces it scores at least :data:`CONFIRMED_SCORE`,
+    skipping the full range (about 2 ms instead of 5-7 ms per frame), and keeps trying it
+    first while it is sure. When it finds none, the frame is searched as above, so no face
+    is lost, and the next frame starts with the full range; a small face elsewhere in a frame
+    where the short range was sure of a large one is not reported (the front-end analyses
+    one face). On the face benchmark's face-free photographs the short range scores at most
+    0.62, so the shortcut adds no false face there. :meth:`reset` forgets the hint (e.g. for
+    a new, unrelated source).
+
     Parameters
     ----------
     options: detector options; ``model`` names the model.
@@ -469,13 +485,36 @@ class BlazeFaceDetector:
         self.confirm = blazeface.BlazeFaceModel(blazeface.SHORT, options.engine, options.threads) if auto else None
         self.landmark_names = self.model.spec.keypoints
         self.description = self.model.description + (
-            f", scores {CANDIDATE_SCORE}-{CONFIRMED_SCORE} confirmed by the short range" if auto else "")
+            f", scores {CANDIDATE_SCORE}-{CONFIRMED_SCORE} confirmed by the short range, short range first after "
+            f"a face >= {SHORT_FIRST_SIDE:.0%} of the frame" if auto else "")
+        self._short_first = False
+
+    def reset(self) -> None:
+        """Forget the previous frame: the next whole-frame search starts with the full range."""
+        self._short_first = False
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         image = check_frame(image)
         square = blazeface.Square.whole_frame(image.shape[1], image.shape[0])
         if self.confirm is None:
             return self.detect_square(image, square)
+        o = self.options
+        tried_short = self._short_first
+        found: list[Detection] = []
+        if tried_short:
+            found = [d for d in self._search(self.confirm, image, square, max(CONFIRMED_SCORE, o.score_threshold or 0.0))
+                     if min(d.box[2], d.box[3]) >= o.min_face][:o.max_faces]
+        if found:
+            return found  # the short range was sure: try it first again next frame
+        found = self._full_range_confirmed(image, square)
+        # after a short-range miss, the next frame starts with the full range: a large face the short
+        # range is unsure of then costs one extra short-range run every other frame, not every frame
+        self._short_first = (not tried_short and bool(found)
+                             and max(max(d.box[2], d.box[3]) for d in found) >= SHORT_FIRST_SIDE * square.side)
+        return found
+
+    def _full_range_confirmed(self, image: np.ndarray, square: blazeface.Square) -> list[Detection]:
+        """The full-range search of ``square`` with uncertain candidates confirmed by the short range."""
         o = self.options
         keep: list[Detection] = []
         for cand in self._search(self.model, image, square, min(CANDIDATE_SCORE, o.score_threshold or 1.0)):
