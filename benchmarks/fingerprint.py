@@ -2,8 +2,9 @@
 
 Every probe reads a file or asks the standard library and tolerates its absence: a
 value that cannot be read is ``None`` (never an exception). torch is never imported;
-runtime versions come from package metadata, and onnxruntime is imported only to list
-its execution providers.
+runtime versions and distributions come from package metadata, and onnxruntime is
+imported only to list its execution providers (``device_fingerprint(providers=False)``,
+the runtime's engine-choice key, does not import it: about 20 MiB resident saved).
 
 Fields (see ``benchmarks/SCHEMA.md`` for the full list with units)::
 
@@ -18,6 +19,8 @@ Fields (see ``benchmarks/SCHEMA.md`` for the full list with units)::
     l4t_release      Jetson Linux release from /etc/nv_tegra_release, e.g. "R35.4.1"
     power_mode       Jetson nvpmodel mode, e.g. "2 (15W)"
     throttled        Raspberry Pi firmware throttling flags, e.g. "0x0" (0x0 = never throttled)
+    runtime_distributions  installed inference-runtime distribution -> version, e.g.
+                     {"onnxruntime": "1.32.0", "ai-edge-litert": "2.3.0"}
 """
 from __future__ import annotations
 
@@ -233,6 +236,30 @@ def runtime_versions() -> dict[str, str | None]:
     return versions
 
 
+def runtime_distributions() -> dict[str, str]:
+    """Every installed distribution of the inference runtimes named in :data:`RUNTIME_DISTRIBUTIONS`
+    (onnxruntime, LiteRT, tflite_runtime; not numpy or edgemer) -> its version, e.g.
+    ``{"onnxruntime": "1.32.0", "ai-edge-litert": "2.3.0"}``.
+
+    Read from package metadata, so nothing is imported. Unlike :func:`runtime_versions` it names
+    the build: ``onnxruntime`` and ``onnxruntime-gpu`` of one version are different entries, and two
+    builds installed over each other both show. onnxruntime's execution providers
+    (``get_available_providers()``) are the ones compiled into the installed distribution, not
+    probed from the hardware (``onnxruntime-gpu`` lists CUDA on a machine without a GPU), so the
+    distribution and its version stand for the provider list without importing onnxruntime.
+    """
+    found: dict[str, str] = {}
+    for module, dists in RUNTIME_DISTRIBUTIONS.items():
+        if module in ("numpy", "edgemer"):
+            continue
+        for dist in dists:
+            try:
+                found[dist] = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+    return found
+
+
 def onnxruntime_providers() -> list[str] | None:
     """onnxruntime's available execution providers, or None when onnxruntime does not import."""
     try:
@@ -257,10 +284,13 @@ def make_device_id(machine: str, board_info: dict[str, str | None], model: str |
     return f"{arch}-{slug(name)}-{cores or 0}c"
 
 
-def device_fingerprint() -> dict[str, Any]:
+def device_fingerprint(providers: bool = True) -> dict[str, Any]:
     """Describe this machine for a benchmark result (see module docstring and SCHEMA.md).
 
-    Never raises for a missing file: unknown values are None.
+    providers: list onnxruntime's execution providers (``onnxruntime_providers``), which imports
+    onnxruntime; False leaves that field out and imports no runtime (the engine-choice key,
+    :func:`edgemer.backends.choice.device_key`, so that a pipeline running on LiteRT only never
+    loads onnxruntime). Never raises for a missing file: unknown values are None.
     """
     machine = platform.machine()
     info = _cpuinfo(read_text("/proc/cpuinfo"))
@@ -283,7 +313,8 @@ def device_fingerprint() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "versions": runtime_versions(),
-        "onnxruntime_providers": onnxruntime_providers(),
+        "runtime_distributions": runtime_distributions(),
+        **({"onnxruntime_providers": onnxruntime_providers()} if providers else {}),  # absent: not probed
         "board": board_info,
         "cpu_governor": cpu_governor(),
         "thermal_c": thermal_c(),

@@ -128,7 +128,8 @@ def tiny_result(tiny_bundle_dir) -> dict:
 def test_fingerprint_keys_and_types():
     fp = device_fingerprint()
     for key in ("device_id", "machine", "cpu_model", "cpu_flags", "logical_cores", "usable_cores", "memory_gib",
-                "os", "kernel", "python", "versions", "onnxruntime_providers", "board", "cpu_governor", "thermal_c"):
+                "os", "kernel", "python", "versions", "runtime_distributions", "onnxruntime_providers", "board",
+                "cpu_governor", "thermal_c"):
         assert key in fp, key
     assert isinstance(fp["device_id"], str) and fp["device_id"].endswith(f"-{fp['logical_cores']}c")
     assert all(ch.isalnum() or ch in "-_" for ch in fp["device_id"])
@@ -137,6 +138,7 @@ def test_fingerprint_keys_and_types():
     assert all(isinstance(v, bool) for v in fp["cpu_flags"].values())
     assert fp["versions"]["numpy"] == np.__version__
     assert "CPUExecutionProvider" in fp["onnxruntime_providers"]
+    assert fp["runtime_distributions"].get("onnxruntime") == fp["versions"]["onnxruntime"]
     assert set(fp["board"]) == {"model", "raspberry_pi", "jetson"}
     json.dumps(fp)  # plain JSON types only
 

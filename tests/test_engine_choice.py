@@ -351,3 +351,56 @@ def test_preferred_cell_keeps_to_the_cores_and_the_candidates(demo_bundle):
     assert preferred_cell(cells, pref, cores=8).label == "litert/int8/t4"
     no_litert, _ = candidate_cells(eligible, litert=False, thread_options=(1,))
     assert preferred_cell(no_litert, pref) is None
+
+
+def test_device_key_follows_the_runtime_builds_without_importing_them():
+    from edgemer.backends.choice import device_key
+    from edgemer.benchmarks.fingerprint import device_fingerprint
+
+    light = device_fingerprint(providers=False)
+    assert "onnxruntime_providers" not in light and "onnxruntime" in light["runtime_distributions"]
+    assert device_key(light) == device_key(device_fingerprint())  # the provider list is not part of the key
+    # another build of the same version (its compiled-in providers differ), or another version: another key
+    gpu = {**light, "runtime_distributions": {**light["runtime_distributions"], "onnxruntime-gpu": "1.32.0"}}
+    gpu["runtime_distributions"].pop("onnxruntime")
+    newer = {**light, "runtime_distributions": {**light["runtime_distributions"], "onnxruntime": "0.0.1"}}
+    assert len({device_key(light)[0], device_key(gpu)[0], device_key(newer)[0]}) == 3
+
+
+LITERT_ONLY_RUN = """
+import json, sys
+from edgemer.backends.choice import Cell, Measurement, remember_measurements
+from edgemer.bundle import load_bundle
+from edgemer.config import load_pipeline_file
+
+for name in ("physio-demo", "audio-demo", "face-demo"):  # every file measured: no first-use measurement
+    bundle = load_bundle(name)
+    remember_measurements(bundle, [
+        Measurement(Cell(mf.key, mf.file, "litert" if mf.format == "tflite" else "onnxruntime", mf.precision, 1),
+                    0.01 if (mf.format, mf.precision) == ("tflite", "int8") else 1.0, "bench", "2026-12-03")
+        for mf in bundle.manifest.models.values()])
+pipe = load_pipeline_file(sys.argv[1], duration_s=1).build()
+print(json.dumps({"engines": {r.bundle.name: r.session.description for r in pipe.runners},
+                  "sources": sorted({s["source"] for s in pipe.stats()["engines"].values()}),
+                  "onnxruntime": "onnxruntime" in sys.modules}))
+"""
+
+
+def test_a_litert_only_pipeline_never_imports_onnxruntime(tmp_path):
+    """examples/full.toml with every bundle on LiteRT by the automatic choice (the cached measurements
+    say so): onnxruntime stays unimported (about 20 MiB of peak RSS), the cache key included."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    full = Path(__file__).resolve().parents[1] / "examples" / "full.toml"
+    env = {**os.environ, "EDGEMER_CACHE_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", LITERT_ONLY_RUN, str(full)], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(out["engines"]) == {"physio-demo", "audio-demo", "face-demo"}
+    assert all(d.startswith("LiteRT") for d in out["engines"].values()), out["engines"]
+    assert out["sources"] == ["bench"]  # chosen from the cache, read under this device's key
+    assert out["onnxruntime"] is False

@@ -22,8 +22,9 @@ runtime calls :func:`choose_engine`, which applies one rule:
 3. **Measurements** come from this device's own results, kept in a cache file
    (:class:`ChoiceCache`, ``$EDGEMER_CACHE_DIR`` or ``$XDG_CACHE_HOME/edgemer`` or
    ``~/.cache/edgemer``, file :data:`CACHE_NAME`) keyed by the device fingerprint (CPU,
-   cores, board, runtime versions: :func:`device_key`) and the bundle's hash (of its
-   model files: :func:`bundle_hash`). ``edgemer bench engines`` and
+   cores, board, installed runtime builds and versions, read without importing them:
+   :func:`device_key`) and the bundle's hash (of its model files: :func:`bundle_hash`).
+   ``edgemer bench engines`` and
    :func:`remember_measurements` write there; with no entry, a short first-use
    measurement (:func:`measure_cells`: 5 interleaved passes of at most 0.04 s per cell, each
    cell keeping its lowest p50, so a burst of load elsewhere hurts one pass, not the choice;
@@ -391,19 +392,33 @@ def bundle_hash(bundle: Bundle) -> str:
 
 
 DEVICE_KEY_FIELDS = ("machine", "cpu_model", "cpu_flags", "logical_cores", "usable_cores", "cgroup_cpu_limit",
-                     "memory_gib", "board", "power_mode", "versions", "onnxruntime_providers")
-"""Fingerprint fields a measurement depends on (not temperatures, governor or kernel)."""
+                     "memory_gib", "board", "power_mode", "versions", "runtime_distributions")
+"""Fingerprint fields a measurement depends on (not temperatures, governor or kernel).
+
+The runtimes enter as ``versions`` (importable numpy / onnxruntime / LiteRT / edgemer) and
+``runtime_distributions`` (installed runtime distribution -> version, from package metadata),
+not as onnxruntime's provider list: listing providers imports onnxruntime (about 20 MiB
+resident), which a pipeline whose bundles all run on LiteRT would then carry for nothing. The
+distribution and its version determine the provider list (it is the set of providers compiled
+into that build, e.g. ``onnxruntime-gpu`` adds CUDA and TensorRT, not a probe of the hardware),
+so the key still changes when the providers can change: another onnxruntime version, a GPU or
+OpenVINO build instead of the CPU one, or a second build installed over the first. What it
+misses: a build compiled from source with other providers but the same distribution name and
+version; run ``edgemer bench engines`` after installing one (it replaces the measurements).
+"""
 
 
 def device_key(fingerprint: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """A short hash of the speed-relevant part of the device fingerprint, and that part.
 
-    fingerprint: :func:`edgemer.benchmarks.fingerprint.device_fingerprint` (taken here when None).
+    fingerprint: :func:`edgemer.benchmarks.fingerprint.device_fingerprint` (taken here when None,
+    without onnxruntime's provider list, so no inference runtime is imported: see
+    :data:`DEVICE_KEY_FIELDS`).
     """
     if fingerprint is None:
         from edgemer.benchmarks.fingerprint import device_fingerprint
 
-        fingerprint = device_fingerprint()
+        fingerprint = device_fingerprint(providers=False)
     part = {k: fingerprint.get(k) for k in DEVICE_KEY_FIELDS}
     if isinstance(part.get("memory_gib"), (int, float)):
         part["memory_gib"] = round(float(part["memory_gib"]))  # MemTotal moves by a few MiB between boots
