@@ -280,6 +280,8 @@ def test_multimodal_benchmark_reports_every_target(tmp_path):
 
     result = bench_multimodal(overhead_duration_s=2.0, rtf_speed=20.0, rtf_duration_s=20.0, soak_hours=0.01,
                               soak_speed=20.0, progress=False)
+    assert all(b["engine"] and b["engine_source"] in ("cache", "bench", "first-use", None)
+               for b in result["bundle"]["bundles"])
     ids = [t["id"] for t in result["targets"]]
     assert ids == ["pipeline_overhead", "real_time_factor_one_core", "peak_rss", "soak_rss_growth",
                    "soak_latency_p99", "soak_dropped_estimates", "soak_speed"]
@@ -294,6 +296,17 @@ def test_multimodal_benchmark_reports_every_target(tmp_path):
     assert text.count("PASS") + text.count("FAIL") + text.count("n/a ") >= 7
     path = write_json(result, tmp_path)
     assert json.loads(path.read_text())["kind"] == "multimodal" and path.name.startswith(result["device"]["device_id"])
+
+
+def test_peak_rss_target_names_the_engines_and_a_first_use_measurement():
+    from edgemer.benchmarks.soak_bench import _engines
+
+    cached = [{"name": "physio-demo", "engine": "litert/int8/t1", "engine_source": "cache"},
+              {"name": "face-demo", "engine": "litert/int8/t2", "engine_source": "bench"}]
+    assert _engines(cached) == "physio-demo litert/int8/t1, face-demo litert/int8/t2"
+    measured = [{**cached[0], "engine_source": "first-use"}, cached[1]]
+    assert "first-use engine measurement" in _engines(measured)
+    assert _engines([{"name": "audio-demo"}]) == "audio-demo ?"  # a result written before engines were recorded
 
 
 def test_python_api_stops_from_a_sigterm_handler(tmp_path, face_2fps):
