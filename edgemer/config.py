@@ -73,7 +73,7 @@ _SECTIONS = {
     "run": {"speed": (int, float, str), "duration_s": (int, float), "record": str, "seed": int},
     "runtime": {"backend": str, "precision": str, "threads": int, "providers": list, "max_wait_s": (int, float),
                 "min_wait_wall_s": (int, float), "buffer_s": (int, float), "queue_size": int,
-                "stale_data_s": (int, float)},
+                "stale_data_s": (int, float), "opencv_threads": int},
     "calibration": {"duration_s": (int, float), "user": str, "save_to": str, "load_from": str},
     "fusion": {"smoothing": str, "stale_s": (int, float), "ema_alpha": (int, float), "hmm_stay": (int, float),
                "weights": dict},

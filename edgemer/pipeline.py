@@ -83,7 +83,11 @@ class PipelineConfig:
     pipeline back instead. stale_data_s: a window whose
     newest sample of any stream is older than this (stream seconds before the window's
     end) counts as missing: the modality is named absent (``"stale: ..."``) instead of
-    being estimated from old data; None disables the check.
+    being estimated from old data; None disables the check. opencv_threads: with a face
+    bundle, OpenCV's thread pool is capped at this many threads when the pipeline starts
+    (process-wide, :func:`edgemer.frontends.face.limit_opencv_threads`: its idle threads
+    spin after each small face crop and cost more CPU than the crops); None leaves OpenCV's
+    setting alone.
     """
 
     backend: str = AUTO
@@ -97,6 +101,7 @@ class PipelineConfig:
     queue_size: int = 1000
     stale_data_s: float | None = 10.0
     cache_dir: str | Path | None = None
+    opencv_threads: int | None = 1
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_CHOICES:
@@ -112,6 +117,9 @@ class PipelineConfig:
                               "and queue_size >= 1")
         if self.stale_data_s is not None and not self.stale_data_s > 0:
             raise ConfigError(f"PipelineConfig.stale_data_s must be > 0 s or None, got {self.stale_data_s}")
+        if self.opencv_threads is not None and self.opencv_threads < 1:
+            raise ConfigError(f"PipelineConfig.opencv_threads must be >= 1 or None (leave OpenCV alone), "
+                              f"got {self.opencv_threads}")
 
 
 @dataclass(frozen=True)
@@ -373,6 +381,12 @@ class Pipeline:
     def start(self) -> None:
         if self._worker is not None:
             raise ConfigError("this Pipeline was already started; create a new one")
+        if self.config.opencv_threads is not None and any(r.modality == "face" for r in self.runners):
+            from edgemer.frontends.face import limit_opencv_threads
+
+            if limit_opencv_threads(self.config.opencv_threads):
+                log.info("OpenCV capped at %d thread(s) for the face crops (PipelineConfig.opencv_threads)",
+                         self.config.opencv_threads)
         for r in self.runners:
             r.warm_up()
         self.clock = clock_for(self.speed)

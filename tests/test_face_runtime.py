@@ -21,7 +21,7 @@ from edgemer.frontends.face import (CropConfig, FaceExpressionRecognizer, FaceEx
                                     RunningMode, configure_face_bundle, face_crop)
 from edgemer.frontends.face_detector import (Detection, FaceDetectorOptions, FaceSelector, create_face_detector,  # noqa: E402
                                              iou)
-from edgemer.pipeline import Pipeline  # noqa: E402
+from edgemer.pipeline import Pipeline, PipelineConfig  # noqa: E402
 from edgemer.sources import source_from_spec  # noqa: E402
 from edgemer.sources.camera import CameraOptions, CameraSource  # noqa: E402
 from edgemer.sources.video_replay import VideoReplay  # noqa: E402
@@ -407,6 +407,24 @@ def test_pipeline_replays_an_image_folder_and_reports_no_face(face_demo, image_d
     assert src.health() == {"frames": 3, "unreadable_images": 1, "decode_failures": 0}
     stats = pipe.stats()["bundles"]["face-demo"]
     assert stats["empty_windows"] == 1 and stats["skipped_windows"] == 0
+
+
+def test_a_face_pipeline_caps_opencvs_threads_unless_told_not_to(face_demo, image_dir):
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        with Pipeline([source_from_spec(f"replay:{image_dir}", speed=MAX_SPEED)], [face_demo],
+                      config=PipelineConfig(opencv_threads=None)) as pipe:
+            assert len(list(pipe)) == 3
+        assert cv2.getNumThreads() == 2  # None: OpenCV's setting left alone
+        with Pipeline([source_from_spec(f"replay:{image_dir}", speed=MAX_SPEED)], [face_demo]) as pipe:
+            assert cv2.getNumThreads() == 1  # the default: one thread, set when the pipeline starts
+            estimates = list(pipe)
+        assert len(estimates) == 3 and estimates[0].available["face"]
+        with pytest.raises(ConfigError, match="opencv_threads"):
+            PipelineConfig(opencv_threads=0)
+    finally:
+        cv2.setNumThreads(before)
 
 
 def _write_clip(path: Path, image: np.ndarray) -> Path:
