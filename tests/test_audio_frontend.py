@@ -10,9 +10,11 @@ from scipy import signal
 
 from edgemer.errors import ConfigError, ManifestError, NoSpeechError, NothingDetectedError
 from edgemer.export.audio.synth import voiced_sound
-from edgemer.frontends.audio import AudioFrontEnd, AudioFrontEndConfig, DimensionsOutput, stress_from
-from edgemer.frontends.audio_dsp import LogMelExtractor, MelConfig, StreamingResampler, log_mel, resample
+from edgemer.frontends.audio import AudioFeatures, AudioFrontEnd, AudioFrontEndConfig, DimensionsOutput, stress_from
+from edgemer.frontends.audio_dsp import (LogMelExtractor, MelConfig, OverlapLogMel, StreamingResampler, log_mel,
+                                        resample)
 from edgemer.frontends.vad import EnergyVad, SileroVad, VadConfig, find_silero_model
+from edgemer.sources.wav_replay import load_wav_mono
 from edgemer.types import Window
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +61,73 @@ def test_log_mel_config_validation_names_the_field():
         MelConfig(fmax_hz=9000.0)
     with pytest.raises(ConfigError, match="shorter|no frame"):
         LogMelExtractor(MelConfig(center=False))(np.zeros(100, np.float32))
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, np.float32).view(np.uint32)
+
+
+def _stream(kind: str) -> np.ndarray:
+    """7 s: the bundled speech recording, or synthetic white noise (seeded)."""
+    if kind == "speech":
+        return load_wav_mono(REPO / "edgemer" / "data" / "speech-example.wav")[0]
+    return _noise(7, 0.1, seed=3)
+
+
+@pytest.mark.parametrize("kind", ["speech", "noise"])
+@pytest.mark.parametrize("config", [MelConfig(), MelConfig(center=False, win_length=511, n_mels=80, top_db=None)])
+def test_overlap_log_mel_reuses_shared_frames_and_equals_the_full_computation(kind, config):
+    x, n = _stream(kind), 3 * RATE
+    full, overlap = LogMelExtractor(config), OverlapLogMel(LogMelExtractor(config), expected_shift=RATE)
+    assert overlap.enabled  # this machine's FFT and filterbank sum treat each frame alike
+    n_frames = config.n_frames(n)
+    for i, start in enumerate(range(0, x.size - n + 1, RATE)):  # 3 s windows every 1 s, as in the pipeline
+        w = x[start:start + n]
+        assert np.array_equal(_bits(overlap(w)), _bits(full(w)))
+        if i == 0:
+            assert overlap.computed_frames == n_frames and overlap.reused_frames == 0
+        else:  # frames inside the first 2 s of the window, clear of the padding, came from the previous window
+            a, b = overlap.reusable_frames(n, RATE)
+            assert overlap.shift_samples == RATE and overlap.reused_frames == b - a > n_frames // 2
+            assert overlap.computed_frames == n_frames - (b - a)
+    assert (a, b) == ((2, 199) if config.center else (0, 197))
+
+
+def test_overlap_log_mel_computes_everything_when_the_overlap_is_not_reusable():
+    x, n = _stream("speech"), 3 * RATE
+    full, overlap = LogMelExtractor(), OverlapLogMel(LogMelExtractor(), expected_shift=RATE)
+
+    def check(w: np.ndarray, reused: bool) -> None:
+        expected = full(w)
+        assert np.array_equal(_bits(overlap(w)), _bits(expected))
+        assert (overlap.reused_frames > 0) == reused
+        assert overlap.computed_frames == expected.shape[1] - overlap.reused_frames
+
+    check(x[:n], reused=False)  # the first window
+    late = x[RATE:RATE + n].copy()
+    late[5000] += 1e-3  # a sample the previous window also holds changed (a late arrival)
+    check(late, reused=False)
+    check(x[2 * RATE:2 * RATE + n], reused=True)  # 1 s on: the part it shares with the changed window is unchanged
+    check(x[2 * RATE + 80:2 * RATE + 80 + n], reused=False)  # half a hop later: frames do not line up
+    check(x[4 * RATE - 1:4 * RATE - 1 + n], reused=False)  # 2 s minus one sample
+    check(x[4 * RATE - 1:4 * RATE - 1 + n], reused=True)  # the same window again: shift 0
+    assert overlap.shift_samples == 0
+    check(np.zeros(n, np.float32), reused=False)  # a gap longer than the window
+    check(np.zeros(n, np.float32), reused=True)  # digital silence shares every frame (all shifts match)
+    check(x[:n - RATE], reused=False)  # a different length
+    overlap.reset()
+    check(x[:n], reused=False)
+
+
+def test_front_end_reuses_log_mel_frames_and_the_exporter_features_do_not():
+    x, n = _stream("speech"), 3 * RATE
+    fe = _front_end()
+    plain = AudioFeatures(fe.config)  # what export/ and the byo exporter build
+    assert plain.overlap is None and fe.features.overlap is not None
+    for start in range(0, x.size - n + 1, RATE):
+        feeds, _ = fe.prepare(_window(x[start:start + n], t_end=(start + n) / RATE))
+        assert np.array_equal(_bits(feeds["log_mel"]), _bits(plain(x[start:start + n])))
+    assert fe.features.overlap.reused_frames > 0 and fe.features.overlap.shift_samples == RATE
 
 
 @pytest.mark.parametrize("rates", [(48000, 16000), (44100, 16000), (8000, 16000), (22050, 16000), (16000, 16000)])

@@ -12,7 +12,8 @@ Per window of ``window_s`` seconds of the mono ``audio`` stream (``[n, 1]`` floa
 
    - ``log_mel``: log-mel spectrogram in dB (:class:`~edgemer.frontends.audio_dsp.MelConfig`,
      librosa-equivalent), standardised per mel band with the training set's mean and
-     standard deviation -> ``[1, 1, n_mels, n_frames]``;
+     standard deviation -> ``[1, 1, n_mels, n_frames]`` (the frames a window shares bit for
+     bit with the previous window are reused, not recomputed: :class:`~edgemer.frontends.audio_dsp.OverlapLogMel`);
    - ``waveform``: the raw samples, optionally normalised to zero mean and unit variance
      (as Hugging Face's ``Wav2Vec2FeatureExtractor`` does) -> ``[1, n_samples]``.
 
@@ -37,7 +38,7 @@ import numpy as np
 
 from edgemer.bundle import Bundle, Manifest
 from edgemer.errors import ConfigError, InputError, ManifestError, NoSpeechError, SampleRateError
-from edgemer.frontends.audio_dsp import LogMelExtractor, MelConfig
+from edgemer.frontends.audio_dsp import LogMelExtractor, MelConfig, OverlapLogMel
 from edgemer.frontends.face import CIRCUMPLEX, STRESS_WEIGHTS
 from edgemer.frontends.vad import VadConfig, VadResult, VoiceActivityDetector, create_vad
 from edgemer.types import ModalityEstimate, StreamSpec, Window
@@ -213,11 +214,21 @@ class AudioFeatures:
 
     ``features(x)`` takes mono ``[n_samples]`` float32 (no NaN) and returns the model input
     (``[1, 1, n_mels, n_frames]`` or ``[1, n_samples]`` float32).
+
+    reuse_overlap: keep the last window's log-mel frames and reuse those a window shifted
+    by whole STFT hops shares with it, where its samples are bit-identical
+    (:class:`~edgemer.frontends.audio_dsp.OverlapLogMel`; the result is identical to
+    computing every frame). For one stream's successive windows (the runtime front-end);
+    the exporter's separate clips leave it off.
     """
 
-    def __init__(self, config: AudioFrontEndConfig) -> None:
+    def __init__(self, config: AudioFrontEndConfig, reuse_overlap: bool = False) -> None:
         self.config = config
         self.extractor = LogMelExtractor(config.mel) if config.features == "log_mel" else None
+        self.overlap: OverlapLogMel | None = None
+        if reuse_overlap and self.extractor is not None:
+            hop_samples = int(round(config.hop_s * config.sample_rate_hz))
+            self.overlap = OverlapLogMel(self.extractor, expected_shift=hop_samples)
         n = config.mel.n_mels
         self._mean = np.asarray(config.mean or [0.0] * n, np.float32)[:, None]
         self._std = np.asarray(config.std or [1.0] * n, np.float32)[:, None]
@@ -225,7 +236,7 @@ class AudioFeatures:
     def log_mel_db(self, x: np.ndarray) -> np.ndarray:
         """Unnormalised log-mel in dB, ``[n_mels, n_frames]``."""
         assert self.extractor is not None, "log_mel_db needs a log_mel front-end"
-        return self.extractor(x)
+        return self.overlap(x) if self.overlap is not None else self.extractor(x)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         c = self.config
@@ -258,7 +269,7 @@ class AudioFrontEnd:
         self.hop_s = config.hop_s
         self.min_coverage = config.min_coverage
         self.streams = (StreamSpec(AUDIO_STREAM, float(config.sample_rate_hz), 1, unit="FS", media=True),)
-        self.features = AudioFeatures(config)
+        self.features = AudioFeatures(config, reuse_overlap=True)
         self.vad = vad if vad is not None else create_vad(config.vad)
         self._last: dict[str, Any] = {}
 

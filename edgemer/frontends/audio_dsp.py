@@ -5,6 +5,8 @@ Log-mel (:func:`log_mel`, :class:`LogMelExtractor`) reproduces librosa's
 area normalisation, periodic Hann window zero-padded to ``n_fft``, centred frames
 with zero padding, power spectrum, ``10 * log10(max(amin, S) / ref)`` then clipped to
 ``top_db`` below the peak); the test suite checks it against librosa to 1e-3 dB.
+:class:`OverlapLogMel` gives the same values for one stream's successive overlapping
+windows, copying the frames a window shares bit for bit with the previous one.
 
 Resampling is polyphase: :func:`resample` is :func:`scipy.signal.resample_poly` for a
 whole signal, and :class:`StreamingResampler` gives the same samples block by block
@@ -162,8 +164,12 @@ class LogMelExtractor:
                                       float(config.fmax_hz))
         self._bins, self._weights, self._starts, self._empty = sparse_filterbank(self.filters)
 
-    def mel_power(self, x: np.ndarray) -> np.ndarray:
-        """Mel power spectrogram ``[n_mels, n_frames]`` float32 (librosa ``melspectrogram`` with power 2)."""
+    def frames(self, x: np.ndarray) -> np.ndarray:
+        """The frames of ``x`` (float ``[n_samples]``): a read-only view ``[n_frames, win_length]`` float32.
+
+        Frame ``t`` holds the samples under the window's non-zero span, ``x[t * hop_length
+        + first_sample_offset : ... + win_length]`` with zeros outside ``x`` (``center``'s padding).
+        """
         c = self.config
         x = np.asarray(x, np.float32).reshape(-1)
         n = c.n_frames(x.size)
@@ -174,13 +180,26 @@ class LogMelExtractor:
         padded = np.zeros(x.size + 2 * pad, np.float32)
         padded[pad:pad + x.size] = x
         # Only the window's non-zero span is framed; rfft zero-pads each frame back to n_fft.
-        frames = np.lib.stride_tricks.sliding_window_view(padded, c.win_length)[self._offset::c.hop_length][:n]
-        mel = np.empty((n, c.n_mels), np.float32)
+        return np.lib.stride_tricks.sliding_window_view(padded, c.win_length)[self._offset::c.hop_length][:n]
+
+    @property
+    def first_sample_offset(self) -> int:
+        """Where frame 0's ``win_length`` samples start in the input, samples (negative: in the zero padding)."""
+        return self._offset - (self.config.n_fft // 2 if self.config.center else 0)
+
+    def frames_mel_power(self, frames: np.ndarray, out: np.ndarray) -> None:
+        """Mel power of ``frames`` (``[m, win_length]`` float32) into ``out`` (``[m, n_mels]`` float32).
+
+        Each frame's value depends on its own samples only, not on the other frames in the
+        call (:class:`OverlapLogMel` relies on this and checks it once per extractor).
+        """
+        c = self.config
+        m_all = frames.shape[0]
         # windowed frames go into the first win_length columns of a zeroed n_fft-wide block (what
         # rfft(..., n=n_fft) would pad to, without numpy's padding copy per call)
-        block = np.zeros((min(n, self.block_frames), c.n_fft), np.float32)
-        for i in range(0, n, self.block_frames):
-            m = min(self.block_frames, n - i)
+        block = np.zeros((min(m_all, self.block_frames), c.n_fft), np.float32)
+        for i in range(0, m_all, self.block_frames):
+            m = min(self.block_frames, m_all - i)
             np.multiply(frames[i:i + m], self._short_window, out=block[:m, :c.win_length])
             spec = self._rfft(block[:m], axis=-1)
             power = spec.real * spec.real
@@ -189,14 +208,144 @@ class LogMelExtractor:
             # wake its thread pool, which then spin-waits, for a product this small)
             weighted = power[:, self._bins]
             weighted *= self._weights
-            np.add.reduceat(weighted, self._starts, axis=1, out=mel[i:i + m])
+            np.add.reduceat(weighted, self._starts, axis=1, out=out[i:i + m])
         if self._empty.any():
-            mel[:, self._empty] = 0.0
+            out[:, self._empty] = 0.0
+
+    def mel_power(self, x: np.ndarray) -> np.ndarray:
+        """Mel power spectrogram ``[n_mels, n_frames]`` float32 (librosa ``melspectrogram`` with power 2)."""
+        frames = self.frames(x)
+        mel = np.empty((frames.shape[0], self.config.n_mels), np.float32)
+        self.frames_mel_power(frames, mel)
         return mel.T
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         c = self.config
         return power_to_db(self.mel_power(x), c.ref_power, c.amin, c.top_db)
+
+
+class OverlapLogMel:
+    """Log-mel of the successive, overlapping windows of one stream, reusing the frames they share.
+
+    A front-end cuts a window of ``N`` samples every hop, so most of a window's STFT frames
+    were already transformed for the previous window. ``overlap(x)``, with ``x`` float
+    ``[N]``, returns exactly ``extractor(x)`` (``[n_mels, n_frames]`` float32 dB re
+    ``ref_power``) and transforms only the frames it has to.
+
+    Reuse rule (exact by construction): let ``p`` be the previous window's samples and ``s``
+    a shift that is a whole number of STFT hops (``s = k * hop_length``, ``0 <= s < N``).
+    When ``x[:N - s]`` is bit for bit ``p[s:]`` (float32 samples compared as bits, so any
+    changed sample, such as one that arrived late, breaks it), new frame ``t`` has the same
+    samples as old frame ``t + k`` for every frame whose ``win_length`` samples lie inside
+    ``x[:N - s]``; those frames' mel power is copied from the previous window. Frames that
+    reach into ``center``'s zero padding at either edge or into the ``s`` new samples are
+    computed, and :func:`power_to_db` runs over the whole assembled power matrix as in
+    :class:`LogMelExtractor` (its ``top_db`` clamp is relative to the window's peak). Same
+    bits in, same arithmetic: the result is identical to computing the window from
+    scratch. Without such a shift (first window, other length, changed overlap, a shift of
+    part of a hop, a gap longer than the window) every frame is computed.
+
+    Shifts tried: among the whole-hop shifts whose first and last overlapping samples
+    match, ``expected_shift`` first (the front-end's hop, samples), then the others from the
+    smallest; at most ``max_checks`` are compared in full.
+
+    Exactness also needs a frame's mel power not to depend on which frames it is
+    transformed with (the rows of the batched FFT and of the filterbank sum);
+    :func:`frames_independent` checks that once at construction, and reuse stays off
+    (:attr:`enabled` False) on a machine whose libraries fail it.
+
+    Attributes
+    ----------
+    computed_frames, reused_frames: frames transformed and frames copied by the last call.
+    shift_samples: the shift reused by the last call, samples (None: nothing reused).
+    """
+
+    def __init__(self, extractor: LogMelExtractor, expected_shift: int | None = None, max_checks: int = 3) -> None:
+        self.extractor = extractor
+        self.expected_shift = expected_shift
+        self.max_checks = max_checks
+        self.enabled = frames_independent(extractor)
+        self._samples: np.ndarray | None = None  # the previous window, float32 [N]
+        self._mel: np.ndarray | None = None  # its mel power, float32 [n_frames, n_mels]
+        self.computed_frames = 0
+        self.reused_frames = 0
+        self.shift_samples: int | None = None
+
+    def reset(self) -> None:
+        """Forget the previous window (the next call computes every frame)."""
+        self._samples = self._mel = None
+
+    def find_shift(self, x: np.ndarray) -> int | None:
+        """A whole-hop shift ``s`` with ``x[:N - s]`` bit-identical to the previous window's ``[s:]``, or None."""
+        p = self._samples
+        n = x.size
+        if not self.enabled or p is None or p.size != n:
+            return None
+        pb, xb = p.view(np.uint32), x.view(np.uint32)
+        shifts = np.arange(0, n, self.extractor.config.hop_length)
+        plausible = shifts[(pb[shifts] == xb[0]) & (xb[n - 1 - shifts] == pb[n - 1])].tolist()
+        if self.expected_shift in plausible:
+            plausible.remove(self.expected_shift)
+            plausible.insert(0, self.expected_shift)
+        for s in plausible[:self.max_checks]:
+            if np.array_equal(xb[:n - s], pb[s:]):
+                return int(s)
+        return None
+
+    def reusable_frames(self, n_samples: int, shift: int) -> tuple[int, int]:
+        """``(a, b)``: new frames ``a <= t < b`` lie inside the first ``n_samples - shift`` samples,
+        so each equals the previous window's frame ``t + shift // hop_length``."""
+        ex = self.extractor
+        hop, win, first = ex.config.hop_length, ex.config.win_length, ex.first_sample_offset
+        n_frames, k = ex.config.n_frames(n_samples), shift // hop
+        a = max(0, -(first // hop))  # ceil(-first / hop): the first frame starting at sample >= 0
+        b = min(n_frames - k, (n_samples - shift - win - first) // hop + 1)
+        return a, max(a, b)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        c = self.extractor.config
+        x = np.ascontiguousarray(x, np.float32).reshape(-1)
+        frames = self.extractor.frames(x)
+        shift = self.find_shift(x)
+        n = frames.shape[0]
+        mel = np.empty((n, c.n_mels), np.float32)
+        a, b = self.reusable_frames(x.size, shift) if shift is not None else (0, 0)
+        if b > a:
+            k = shift // c.hop_length
+            mel[a:b] = self._mel[a + k:b + k]
+            # the head's and the tail's frames in one call (one FFT call fewer); a frame's value
+            # does not depend on the frames transformed with it (see frames_independent)
+            fresh = np.empty((n - (b - a), c.n_mels), np.float32)
+            self.extractor.frames_mel_power(np.concatenate([frames[:a], frames[b:]]), fresh)
+            mel[:a], mel[b:] = fresh[:a], fresh[a:]
+        else:
+            self.extractor.frames_mel_power(frames, mel)
+        self.computed_frames, self.reused_frames = n - (b - a), b - a
+        self.shift_samples = shift if b > a else None
+        if self._samples is None or self._samples.size != x.size:
+            self._samples = np.empty_like(x)
+        np.copyto(self._samples, x)
+        self._mel = mel
+        return power_to_db(mel.T, c.ref_power, c.amin, c.top_db)
+
+
+def frames_independent(extractor: LogMelExtractor) -> bool:
+    """Whether each frame's mel power is the same whichever frames it is transformed with.
+
+    Computes about 46 frames of seeded noise at once and again in calls of 1, 2, 3, 5, 7,
+    11 and the rest (covering the SIMD widths a batched FFT may use), compared bit for bit.
+    """
+    c = extractor.config
+    x = np.random.default_rng(0).standard_normal(c.n_fft + 45 * c.hop_length).astype(np.float32)
+    frames = extractor.frames(x)
+    whole = np.empty((frames.shape[0], c.n_mels), np.float32)
+    extractor.frames_mel_power(frames, whole)
+    parts = np.empty_like(whole)
+    bounds = np.minimum(np.cumsum([0, 1, 2, 3, 5, 7, 11]), frames.shape[0]).tolist() + [frames.shape[0]]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi > lo:
+            extractor.frames_mel_power(frames[lo:hi], parts[lo:hi])
+    return bool(np.array_equal(whole.view(np.uint32), parts.view(np.uint32)))
 
 
 def sparse_filterbank(filters: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
