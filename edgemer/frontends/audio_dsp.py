@@ -277,6 +277,7 @@ class OverlapLogMel:
 
     def find_shift(self, x: np.ndarray) -> int | None:
         """A whole-hop shift ``s`` with ``x[:N - s]`` bit-identical to the previous window's ``[s:]``, or None."""
+        x = np.ascontiguousarray(x, np.float32).reshape(-1)
         p = self._samples
         n = x.size
         if not self.enabled or p is None or p.size != n:
