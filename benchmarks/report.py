@@ -235,8 +235,8 @@ def _multimodal_section(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     config = Path(str((newest.get("settings") or {}).get("config") or "?")).name
     lines = [f"**Three-modality pipeline** ({config}: {names}), {len(runs)} run(s), newest last. Overhead = "
              f"pipeline time beyond the backends' inference calls at real time, as a share of inference time; the "
-             f"face detector (run by the front-end: BlazeFace by default, OpenCV Haar in the runs before 2026-12-03) counts as overhead in the target, and is "
-             f"also shown on its own.", "",
+             f"face detector (run by the front-end: BlazeFace by default, OpenCV Haar in the runs before "
+             f"2026-12-03) counts as overhead in the target, and is also shown on its own.", "",
              "| measured (UTC) | overhead (goal <= 10 %) | face detector | overhead without detector | latency p50 / "
              "p99 ms | real-time factor, 1 core (goal >= 20) | peak RSS MiB (goal <= 200) | soak | soak RSS growth "
              "MiB (< 5) | soak p99 change (within 10 %) | note |",
