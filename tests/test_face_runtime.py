@@ -306,6 +306,12 @@ def test_task_api_image_and_video_modes(face_demo, astronaut):
         assert iou(r.face.box, ASTRONAUT_BOX) > 0.6 and sum(r.probabilities.values()) == pytest.approx(1.0)
         blank = rec.recognize(np.zeros((480, 640, 3), np.uint8))
         assert blank.no_face and blank.expression is None and blank.probabilities == {}
+        # IMAGE mode reads every image on its own: a close-up read twice gives the same face, though
+        # in a video the detector would try its short range first after such a large face
+        x, y, w, h = ASTRONAUT_BOX
+        close_up = np.ascontiguousarray(astronaut[0:int(y + 2 * h), max(0, int(x - w)):int(x + 2 * w)])
+        first, again = rec.recognize(close_up), rec.recognize(close_up)
+        assert not first.no_face and again.face == first.face and again.probabilities == first.probabilities
         with pytest.raises(ConfigError):
             rec.recognize_for_video(astronaut, 0)
     opts = FaceExpressionRecognizerOptions(bundle=face_demo, running_mode=RunningMode.VIDEO, backend="litert")

@@ -357,6 +357,13 @@ class FacePreprocessor:
         self._near_searches = 0  # near searches since the last whole-frame search
         self.last_detect_s = 0.0  # wall seconds of the detector in the last locate(), face found or not
 
+    def reset(self) -> None:
+        """Forget earlier frames: the tracked face and the detector's hint (the next frame is read on its own)."""
+        self.selector.reset()
+        reset = getattr(self.detector, "reset", None)
+        if reset is not None:
+            reset()
+
     def _detect(self, frame: np.ndarray) -> tuple[list[Detection], str]:
         """Near the tracked face while allowed and found there, else in the whole frame."""
         last = self.selector.last
@@ -663,7 +670,7 @@ class FaceExpressionRecognizer:
         """Read one image (``[H, W, 3]`` uint8 BGR); IMAGE mode only."""
         if self.options.running_mode is not RunningMode.IMAGE:
             raise ConfigError("recognize() is for RunningMode.IMAGE; use recognize_for_video(frame, timestamp_ms)")
-        self.preprocessor.selector.reset()
+        self.preprocessor.reset()  # IMAGE mode: every image on its own, whatever came before
         return self._run(image, None)
 
     def recognize_for_video(self, frame: np.ndarray, timestamp_ms: int) -> FaceExpressionResult:
