@@ -502,7 +502,8 @@ class BlazeFaceDetector:
         tried_short = self._short_first
         found: list[Detection] = []
         if tried_short:
-            found = [d for d in self._search(self.confirm, image, square, max(CONFIRMED_SCORE, o.score_threshold or 0.0))
+            sure = max(CONFIRMED_SCORE, o.score_threshold or 0.0)
+            found = [d for d in self._search(self.confirm, image, square, sure)
                      if min(d.box[2], d.box[3]) >= o.min_face][:o.max_faces]
         if found:
             return found  # the short range was sure: try it first again next frame
